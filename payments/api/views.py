@@ -1,0 +1,225 @@
+"""The public payments API: start a payment, read it, and fetch its VietQR image."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.http import HttpResponse
+from django.utils.translation import gettext as _
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from payments import gateway, services, vietqr
+from payments.api.serializers import PaymentCreateInput, PaymentOutput
+from payments.models import IdempotencyKey, Payment
+from portal.api import ApiError
+from portal.openapi import ERROR_RESPONSES
+from portal.ratelimit import client_address
+
+IDEMPOTENCY_SCOPE = "payments.create"
+
+
+def _payment_or_404(payment_id: Any) -> Payment:
+    payment = (
+        Payment.objects.select_related("partner", "customer")
+        .prefetch_related("lines__bill")
+        .filter(pk=payment_id)
+        .first()
+    )
+    if payment is None:
+        raise ApiError("payment_not_found", _("No payment has this id."), status_code=404)
+    return payment
+
+
+def _domain_error(exc: services.PaymentError) -> ApiError:
+    messages = {
+        "customer_not_found": _("No customer has this code."),
+        "bill_not_found": _("Some bills do not belong to this customer."),
+        "bill_already_paid": _("Some of these bills are already paid."),
+        "nothing_to_pay": _("This customer has no unpaid bills."),
+        "invalid_partner": _("This partner cannot take the payment."),
+    }
+    return ApiError(
+        exc.code,
+        messages.get(exc.code, exc.message),
+        status_code=exc.http_status,
+        fields={key: value for key, value in exc.context.items() if isinstance(value, list)},
+    )
+
+
+def _validated_input(request: Request) -> dict[str, Any]:
+    if not isinstance(request.data, dict):
+        raise ApiError("invalid_request", _("The body must be a JSON object."))
+    serializer = PaymentCreateInput(data=request.data)
+    if serializer.is_valid():
+        return dict(serializer.validated_data)
+    errors = serializer.errors
+    code_errors = errors.get("customer_code") or []
+    if code_errors and getattr(code_errors[0], "code", "") == "invalid_customer_code":
+        raise ApiError(
+            "invalid_customer_code",
+            _("This is not a valid customer code."),
+            fields={"customer_code": [str(code_errors[0])]},
+        )
+    if "partner" in errors and set(errors) == {"partner"}:
+        raise ApiError(
+            "invalid_partner", str(errors["partner"][0]), fields={"partner": errors["partner"]}
+        )
+    raise ApiError(
+        "invalid_request",
+        _("Some fields are missing or invalid."),
+        fields={name: [str(item) for item in items] for name, items in errors.items()},
+    )
+
+
+def _fingerprint(data: dict[str, Any]) -> str:
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class PaymentListCreateView(APIView):
+    @extend_schema(
+        operation_id="payments_create",
+        summary="Start a payment",
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description="Repeat a request safely: the same key and body return the first "
+                "answer; the same key with another body is refused with 409.",
+            )
+        ],
+        request=PaymentCreateInput,
+        responses={
+            201: PaymentOutput,
+            **{code: ERROR_RESPONSES[code] for code in (400, 404, 409, 429)},
+        },
+    )
+    def post(self, request: Request) -> Response:
+        data = _validated_input(request)
+        key = request.headers.get("Idempotency-Key", "").strip()
+        if len(key) > 255:
+            raise ApiError("invalid_idempotency_key", _("Idempotency-Key is too long."))
+        fingerprint = _fingerprint(data)
+        if key:
+            replay = _replay(key, fingerprint)
+            if replay is not None:
+                return replay
+        try:
+            with transaction.atomic():
+                claim = None
+                if key:
+                    # Claimed first: a concurrent request with the same key waits here on the
+                    # unique index until this transaction ends, then replays our answer.
+                    claim = IdempotencyKey.objects.create(
+                        scope=IDEMPOTENCY_SCOPE,
+                        key=key,
+                        fingerprint=fingerprint,
+                        response_status=0,
+                        response_body={},
+                    )
+                payment = services.payment_create(
+                    customer_code=data["customer_code"],
+                    method=data["method"],
+                    bill_numbers=data.get("bill_numbers"),
+                    partner_code=data.get("partner"),
+                )
+                if payment.method == Payment.Method.REDIRECT:
+                    gateway.payment_start_redirect(
+                        payment,
+                        client_ip=client_address(request),
+                        locale=getattr(request, "LANGUAGE_CODE", "vi"),
+                    )
+                body = PaymentOutput(_payment_or_404(payment.pk), context={"request": request}).data
+                if claim is not None:
+                    claim.payment = payment
+                    claim.response_status = status.HTTP_201_CREATED
+                    claim.response_body = json.loads(json.dumps(body, default=str))
+                    claim.save(update_fields=["payment", "response_status", "response_body"])
+        except services.PaymentError as exc:
+            raise _domain_error(exc) from None
+        except gateway.GatewayNotConfigured:
+            raise ApiError(
+                "invalid_partner", _("This partner cannot take the payment."), status_code=400
+            ) from None
+        except IntegrityError:
+            replay = _replay(key, fingerprint) if key else None
+            if replay is None:
+                raise
+            return replay
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+def _replay(key: str, fingerprint: str) -> Response | None:
+    record = IdempotencyKey.objects.filter(scope=IDEMPOTENCY_SCOPE, key=key).first()
+    if record is None:
+        return None
+    if record.fingerprint != fingerprint:
+        raise ApiError(
+            "idempotency_key_reused",
+            _("This Idempotency-Key was already used with a different request."),
+            status_code=status.HTTP_409_CONFLICT,
+        )
+    response = Response(record.response_body, status=record.response_status)
+    response["Idempotent-Replayed"] = "true"
+    return response
+
+
+class PaymentDetailView(APIView):
+    @extend_schema(
+        operation_id="payments_retrieve",
+        summary="A payment and its current status",
+        responses={200: PaymentOutput, 404: ERROR_RESPONSES[404]},
+    )
+    def get(self, request: Request, payment_id: str) -> Response:
+        payment = _payment_or_404(payment_id)
+        return Response(PaymentOutput(payment, context={"request": request}).data)
+
+
+def _qr_payload_or_404(payment_id: Any) -> str:
+    payment = Payment.objects.filter(pk=payment_id, method=Payment.Method.VIETQR).first()
+    if payment is None:
+        raise ApiError("payment_not_found", _("No VietQR payment has this id."), status_code=404)
+    return vietqr.payment_qr_payload(payment)
+
+
+class PaymentQRPngView(APIView):
+    @extend_schema(
+        operation_id="payments_qr_png",
+        summary="The payment's VietQR as a PNG image",
+        responses={
+            (200, "image/png"): OpenApiResponse(description="PNG image"),
+            404: ERROR_RESPONSES[404],
+        },
+    )
+    def get(self, request: Request, payment_id: str) -> HttpResponse:
+        png = vietqr.render_png(_qr_payload_or_404(payment_id))
+        return _image(png, "image/png")
+
+
+class PaymentQRSvgView(APIView):
+    @extend_schema(
+        operation_id="payments_qr_svg",
+        summary="The payment's VietQR as an SVG image",
+        responses={
+            (200, "image/svg+xml"): OpenApiResponse(description="SVG image"),
+            404: ERROR_RESPONSES[404],
+        },
+    )
+    def get(self, request: Request, payment_id: str) -> HttpResponse:
+        svg = vietqr.render_svg(_qr_payload_or_404(payment_id))
+        return _image(svg, "image/svg+xml")
+
+
+def _image(content: bytes, content_type: str) -> HttpResponse:
+    response = HttpResponse(content, content_type=content_type)
+    # The QR of a payment never changes; phones may keep it while the customer pays.
+    response["Cache-Control"] = "private, max-age=3600"
+    return response

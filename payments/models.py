@@ -1,0 +1,466 @@
+"""Payments, who collects them, and every message a bank sent about them.
+
+State changes happen only in `payments.services`; these classes hold data and the database
+constraints that keep the rules true even if code is wrong.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from customers.models import Bill, Customer
+
+
+class Partner(models.Model):
+    """A bank, intermediary or cash channel that collects bills for the utility.
+
+    Secrets, terminal codes and endpoints come from the environment (`PARTNER_<CODE>_SECRET`
+    and friends, see `settings.PARTNER_CREDENTIALS`), never from this table.
+    """
+
+    class Kind(models.TextChoices):
+        BANK = "bank", _("bank")
+        INTERMEDIARY = "intermediary", _("payment intermediary")
+        GATEWAY = "gateway", _("payment gateway")
+        CASH = "cash", _("cash channel")
+
+    code = models.CharField(_("code"), max_length=20, unique=True)
+    name = models.CharField(_("name"), max_length=120)
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    napas_bin = models.CharField(_("NAPAS BIN"), max_length=6, blank=True)
+    enabled = models.BooleanField(_("enabled"), default=True)
+    # Speaks the VNPay 2.1.0 redirect protocol (pay URL, return, IPN, querydr).
+    offers_redirect = models.BooleanField(_("offers bank redirect"), default=False)
+    # May call the collection API from its own app or counters.
+    collects = models.BooleanField(_("uses the collection API"), default=False)
+    display_order = models.PositiveSmallIntegerField(_("display order"), default=100)
+
+    class Meta:
+        verbose_name = _("partner")
+        verbose_name_plural = _("partners")
+        ordering = ["display_order", "code"]
+
+    def __str__(self) -> str:
+        return f"{self.code} – {self.name}"
+
+    @property
+    def credentials(self) -> dict[str, str]:
+        return settings.PARTNER_CREDENTIALS.get(self.code, {})
+
+    @property
+    def secret(self) -> str:
+        return self.credentials.get("secret", "")
+
+    @property
+    def is_cash(self) -> bool:
+        return self.kind == self.Kind.CASH
+
+    @property
+    def is_usable(self) -> bool:
+        """Enabled here and configured in the environment (cash channels need no secret)."""
+        return self.enabled and (self.is_cash or bool(self.secret))
+
+
+class Payment(models.Model):
+    class Status(models.TextChoices):
+        CREATED = "created", _("created")
+        PENDING = "pending", _("pending")
+        SUCCEEDED = "succeeded", _("succeeded")
+        FAILED = "failed", _("failed")
+        CANCELLED = "cancelled", _("cancelled")
+        EXPIRED = "expired", _("expired")
+        REFUNDED = "refunded", _("refunded")
+        # A collection partner took the payment back on the same business day.
+        REVERSED = "reversed", _("reversed")
+
+    class Method(models.TextChoices):
+        VIETQR = "vietqr", _("VietQR transfer")
+        REDIRECT = "redirect", _("bank payment page")
+        COLLECTION = "collection", _("partner app or counter")
+        CASH = "cash", _("cash")
+
+    FINAL_STATUSES = frozenset(
+        {Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.REFUNDED, Status.REVERSED}
+    )
+    NON_CASH_METHODS = frozenset({Method.VIETQR, Method.REDIRECT, Method.COLLECTION})
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # Short, upper-case, unambiguous, with a check character: typed into transfer notes.
+    reference = models.CharField(_("reference"), max_length=16, unique=True)
+    customer = models.ForeignKey(
+        Customer, on_delete=models.PROTECT, related_name="payments", verbose_name=_("customer")
+    )
+    amount = models.BigIntegerField(_("amount (VND)"))
+    method = models.CharField(_("method"), max_length=16, choices=Method.choices)
+    partner = models.ForeignKey(
+        Partner,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="payments",
+        verbose_name=_("partner"),
+    )
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.CREATED
+    )
+    # The bank's own transaction number (vnp_TransactionNo, a collection transaction_id, ...).
+    provider_txn_id = models.CharField(_("bank transaction id"), max_length=64, blank=True)
+    # Protocol details a later step needs, e.g. the vnp_CreateDate that querydr must repeat.
+    provider_data = models.JSONField(_("provider data"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
+    succeeded_at = models.DateTimeField(_("succeeded at"), null=True, blank=True)
+    # Money received for bills another payment had already paid: an agent must give it back.
+    needs_refund = models.BooleanField(_("needs refund"), default=False)
+    refund_amount = models.BigIntegerField(_("amount to refund (VND)"), default=0)
+    refunded_at = models.DateTimeField(_("refunded at"), null=True, blank=True)
+    # A bank said something that contradicts what we recorded: an agent must look.
+    needs_review = models.BooleanField(_("needs review"), default=False)
+    review_reason = models.TextField(_("review reason"), blank=True)
+    # When the poller should next ask the bank about a pending redirect payment.
+    next_poll_at = models.DateTimeField(_("next status check"), null=True, blank=True)
+    poll_count = models.PositiveSmallIntegerField(_("status checks"), default=0)
+    contact_email = models.EmailField(_("receipt e-mail"), blank=True)
+    contact_phone = models.CharField(_("receipt phone"), max_length=20, blank=True)
+    receipt_sent_at = models.DateTimeField(_("receipt sent at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("payment")
+        verbose_name_plural = _("payments")
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(refund_amount__gte=0) & Q(refund_amount__lte=models.F("amount")),
+                name="payment_refund_within_amount",
+            ),
+            # A bank's transaction id names one payment of that bank, whatever the channel.
+            models.UniqueConstraint(
+                fields=["partner", "provider_txn_id"],
+                condition=~Q(provider_txn_id=""),
+                name="payment_unique_partner_txn",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["expires_at"],
+                condition=Q(status="pending"),
+                name="payment_pending_expiry",
+            ),
+            models.Index(
+                fields=["next_poll_at"],
+                condition=Q(status__in=["pending", "expired"], method="redirect"),
+                name="payment_poll_due",
+            ),
+            models.Index(fields=["customer", "-created_at"], name="payment_customer_recent"),
+            models.Index(
+                fields=["created_at"], condition=Q(needs_refund=True), name="payment_needs_refund"
+            ),
+            models.Index(
+                fields=["created_at"], condition=Q(needs_review=True), name="payment_needs_review"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reference} {self.amount} {self.status}"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in self.FINAL_STATUSES
+
+    @property
+    def receipt_number(self) -> str:
+        return self.reference
+
+
+class PaymentBill(models.Model):
+    """A bill a payment was meant to pay, and whether it did."""
+
+    payment = models.ForeignKey(
+        Payment, on_delete=models.PROTECT, related_name="lines", verbose_name=_("payment")
+    )
+    bill = models.ForeignKey(
+        Bill, on_delete=models.PROTECT, related_name="payment_lines", verbose_name=_("bill")
+    )
+    amount = models.BigIntegerField(_("amount (VND)"))
+    # True once this payment is the one that paid the bill.
+    applied = models.BooleanField(_("applied"), default=False)
+
+    class Meta:
+        verbose_name = _("bill of a payment")
+        verbose_name_plural = _("bills of payments")
+        constraints = [
+            models.UniqueConstraint(fields=["payment", "bill"], name="payment_bill_once"),
+            # The database's own guarantee that no bill is paid by two payments.
+            models.UniqueConstraint(
+                fields=["bill"], condition=Q(applied=True), name="bill_applied_once"
+            ),
+            models.CheckConstraint(condition=Q(amount__gte=0), name="payment_bill_amount"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.payment_id} {self.bill_id} {self.amount}"
+
+
+class PaymentEvent(models.Model):
+    """Append-only history of a payment: every transition and every report about it."""
+
+    class Source(models.TextChoices):
+        API = "api", _("portal API")
+        IPN = "ipn", _("bank notification (IPN)")
+        RETURN = "return", _("bank return")
+        QUERY = "query", _("bank status query")
+        TRANSFER = "transfer", _("bank transfer notification")
+        STATEMENT = "statement", _("bank statement")
+        COLLECTION = "collection", _("collection API")
+        AGENT = "agent", _("agent")
+        SYSTEM = "system", _("system")
+
+    payment = models.ForeignKey(
+        Payment, on_delete=models.PROTECT, related_name="events", verbose_name=_("payment")
+    )
+    at = models.DateTimeField(_("at"), default=timezone.now)
+    from_status = models.CharField(_("from"), max_length=16, blank=True)
+    to_status = models.CharField(_("to"), max_length=16, blank=True)
+    source = models.CharField(_("source"), max_length=16, choices=Source.choices)
+    detail = models.JSONField(_("detail"), default=dict, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("staff member"),
+    )
+    message = models.ForeignKey(
+        "InboundMessage",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="events",
+        verbose_name=_("inbound message"),
+    )
+
+    class Meta:
+        verbose_name = _("payment event")
+        verbose_name_plural = _("payment events")
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["payment", "at"], name="event_payment_at")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.from_status}->{self.to_status} {self.source}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise ValueError("Payment events are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise ValueError("Payment events are append-only.")
+
+
+class InboundMessage(models.Model):
+    """The inbox: every callback, webhook and partner call, stored before it is acted on.
+
+    `dedupe_key` is unique, so a message a bank sends twice is stored once and applied once.
+    Rows are never deleted.
+    """
+
+    class Kind(models.TextChoices):
+        IPN = "ipn", _("gateway notification (IPN)")
+        QUERY = "query", _("gateway status answer")
+        TRANSFER = "transfer", _("transfer notification")
+        STATEMENT = "statement", _("statement line")
+        INQUIRY = "inquiry", _("collection inquiry")
+        COLLECTION = "collection", _("collection payment")
+        REVERSAL = "reversal", _("collection reversal")
+
+    partner = models.ForeignKey(
+        Partner,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="messages",
+        verbose_name=_("partner"),
+    )
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    dedupe_key = models.CharField(_("dedupe key"), max_length=200, unique=True)
+    received_at = models.DateTimeField(_("received at"), default=timezone.now)
+    headers = models.JSONField(_("headers"), default=dict, blank=True)
+    body = models.TextField(_("body"), blank=True)
+    signature_valid = models.BooleanField(_("signature valid"), null=True)
+    payment = models.ForeignKey(
+        Payment,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="messages",
+        verbose_name=_("payment"),
+    )
+    processed_at = models.DateTimeField(_("processed at"), null=True, blank=True)
+    outcome = models.CharField(_("outcome"), max_length=64, blank=True)
+    outcome_detail = models.TextField(_("outcome detail"), blank=True)
+    attempts = models.PositiveSmallIntegerField(_("processing attempts"), default=0)
+    last_enqueued_at = models.DateTimeField(_("last enqueued at"), null=True, blank=True)
+    # What we answered, so a repeat of the same request gets the same answer.
+    response_status = models.PositiveSmallIntegerField(_("response status"), null=True)
+    response_body = models.JSONField(_("response body"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("inbound message")
+        verbose_name_plural = _("inbound messages")
+        ordering = ["-received_at"]
+        indexes = [
+            models.Index(
+                fields=["received_at"],
+                condition=Q(processed_at__isnull=True),
+                name="inbox_unprocessed",
+            ),
+            models.Index(fields=["partner", "received_at"], name="inbox_partner_received"),
+            models.Index(fields=["payment", "received_at"], name="inbox_payment_received"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.dedupe_key}"
+
+
+class BankTransfer(models.Model):
+    """A credit to the utility's account, from a transfer notification or a statement line.
+
+    `external_id` is the bank's own reference of the credit (a notification's `referenceCode`,
+    a statement's `transaction_id`), so the same money announced twice is one row.
+    """
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", _("received, not yet matched")
+        MATCHED = "matched", _("matched to a payment")
+        UNMATCHED = "unmatched", _("no payment reference found")
+        WRONG_AMOUNT = "wrong_amount", _("amount differs from the payment")
+        NEEDS_REFUND = "needs_refund", _("payment already settled")
+        IGNORED = "ignored", _("not a credit")
+        RESOLVED = "resolved", _("resolved by an agent")
+
+    class Source(models.TextChoices):
+        WEBHOOK = "webhook", _("transfer notification")
+        STATEMENT = "statement", _("bank statement")
+
+    partner = models.ForeignKey(
+        Partner,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="transfers",
+        verbose_name=_("receiving bank"),
+    )
+    source = models.CharField(_("source"), max_length=16, choices=Source.choices)
+    external_id = models.CharField(_("bank reference"), max_length=100)
+    account_number = models.CharField(_("account"), max_length=32, blank=True)
+    amount = models.BigIntegerField(_("amount (VND)"))
+    content = models.TextField(_("transfer note"), blank=True)
+    occurred_at = models.DateTimeField(_("occurred at"))
+    received_at = models.DateTimeField(_("received at"), default=timezone.now)
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.RECEIVED
+    )
+    reason = models.TextField(_("reason"), blank=True)
+    payment = models.ForeignKey(
+        Payment,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="transfers",
+        verbose_name=_("payment"),
+    )
+    message = models.ForeignKey(
+        InboundMessage,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="transfers",
+        verbose_name=_("inbound message"),
+    )
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("resolved by"),
+    )
+    resolved_at = models.DateTimeField(_("resolved at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("bank transfer")
+        verbose_name_plural = _("bank transfers")
+        ordering = ["-occurred_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account_number", "external_id"], name="transfer_unique_external_id"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "occurred_at"], name="transfer_status_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.external_id} {self.amount} {self.status}"
+
+
+class IdempotencyKey(models.Model):
+    """A client's `Idempotency-Key`, claimed under a unique constraint with the first answer."""
+
+    scope = models.CharField(_("scope"), max_length=40)
+    key = models.CharField(_("key"), max_length=255)
+    fingerprint = models.CharField(_("request fingerprint"), max_length=64)
+    payment = models.ForeignKey(
+        Payment, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    response_status = models.PositiveSmallIntegerField(_("response status"))
+    response_body = models.JSONField(_("response body"))
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("idempotency key")
+        verbose_name_plural = _("idempotency keys")
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "key"], name="idempotency_key_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope}:{self.key}"
+
+
+class SettlementReport(models.Model):
+    """A partner's end-of-day settlement file compared with what the portal recorded."""
+
+    partner = models.ForeignKey(
+        Partner, on_delete=models.PROTECT, related_name="reports", verbose_name=_("partner")
+    )
+    business_date = models.DateField(_("business date"))
+    source_name = models.CharField(_("file"), max_length=255)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    matched = models.PositiveIntegerField(_("matched"), default=0)
+    missing_ours = models.PositiveIntegerField(_("missing on our side"), default=0)
+    missing_theirs = models.PositiveIntegerField(_("missing on theirs"), default=0)
+    amount_differences = models.PositiveIntegerField(_("amount differences"), default=0)
+    details = models.JSONField(_("details"), default=dict, blank=True)
+
+    class Meta:
+        verbose_name = _("settlement report")
+        verbose_name_plural = _("settlement reports")
+        ordering = ["-business_date", "partner"]
+
+    def __str__(self) -> str:
+        return f"{self.partner.code} {self.business_date}"
+
+    @property
+    def is_clean(self) -> bool:
+        return not (self.missing_ours or self.missing_theirs or self.amount_differences)

@@ -1,0 +1,76 @@
+"""Celery tasks: thin, idempotent, taking primary keys, each calling one service.
+
+All tasks run with `acks_late` and `reject_on_worker_lost` (settings), so a worker killed in the
+middle of one leaves it to be delivered again; the services make a second run harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.db import OperationalError
+from django.utils import timezone
+
+from payments import inbox, services
+from payments.queue import send_now
+
+logger = logging.getLogger(__name__)
+
+# Only a lost database connection is worth an automatic retry; anything else is a bug or a
+# rule, and the inbox sweeper retries the message anyway.
+TRANSIENT = (OperationalError,)
+
+
+@shared_task(bind=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=5)
+def process_inbound_message(self, message_id: int) -> str:  # type: ignore[no-untyped-def]
+    return inbox.inbox_process(message_id=message_id)
+
+
+@shared_task
+def sweep_inbox() -> int:
+    """Send unprocessed inbox rows to a worker again (a lost task, a broker outage)."""
+    due = inbox.inbox_due_for_retry()
+    for message_id in due:
+        inbox.InboundMessage.objects.filter(pk=message_id).update(last_enqueued_at=timezone.now())
+        send_now(process_inbound_message, message_id)
+    if due:
+        logger.info("inbox sweeper re-enqueued %d message(s)", len(due))
+    return len(due)
+
+
+@shared_task(autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
+def expire_stale_payments() -> int:
+    return services.payments_expire_stale()
+
+
+@shared_task
+def poll_pending_gateway_payments() -> int:
+    """Enqueue a status check for every redirect payment whose next check is due."""
+    from payments import gateway
+
+    due = gateway.payments_due_for_poll()
+    for payment_id in due:
+        send_now(poll_gateway_payment, str(payment_id))
+    return len(due)
+
+
+@shared_task(autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
+def poll_gateway_payment(payment_id: str) -> str:
+    from payments import gateway
+
+    return gateway.payment_poll(payment_id=payment_id)
+
+
+@shared_task(autoretry_for=TRANSIENT, retry_backoff=True, max_retries=5)
+def send_receipt(payment_id: str) -> bool:
+    from payments import notifications
+
+    return notifications.receipt_send(payment_id=payment_id)
+
+
+@shared_task
+def reconcile_dropped_statements() -> int:
+    from payments import reconciliation
+
+    return reconciliation.reconcile_dropped_files()

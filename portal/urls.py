@@ -1,0 +1,32 @@
+"""Root URLs. Each capability owns its own URL module; this file only mounts them."""
+
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from portal.views import errors, health
+
+urlpatterns = [
+    path("", include("portal.urls_public")),
+    path("health/", health.health, name="health"),
+    path("api/v1/customers/", include("customers.api.urls")),
+    path("api/v1/payments/", include("payments.api.urls")),
+    path("api/v1/collection/", include("payments.collection.urls")),
+    path("callbacks/", include("payments.callbacks.urls")),
+    path("console/", include("customers.console.urls")),
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]
+
+if settings.SANDBOX_BANK_ENABLED:
+    urlpatterns.append(path("sandbox/", include("sandbox.urls")))
+
+# Unknown API and callback paths answer in JSON even with DEBUG on.
+urlpatterns.append(re_path(r"^(api|callbacks)/", errors.page_not_found))
+
+handler400 = errors.bad_request
+handler403 = errors.permission_denied
+handler404 = errors.page_not_found
+handler500 = errors.server_error

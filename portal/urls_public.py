@@ -1,0 +1,13 @@
+from django.urls import path
+
+from portal.views import lookup, pay, pay_return
+
+urlpatterns = [
+    path("", lookup.home, name="home"),
+    path("bills/<str:code>/", lookup.bills, name="bills"),
+    path("pay/start/", pay.start, name="pay-start"),
+    path("pay/return/<str:partner>/", pay_return.pay_return, name="pay-return"),
+    path("pay/<uuid:payment_id>/", pay.page, name="pay"),
+    path("pay/<uuid:payment_id>/cancel/", pay.cancel, name="pay-cancel"),
+    path("receipts/<uuid:payment_id>/", pay.receipt, name="receipt"),
+]

@@ -1,0 +1,42 @@
+"""Error pages: JSON in the contract's shape for API and callback paths, friendly HTML elsewhere."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils.translation import gettext as _
+
+from portal.api import error_response, wants_json
+
+
+def _page(request: HttpRequest, status: int, title: str, message: str) -> HttpResponse:
+    return render(request, "errors/error.html", {"title": title, "message": message}, status=status)
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if wants_json(request):
+        return error_response("bad_request", _("The request could not be understood."), 400)
+    return _page(request, 400, _("Bad request"), _("The request could not be understood."))
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if wants_json(request):
+        return error_response("forbidden", _("You are not allowed to do this."), 403)
+    return _page(request, 403, _("Not allowed"), _("You are not allowed to see this page."))
+
+
+def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if wants_json(request):
+        return error_response("not_found", _("Not found."), 404)
+    return _page(request, 404, _("Page not found"), _("The page you asked for does not exist."))
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if wants_json(request):
+        return error_response("server_error", _("Something went wrong on our side."), 500)
+    return _page(
+        request,
+        500,
+        _("Something went wrong"),
+        _("Something went wrong on our side. Please try again in a few minutes."),
+    )

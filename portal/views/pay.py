@@ -1,0 +1,138 @@
+"""Public payment pages: start a payment from the bills page, follow it, see the receipt."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from django.conf import settings
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from customers.codes import InvalidCustomerCode, clean_customer_code
+from customers.masking import mask_address, mask_name
+from payments import gateway, services, vietqr
+from payments.models import Partner, Payment
+from portal.ratelimit import client_address
+
+_START_ERRORS = {
+    "customer_not_found": gettext_lazy("No customer has this code."),
+    "bill_not_found": gettext_lazy("Some bills do not belong to this customer."),
+    "bill_already_paid": gettext_lazy(
+        "Some of these bills were paid meanwhile. Please check again."
+    ),
+    "nothing_to_pay": gettext_lazy("There is nothing left to pay."),
+    "invalid_partner": gettext_lazy("Please choose one of the banks listed."),
+}
+
+
+def _payment_or_404(payment_id: UUID) -> Payment:
+    payment = (
+        Payment.objects.select_related("customer__service_area", "partner")
+        .prefetch_related("lines__bill")
+        .filter(pk=payment_id)
+        .first()
+    )
+    if payment is None:
+        raise Http404
+    return payment
+
+
+@require_POST
+def start(request: HttpRequest) -> HttpResponse:
+    """The bills page's "pay" form: create the payment, then hand over to QR or bank."""
+    try:
+        code = clean_customer_code(request.POST.get("customer_code"))
+    except InvalidCustomerCode:
+        messages.error(request, _("This is not a valid customer code."))
+        return redirect("home")
+    method = request.POST.get("method", "")
+    partner_code = ""
+    if method.startswith("redirect:"):
+        method, partner_code = "redirect", method.split(":", 1)[1]
+    if method not in (Payment.Method.VIETQR, Payment.Method.REDIRECT):
+        messages.error(request, _("Please choose how to pay."))
+        return redirect("bills", code=code)
+    bill_numbers = [number for number in request.POST.getlist("bills") if number] or None
+    try:
+        payment = services.payment_create(
+            customer_code=code,
+            method=method,
+            bill_numbers=bill_numbers,
+            partner_code=partner_code or None,
+        )
+        if payment.method == Payment.Method.REDIRECT:
+            url = gateway.payment_start_redirect(
+                payment,
+                client_ip=client_address(request),
+                locale=getattr(request, "LANGUAGE_CODE", "vi"),
+            )
+            return HttpResponseRedirect(url)
+    except services.PaymentError as exc:
+        messages.error(request, str(_START_ERRORS.get(exc.code, exc.message)))
+        return redirect("bills", code=code)
+    except gateway.GatewayNotConfigured:
+        messages.error(request, str(_START_ERRORS["invalid_partner"]))
+        return redirect("bills", code=code)
+    return redirect("pay", payment_id=payment.id)
+
+
+@never_cache
+@require_GET
+def page(request: HttpRequest, payment_id: UUID) -> HttpResponse:
+    payment = _payment_or_404(payment_id)
+    context = {
+        "payment": payment,
+        "customer_name": mask_name(payment.customer.name),
+        "customer_address": mask_address(payment.customer.address),
+        "lines": sorted(payment.lines.all(), key=lambda line: line.bill.period),
+        "status_url": reverse("api-payment", args=[payment.id]),
+    }
+    if payment.method == Payment.Method.VIETQR:
+        context["qr"] = {
+            "payload": vietqr.payment_qr_payload(payment),
+            "bank_name": _receiving_bank_name(),
+            "account": settings.VIETQR_ACCOUNT,
+            "account_name": vietqr.account_name(),
+        }
+    return render(request, "pay/page.html", context)
+
+
+def _receiving_bank_name() -> str:
+    partner = Partner.objects.filter(napas_bin=settings.VIETQR_BIN).first()
+    return partner.name if partner else settings.VIETQR_BIN
+
+
+@require_POST
+def cancel(request: HttpRequest, payment_id: UUID) -> HttpResponse:
+    payment = _payment_or_404(payment_id)
+    try:
+        services.payment_cancel(
+            payment_id=payment.id, report=services.Report(source=services.Source.API)
+        )
+    except services.InvalidTransition:
+        messages.error(request, _("This payment can no longer be cancelled."))
+        return redirect("pay", payment_id=payment.id)
+    return redirect("bills", code=payment.customer.code)
+
+
+@require_GET
+def receipt(request: HttpRequest, payment_id: UUID) -> HttpResponse:
+    payment = _payment_or_404(payment_id)
+    if payment.status != Payment.Status.SUCCEEDED:
+        return redirect("pay", payment_id=payment.id)
+    return render(
+        request,
+        "pay/receipt.html",
+        {
+            "payment": payment,
+            "customer_name": mask_name(payment.customer.name),
+            "customer_address": mask_address(payment.customer.address),
+            "lines": sorted(payment.lines.all(), key=lambda line: line.bill.period),
+        },
+    )

@@ -1,0 +1,94 @@
+"""factory_boy factories and small builders shared by the tests."""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+from typing import Any
+
+import factory
+from django.contrib.auth.models import Group, User
+from django.utils import timezone
+
+from customers.models import Bill, Customer, ServiceArea
+
+_partners_migration = importlib.import_module("payments.migrations.0002_partners")
+
+
+def load_partners() -> None:
+    from django.apps import apps
+
+    _partners_migration.load(apps, None)
+
+
+class ServiceAreaFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ServiceArea
+        django_get_or_create = ("code",)
+
+    code = "PA14HT"
+    name = "Điện lực Thành phố Hà Tĩnh"
+
+
+class CustomerFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Customer
+
+    code = factory.Sequence(lambda n: f"PA14HT{n:07d}")
+    name = "Nguyễn Văn An"
+    address = "Số 12, đường Trần Phú, phường Bắc Hà, TP Hà Tĩnh"
+    phone = "0912345678"
+    email = "an.nguyen@example.vn"
+    service_area = factory.SubFactory(ServiceAreaFactory)
+    search_text = factory.LazyAttribute(
+        lambda c: Customer.build_search_text(
+            code=c.code, name=c.name, phone=c.phone, address=c.address
+        )
+    )
+
+
+def _period(months_ago: int) -> datetime.date:
+    today = timezone.localdate().replace(day=1)
+    year, month = divmod(today.year * 12 + today.month - 1 - months_ago, 12)
+    return datetime.date(year, month + 1, 1)
+
+
+class BillFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Bill
+
+    class Params:
+        months_ago = 1
+
+    customer = factory.SubFactory(CustomerFactory)
+    number = factory.Sequence(lambda n: f"HD{n:010d}")
+    period = factory.LazyAttribute(lambda b: _period(b.months_ago))
+    kwh = 180
+    amount = 452_160
+    due_date = factory.LazyAttribute(lambda b: b.period + datetime.timedelta(days=44))
+
+
+def customer_with_bills(*, unpaid: int = 2, amounts: list[int] | None = None, **kwargs: Any):
+    """A customer with `unpaid` unpaid bills of the last months (oldest first)."""
+    customer = CustomerFactory(**kwargs)
+    amounts = amounts or [452_160 + 10_000 * i for i in range(unpaid)]
+    bills = [
+        BillFactory(customer=customer, months_ago=len(amounts) - i, amount=amount)
+        for i, amount in enumerate(amounts)
+    ]
+    return customer, bills
+
+
+ROLE_GROUPS = ("agent", "supervisor", "finance")
+
+
+def staff_user(role: str, username: str | None = None, password: str = "S3cure-pass-2026") -> User:
+    """A staff member in one role group (groups and their permissions come from migrations)."""
+    user = User.objects.create_user(
+        username=username or f"{role}-{User.objects.count() + 1}",
+        password=password,
+        is_staff=role != "agent",
+    )
+    group, _ = Group.objects.get_or_create(name=role)
+    user.groups.add(group)
+    return user
