@@ -17,8 +17,9 @@ $(VENV)/.runtime: requirements.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements.txt
 	touch $@
 
-$(VENV)/.dev: requirements.txt requirements-dev.txt $(VENV)/.runtime
+$(VENV)/.dev: requirements.txt requirements-dev.txt package.json $(VENV)/.runtime
 	$(BIN)/pip install --quiet -r requirements-dev.txt
+	npm ci --no-audit --no-fund --silent
 	touch $@
 
 install: $(VENV)/.runtime

@@ -26,7 +26,14 @@ from django.utils import timezone
 
 from customers.models import AuditEntry, Bill, Customer
 from payments import references
-from payments.models import InboundMessage, Partner, Payment, PaymentBill, PaymentEvent
+from payments.models import (
+    BankTransfer,
+    InboundMessage,
+    Partner,
+    Payment,
+    PaymentBill,
+    PaymentEvent,
+)
 from payments.queue import enqueue_after_commit
 
 logger = logging.getLogger(__name__)
@@ -632,4 +639,80 @@ def payment_set_poll_schedule(*, payment_id: Any, next_poll_at: datetime | None)
     """Record when the poller should next ask the bank; only pending or expired redirects."""
     Payment.objects.filter(pk=payment_id, status__in=[Status.PENDING, Status.EXPIRED]).update(
         next_poll_at=next_poll_at, poll_count=F("poll_count") + 1
+    )
+
+
+# --- Bank transfers that wait for an agent ------------------------------------------------------
+OPEN_TRANSFER_STATUSES = frozenset(
+    {
+        BankTransfer.Status.RECEIVED,
+        BankTransfer.Status.UNMATCHED,
+        BankTransfer.Status.WRONG_AMOUNT,
+        BankTransfer.Status.NEEDS_REFUND,
+    }
+)
+
+
+def _lock_open_transfer(transfer_id: Any) -> BankTransfer:
+    transfer = BankTransfer.objects.select_for_update().get(pk=transfer_id)
+    if transfer.status not in OPEN_TRANSFER_STATUSES:
+        raise InvalidTransition(f"This transfer is already {transfer.get_status_display()}.")
+    return transfer
+
+
+@transaction.atomic
+def transfer_assign(*, transfer_id: Any, payment_id: Any, actor: Any, reason: str) -> Outcome:
+    """An agent recognised whose money an unmatched transfer is: settle that payment with it.
+
+    The amounts must match exactly (AmountMismatch otherwise: resolve the transfer instead).
+    Locks the transfer, then the payment and its bills, like automatic matching does. Audited.
+    """
+    if not reason.strip():
+        raise PaymentError("Say how you recognised the payment.")
+    transfer = _lock_open_transfer(transfer_id)
+    report = Report(
+        source=Source.AGENT,
+        actor=actor,
+        message=transfer.message,
+        detail={"transfer": transfer.external_id, "reason": reason},
+    )
+    outcome = payment_mark_succeeded(
+        payment_id=payment_id, report=report, amount=transfer.amount, at=transfer.occurred_at
+    )
+    if outcome in (Outcome.ALREADY_DONE, Outcome.FLAGGED):
+        raise InvalidTransition("This payment is already settled; resolve the transfer instead.")
+    payment = Payment.objects.get(pk=payment_id)
+    transfer.payment = payment
+    transfer.status = BankTransfer.Status.MATCHED
+    transfer.resolved_by, transfer.resolved_at = actor, timezone.now()
+    transfer.reason = f"{transfer.reason}\nMatched by an agent: {reason}".strip()
+    transfer.save(update_fields=["payment", "status", "resolved_by", "resolved_at", "reason"])
+    _audit(
+        actor=actor,
+        action="transfer_assign",
+        payment=payment,
+        reason=reason,
+        detail={"transfer": transfer.external_id, "amount": transfer.amount},
+    )
+    return outcome
+
+
+@transaction.atomic
+def transfer_resolve(*, transfer_id: Any, actor: Any, note: str) -> None:
+    """An agent settled a transfer outside the portal (returned it, found it was not ours)."""
+    if not note.strip():
+        raise PaymentError("Say what was done with this money.")
+    transfer = _lock_open_transfer(transfer_id)
+    transfer.status = BankTransfer.Status.RESOLVED
+    transfer.resolved_by, transfer.resolved_at = actor, timezone.now()
+    transfer.reason = f"{transfer.reason}\nResolved: {note}".strip()
+    transfer.save(update_fields=["status", "resolved_by", "resolved_at", "reason"])
+    AuditEntry.objects.create(
+        actor=actor,
+        action="transfer_resolve",
+        payment=transfer.payment,
+        customer_id=transfer.payment.customer_id if transfer.payment else None,
+        target=transfer.external_id,
+        reason=note,
+        detail={"amount": transfer.amount},
     )

@@ -29,3 +29,8 @@ ERROR_RESPONSES = {
     422: OpenApiResponse(ErrorSerializer, description="Well-formed but not acceptable."),
     429: OpenApiResponse(ErrorSerializer, description="Rate limited; see Retry-After."),
 }
+
+
+def public_endpoints_only(endpoints: list, **kwargs: object) -> list:
+    """The public schema leaves out the collection API, which has its own (partners only)."""
+    return [e for e in endpoints if not e[0].startswith("/api/v1/collection/")]

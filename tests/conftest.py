@@ -184,3 +184,69 @@ def wait_until(predicate: Any, timeout: float = 20.0, interval: float = 0.1) -> 
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+# --- Browser tests ------------------------------------------------------------------------------
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 900}
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium, headless, driven by Playwright; never a downloaded browser."""
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the tests make
+    # around it are still synchronous and safe.
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any, live_server: Any) -> Iterator[Any]:
+    """A fresh phone-sized page; `page.goto(live_server.url + path)` to start."""
+    context = browser.new_context(viewport=PHONE, locale="vi-VN")
+    tab = context.new_page()
+    tab.set_default_timeout(15_000)
+    yield tab
+    context.close()
+
+
+def axe_violations(
+    tab: Any, tags: tuple[str, ...] = ("wcag2a", "wcag2aa", "wcag21a", "wcag21aa")
+) -> list[dict[str, Any]]:
+    """Run axe-core (from the npm registry, `npm ci`) in the page; returns its violations."""
+    source = (ROOT / "node_modules" / "axe-core" / "axe.min.js").read_text()
+    # Evaluated through the DevTools protocol: the page's own CSP rightly refuses inline scripts.
+    tab.evaluate(f"() => {{ {source}\n; window.axe = axe; }}")
+    result = tab.evaluate(
+        "(tags) => axe.run(document, {runOnly: {type: 'tag', values: tags}})", list(tags)
+    )
+    return [
+        {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]]}
+        for v in result["violations"]
+    ]
+
+
+def screenshot(tab: Any, name: str, full_page: bool = True) -> Path:
+    """Save a screenshot under docs/screenshots/ for reviewers."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    tab.screenshot(path=str(path), full_page=full_page)
+    return path

@@ -1,3 +1,10 @@
-from django.urls import URLPattern, URLResolver
+"""Server-to-server callbacks from banks: gateway notifications and transfer webhooks."""
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from django.urls import path
+
+from payments.callbacks import ipn, transfers
+
+urlpatterns = [
+    path("transfers/", transfers.transfer_notification, name="callback-transfers"),
+    path("<str:partner>/ipn/", ipn.gateway_ipn, name="callback-ipn"),
+]

@@ -56,7 +56,9 @@ def test_it_starts_a_vietqr_payment_with_the_contract_shape(api, settings):
 
 def test_it_starts_a_redirect_payment_with_a_signed_url(api):
     customer, _ = customer_with_bills(unpaid=1)
-    response = _post(api, {"customer_code": customer.code, "method": "redirect", "partner": "SANDBOX"})
+    response = _post(
+        api, {"customer_code": customer.code, "method": "redirect", "partner": "SANDBOX"}
+    )
     assert response.status_code == 201, response.content
     body = response.json()
     assert body["partner"] == "SANDBOX" and body["qr"] is None
@@ -129,7 +131,9 @@ def test_the_same_idempotency_key_and_body_returns_the_first_answer(api):
     assert first.status_code == second.status_code == 201
     assert first.json() == second.json()
     assert Payment.objects.count() == 1
-    other = _post(api, {**body, "method": "redirect", "partner": "SANDBOX"}, **{"Idempotency-Key": "k-1"})
+    other = _post(
+        api, {**body, "method": "redirect", "partner": "SANDBOX"}, **{"Idempotency-Key": "k-1"}
+    )
     assert other.status_code == 409
     assert other.json()["error"]["code"] == "idempotency_key_reused"
     assert Payment.objects.count() == 1

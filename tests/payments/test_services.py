@@ -231,3 +231,56 @@ def test_events_are_append_only():
     with pytest.raises(ValueError):
         event.delete()
     assert PaymentEvent.objects.count() == 1
+
+
+def _transfer(amount, **kwargs):
+    from payments.models import BankTransfer
+
+    return BankTransfer.objects.create(
+        source="webhook",
+        external_id=kwargs.pop("external_id", "FT1"),
+        account_number="0011004321987",
+        amount=amount,
+        content="chuyen tien dien",
+        occurred_at=timezone.now(),
+        status=kwargs.pop("status", "unmatched"),
+        **kwargs,
+    )
+
+
+def test_an_agent_assigns_an_unmatched_transfer_to_its_payment(agent):
+    customer, bills = customer_with_bills(unpaid=1)
+    payment = _start(customer)
+    transfer = _transfer(payment.amount)
+    with pytest.raises(services.PaymentError):
+        services.transfer_assign(
+            transfer_id=transfer.id, payment_id=payment.id, actor=agent, reason=""
+        )
+    services.transfer_assign(
+        transfer_id=transfer.id, payment_id=payment.id, actor=agent, reason="khách gọi điện"
+    )
+    transfer.refresh_from_db()
+    payment.refresh_from_db()
+    assert transfer.status == "matched" and transfer.payment_id == payment.id
+    assert payment.status == Status.SUCCEEDED
+    assert agent.audit_entries.get().action == "transfer_assign"
+    with pytest.raises(services.InvalidTransition):
+        services.transfer_assign(
+            transfer_id=transfer.id, payment_id=payment.id, actor=agent, reason="again"
+        )
+
+
+def test_a_wrong_amount_transfer_cannot_be_assigned_but_can_be_resolved(agent):
+    customer, _ = customer_with_bills(unpaid=1)
+    payment = _start(customer)
+    transfer = _transfer(payment.amount - 1000, status="wrong_amount")
+    with pytest.raises(services.AmountMismatch):
+        services.transfer_assign(
+            transfer_id=transfer.id, payment_id=payment.id, actor=agent, reason="thiếu tiền"
+        )
+    payment.refresh_from_db()
+    assert payment.status == Status.PENDING
+    services.transfer_resolve(transfer_id=transfer.id, actor=agent, note="đã hoàn lại cho khách")
+    transfer.refresh_from_db()
+    assert transfer.status == "resolved" and transfer.resolved_by == agent
+    assert agent.audit_entries.get().action == "transfer_resolve"
