@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -178,6 +179,11 @@ CELERY_BEAT_SCHEDULE = {
     "poll-pending-gateway-payments": {
         "task": "payments.tasks.poll_pending_gateway_payments",
         "schedule": 30.0,
+    },
+    # Partners drop their end-of-day settlement files overnight.
+    "reconcile-dropped-statements": {
+        "task": "payments.tasks.reconcile_dropped_statements",
+        "schedule": crontab(hour=2, minute=30),
     },
 }
 

@@ -1,0 +1,1 @@
+// Copy buttons of the VietQR checkout (issue 5).
