@@ -1,0 +1,82 @@
+"""Receipts: sent once on success by e-mail and SMS, again only when an agent asks."""
+
+from __future__ import annotations
+
+import pytest
+from django.core import mail
+
+from payments import notifications, services
+from payments.models import Payment
+from tests.factories import customer_with_bills
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _sms(settings):
+    settings.SMS_BACKEND = "payments.notifications.LocmemSMSBackend"
+    notifications.LocmemSMSBackend.outbox.clear()
+
+
+def _paid():
+    customer, _ = customer_with_bills(unpaid=2, amounts=[300_000, 150_000])
+    payment = services.payment_create(customer_code=customer.code, method="vietqr")
+    services.payment_mark_succeeded(
+        payment_id=payment.id, report=services.Report(source=services.Source.TRANSFER)
+    )
+    return Payment.objects.get(pk=payment.pk)
+
+
+def test_a_succeeded_payment_gets_one_receipt_by_email_and_sms():
+    payment = _paid()
+    assert notifications.receipt_send(payment_id=str(payment.id)) is True
+    assert notifications.receipt_send(payment_id=str(payment.id)) is False
+    assert len(mail.outbox) == 1
+    message = mail.outbox[0]
+    assert message.to == ["an.nguyen@example.vn"]
+    assert payment.reference in message.subject
+    assert "450.000 ₫" in message.body and f"/receipts/{payment.id}/" in message.body
+    assert notifications.LocmemSMSBackend.outbox == [
+        ("0912345678", notifications.LocmemSMSBackend.outbox[0][1])
+    ]
+    assert "450.000 ₫" in notifications.LocmemSMSBackend.outbox[0][1]
+
+
+def test_an_agent_can_resend_a_receipt():
+    payment = _paid()
+    notifications.receipt_send(payment_id=str(payment.id))
+    assert notifications.receipt_send(payment_id=str(payment.id), force=True) is True
+    assert len(mail.outbox) == 2
+
+
+def test_a_pending_payment_gets_no_receipt():
+    customer, _ = customer_with_bills(unpaid=1)
+    payment = services.payment_create(customer_code=customer.code, method="vietqr")
+    assert notifications.receipt_send(payment_id=str(payment.id), force=True) is False
+    assert mail.outbox == []
+
+
+def test_a_failed_send_releases_the_claim_for_a_retry(settings):
+    payment = _paid()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_PORT = 1  # nothing listens there
+    with pytest.raises(OSError):
+        notifications.receipt_send(payment_id=str(payment.id))
+    assert Payment.objects.get(pk=payment.pk).receipt_sent_at is None
+
+
+def test_the_receipt_page_shows_a_masked_customer_and_the_bills(client):
+    payment = _paid()
+    response = client.get(f"/receipts/{payment.id}/")
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert "Nguyễn V** A**" in text and "Nguyễn Văn An" not in text
+    assert "0912345678" not in text and "an.nguyen@example.vn" not in text
+    assert "450.000 ₫" in text
+
+
+def test_the_receipt_of_an_unsettled_payment_sends_to_the_pay_page(client):
+    customer, _ = customer_with_bills(unpaid=1)
+    payment = services.payment_create(customer_code=customer.code, method="vietqr")
+    response = client.get(f"/receipts/{payment.id}/")
+    assert response.status_code == 302 and response["Location"] == f"/pay/{payment.id}/"
