@@ -1,0 +1,180 @@
+"""The money-integrity check: do the books add up?
+
+Each rule is one set-based query that lists the rows breaking it (none, when all is well):
+- a succeeded (or refunded) payment's amount equals the bills it paid plus what it owes back;
+- no bill is paid twice, and a paid bill's `paid_by` is the one payment whose line applied it;
+- every paid bill was paid by a succeeded payment, and every applied line belongs to one;
+- a succeeded payment has a `succeeded` event in its history;
+- a matched bank transfer settled a succeeded payment of the same amount;
+- every inbound message is processed, or still young enough to be in flight.
+Inbound messages are also summarised per partner, kind and day, so a gap shows where it is.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import Count, Exists, F, OuterRef, Q, Subquery, Sum, Value
+from django.db.models.functions import Coalesce, TruncDate
+from django.utils import timezone
+
+from customers.models import Bill
+from payments.models import BankTransfer, InboundMessage, Payment, PaymentBill, PaymentEvent
+
+SETTLED = (Payment.Status.SUCCEEDED, Payment.Status.REFUNDED)
+SAMPLE = 20  # rows listed per breach; the count is always complete
+
+
+@dataclass
+class Breach:
+    rule: str
+    count: int
+    examples: list[Any]
+
+
+@dataclass
+class IntegrityReport:
+    checked_at: datetime.datetime
+    totals: dict[str, int] = field(default_factory=dict)
+    breaches: list[Breach] = field(default_factory=list)
+    inbox: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.breaches
+
+    def as_text(self) -> str:
+        lines = [f"Integrity check at {self.checked_at:%Y-%m-%d %H:%M:%S %Z}"]
+        lines += [f"  {name}: {value}" for name, value in self.totals.items()]
+        lines.append("Inbound messages (partner, kind, day: received / processed / in flight):")
+        for row in self.inbox:
+            lines.append(
+                f"  {row['partner'] or '-'} {row['kind']} {row['day']}: {row['received']} / "
+                f"{row['processed']} / {row['in_flight']}"
+            )
+        if self.ok:
+            lines.append("OK: no breach.")
+        for breach in self.breaches:
+            lines.append(f"BREACH {breach.rule}: {breach.count} row(s), e.g. {breach.examples}")
+        return "\n".join(lines)
+
+
+def _breach(report: IntegrityReport, rule: str, queryset: Any) -> None:
+    count = queryset.count()
+    if count:
+        report.breaches.append(Breach(rule, count, list(queryset[:SAMPLE])))
+
+
+def integrity_check(
+    *, in_flight_for: datetime.timedelta = datetime.timedelta(minutes=5)
+) -> IntegrityReport:
+    """Run every rule; `in_flight_for` is how long an unprocessed message may still be in flight."""
+    now = timezone.now()
+    report = IntegrityReport(checked_at=timezone.localtime(now))
+    applied_sum = (
+        PaymentBill.objects.filter(payment=OuterRef("pk"), applied=True)
+        .values("payment")
+        .annotate(total=Sum("amount"))
+        .values("total")
+    )
+    settled = Payment.objects.filter(status__in=SETTLED)
+    report.totals = {
+        "settled payments": settled.count(),
+        "paid bills": Bill.objects.filter(status=Bill.Status.PAID).count(),
+        "payments waiting for a refund": Payment.objects.filter(needs_refund=True).count(),
+        "transfers waiting for an agent": BankTransfer.objects.filter(
+            status__in=["received", "unmatched", "wrong_amount", "needs_refund"]
+        ).count(),
+        "inbound messages": InboundMessage.objects.count(),
+    }
+    _breach(
+        report,
+        "payment amount != bills it paid + amount to refund",
+        settled.annotate(paid=Coalesce(Subquery(applied_sum), Value(0)))
+        .exclude(amount=F("paid") + F("refund_amount"))
+        .values_list("reference", "amount", "paid", "refund_amount"),
+    )
+    _breach(
+        report,
+        "bill applied by more than one payment",
+        PaymentBill.objects.filter(applied=True)
+        .values("bill__number")
+        .annotate(n=Count("id"))
+        .filter(n__gt=1)
+        .values_list("bill__number", "n"),
+    )
+    applying_line = PaymentBill.objects.filter(
+        bill=OuterRef("pk"), payment=OuterRef("paid_by"), applied=True
+    )
+    _breach(
+        report,
+        "paid bill without the applied line of its payment",
+        Bill.objects.filter(status=Bill.Status.PAID)
+        .exclude(Exists(applying_line))
+        .values_list("number", flat=True),
+    )
+    _breach(
+        report,
+        "paid bill whose payment is not succeeded",
+        Bill.objects.filter(status=Bill.Status.PAID)
+        .exclude(paid_by__status=Payment.Status.SUCCEEDED)
+        .values_list("number", "paid_by__reference", "paid_by__status"),
+    )
+    _breach(
+        report,
+        "applied line whose bill is not paid by that payment",
+        PaymentBill.objects.filter(applied=True)
+        .filter(Q(bill__status=Bill.Status.UNPAID) | ~Q(bill__paid_by=F("payment")))
+        .values_list("payment__reference", "bill__number"),
+    )
+    _breach(
+        report,
+        "applied line of a payment that is not succeeded",
+        PaymentBill.objects.filter(applied=True)
+        .exclude(payment__status=Payment.Status.SUCCEEDED)
+        .values_list("payment__reference", "payment__status"),
+    )
+    succeeded_event = PaymentEvent.objects.filter(
+        payment=OuterRef("pk"), to_status=Payment.Status.SUCCEEDED
+    )
+    _breach(
+        report,
+        "succeeded payment without a succeeded event",
+        Payment.objects.filter(status=Payment.Status.SUCCEEDED)
+        .exclude(Exists(succeeded_event))
+        .values_list("reference", flat=True),
+    )
+    _breach(
+        report,
+        "matched transfer that did not settle its payment for its amount",
+        BankTransfer.objects.filter(status=BankTransfer.Status.MATCHED)
+        .filter(
+            Q(payment__isnull=True)
+            | ~Q(payment__status__in=SETTLED)
+            | ~Q(payment__amount=F("amount"))
+        )
+        .values_list("external_id", "amount", "payment__reference"),
+    )
+    _breach(
+        report,
+        "inbound message not processed",
+        InboundMessage.objects.filter(
+            processed_at__isnull=True, received_at__lt=now - in_flight_for
+        ).values_list("kind", "dedupe_key", "attempts", "outcome_detail"),
+    )
+    report.inbox = list(
+        InboundMessage.objects.annotate(day=TruncDate("received_at"))
+        .values("partner__code", "kind", "day")
+        .annotate(
+            received=Count("id"),
+            processed=Count("id", filter=Q(processed_at__isnull=False)),
+            in_flight=Count("id", filter=Q(processed_at__isnull=True)),
+        )
+        .order_by("day", "partner__code", "kind")
+        .values("partner__code", "kind", "day", "received", "processed", "in_flight")
+    )
+    for row in report.inbox:
+        row["partner"] = row.pop("partner__code")
+    return report

@@ -1,0 +1,98 @@
+"""check_integrity finds each kind of breach, and passes on healthy books."""
+
+from __future__ import annotations
+
+import datetime
+import io
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django.utils import timezone
+
+from payments import services
+from payments.integrity import integrity_check
+from payments.models import BankTransfer, InboundMessage, Payment, PaymentBill
+from tests.factories import customer_with_bills
+
+pytestmark = pytest.mark.django_db
+REPORT = services.Report(source=services.Source.IPN)
+
+
+def _settled(unpaid=1):
+    customer, bills = customer_with_bills(unpaid=unpaid)
+    payment = services.payment_create(customer_code=customer.code, method="vietqr")
+    services.payment_mark_succeeded(payment_id=payment.id, report=REPORT)
+    return Payment.objects.get(pk=payment.pk), bills
+
+
+def test_healthy_books_pass_including_a_needs_refund_payment():
+    _settled(unpaid=2)
+    customer, _ = customer_with_bills(unpaid=1)
+    first = services.payment_create(customer_code=customer.code, method="vietqr")
+    second = services.payment_create(customer_code=customer.code, method="vietqr")
+    services.payment_mark_succeeded(payment_id=first.id, report=REPORT)
+    services.payment_mark_succeeded(payment_id=second.id, report=REPORT)
+    assert Payment.objects.get(pk=second.pk).needs_refund
+    report = integrity_check()
+    assert report.ok, report.as_text()
+    out = io.StringIO()
+    call_command("check_integrity", stdout=out)
+    assert "OK: no breach." in out.getvalue()
+
+
+def _rules(report):
+    return {breach.rule for breach in report.breaches}
+
+
+def test_it_finds_a_payment_whose_amount_does_not_add_up():
+    payment, _ = _settled()
+    Payment.objects.filter(pk=payment.pk).update(amount=payment.amount + 1)
+    assert "payment amount != bills it paid + amount to refund" in _rules(integrity_check())
+
+
+def test_it_finds_a_paid_bill_without_its_payment_line():
+    payment, bills = _settled()
+    PaymentBill.objects.filter(payment=payment).update(applied=False)
+    rules = _rules(integrity_check())
+    assert "paid bill without the applied line of its payment" in rules
+
+
+def test_it_finds_a_paid_bill_whose_payment_did_not_succeed():
+    payment, _ = _settled()
+    # Only raw SQL can do this: the services never would.
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE payments_payment SET status = 'failed' WHERE id = %s", [payment.pk])
+    rules = _rules(integrity_check())
+    assert "paid bill whose payment is not succeeded" in rules
+    assert "applied line of a payment that is not succeeded" in rules
+
+
+def test_it_finds_an_unprocessed_inbound_message_but_not_one_in_flight():
+    InboundMessage.objects.create(kind="transfer", dedupe_key="young", body="{}")
+    assert integrity_check().ok
+    InboundMessage.objects.create(
+        kind="transfer",
+        dedupe_key="old",
+        body="{}",
+        received_at=timezone.now() - datetime.timedelta(minutes=10),
+    )
+    report = integrity_check()
+    assert "inbound message not processed" in _rules(report)
+    with pytest.raises(CommandError):
+        call_command("check_integrity", stdout=io.StringIO())
+
+
+def test_it_finds_a_matched_transfer_of_the_wrong_amount():
+    payment, _ = _settled()
+    BankTransfer.objects.create(
+        source="webhook",
+        external_id="FT9",
+        amount=payment.amount - 1,
+        occurred_at=timezone.now(),
+        status="matched",
+        payment=payment,
+    )
+    assert "matched transfer that did not settle its payment for its amount" in _rules(
+        integrity_check()
+    )
