@@ -320,6 +320,9 @@ SANDBOX_PORTAL_URL = env.str("SANDBOX_PORTAL_URL", default=PORTAL_BASE_URL).rstr
 RECONCILIATION_DROP_DIR = Path(
     env.str("RECONCILIATION_DROP_DIR", default=str(VAR_DIR / "reconciliation"))
 )
+RECONCILIATION_REPORT_DIR = Path(
+    env.str("RECONCILIATION_REPORT_DIR", default=str(VAR_DIR / "reports" / "reconciliation"))
+)
 
 # --- Notifications ------------------------------------------------------------------------------
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
