@@ -1,0 +1,24 @@
+"""The partners' business day: a calendar day in GMT+7, whatever the server's time zone.
+
+A collection payment belongs to the business day of the moment the partner took the money
+(`paid_at`, stored as the payment's `succeeded_at`). The same day decides whether the partner may
+still reverse it and which end-of-day settlement file must list it.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+BUSINESS_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+
+
+def business_date(moment: datetime) -> date:
+    """The GMT+7 calendar day of an aware datetime."""
+    return moment.astimezone(BUSINESS_TZ).date()
+
+
+def business_day_bounds(day: date) -> tuple[datetime, datetime]:
+    """[start, end) of a business day as aware datetimes, for range queries."""
+    start = datetime.combine(day, time.min, tzinfo=BUSINESS_TZ)
+    return start, start + timedelta(days=1)

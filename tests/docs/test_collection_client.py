@@ -1,0 +1,113 @@
+"""docs/collection_client.py works against a running portal, exactly as the docs show it."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from payments.collection import signing
+from payments.models import Payment
+from tests.factories import customer_with_bills
+
+ROOT = Path(__file__).resolve().parents[2]
+CLIENT = ROOT / "docs" / "collection_client.py"
+GUIDE = ROOT / "docs" / "collection-api.md"
+SECRET = "docs-example-secret-0123456789"
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _load_client() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("collection_client", CLIENT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def vcb(settings):
+    settings.PARTNER_CREDENTIALS = {"VCB": {"secret": SECRET}}
+
+
+def test_the_example_signs_like_the_portal_and_like_the_guide():
+    example = _load_client()
+    guide = GUIDE.read_text(encoding="utf-8")
+    vector = re.search(
+        r"secret\s+`(?P<secret>[^`]+)`,\s+timestamp\s+`(?P<ts>\d+)`,\s+body\s+`(?P<body>[^`]+)`.*?"
+        r"`(?P<signature>[0-9a-f]{64})`",
+        guide,
+        re.S,
+    )
+    assert vector, "the guide must show a worked signature example"
+    body = vector["body"].encode()
+    assert example.sign(vector["secret"], vector["ts"], body) == vector["signature"]
+    assert signing.sign(vector["secret"], vector["ts"], body) == vector["signature"]
+
+
+def test_the_example_client_inquires_pays_repeats_and_reverses(live_server, vcb):
+    example = _load_client()
+    customer, bills = customer_with_bills(unpaid=2, amounts=[310_000, 290_000])
+    client = example.CollectionClient(live_server.url, "VCB", SECRET)
+
+    owed = client.inquiry(customer.code.lower())
+    assert owed.status_code == 200, owed.text
+    assert owed.json()["total_due"] == 600_000
+    numbers = [bill["number"] for bill in owed.json()["bills"]]
+    assert numbers == [bill.number for bill in bills]
+
+    paid_at = datetime.now(example.GMT7)
+    paid = client.pay(
+        transaction_id="VCB-DOCS-1",
+        customer_code=customer.code,
+        bill_numbers=numbers,
+        amount=600_000,
+        paid_at=paid_at,
+    )
+    assert paid.status_code == 201, paid.text
+    again = client.pay(
+        transaction_id="VCB-DOCS-1",
+        customer_code=customer.code,
+        bill_numbers=numbers,
+        amount=600_000,
+        paid_at=paid_at,
+    )
+    assert again.status_code == 200 and again.json() == paid.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+
+    reversed_ = client.reverse(transaction_id="VCB-DOCS-1", reason="customer cancelled")
+    assert reversed_.status_code == 200 and reversed_.json() == {"status": "reversed"}
+    assert Payment.objects.get(provider_txn_id="VCB-DOCS-1").status == Payment.Status.REVERSED
+
+    wrong = example.CollectionClient(live_server.url, "VCB", "not-the-secret").inquiry(
+        customer.code
+    )
+    assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "unauthorized"
+
+
+def test_the_example_runs_from_the_command_line(live_server, vcb):
+    customer, _bills = customer_with_bills(unpaid=1)
+    base = [sys.executable, str(CLIENT), "--base-url", live_server.url, "--partner", "VCB"]
+    run = subprocess.run(
+        [*base, "--secret", SECRET, "pay", customer.code, "VCB-CLI-1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "HTTP 200" in run.stdout and "HTTP 201" in run.stdout
+    assert Payment.objects.filter(provider_txn_id="VCB-CLI-1").exists()
+    refused = subprocess.run(
+        [*base, "--secret", "wrong", "inquiry", customer.code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 1 and "HTTP 401" in refused.stdout

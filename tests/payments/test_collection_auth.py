@@ -1,0 +1,247 @@
+"""Who may call the collection API: signed partners only, every refusal kept in the inbox."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.test import Client, RequestFactory
+
+from payments.collection import auth, signing
+from payments.models import InboundMessage, Partner
+from tests.factories import customer_with_bills
+from tests.payments.test_collection_support import (
+    INQUIRY,
+    PAYMENTS,
+    REVERSALS,
+    VCB_SECRET,
+    encode,
+    notice,
+    partner_secrets,  # noqa: F401 - fixture
+    post,
+    signed_headers,
+    signed_post,
+)
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("partner_secrets")]
+
+
+@pytest.fixture
+def client() -> Client:
+    return Client()
+
+
+def _refused(response, *, reason: str) -> InboundMessage:
+    assert response.status_code == 401, response.content
+    error = response.json()["error"]
+    assert error["code"] == "unauthorized" and error["message"]
+    assert response["WWW-Authenticate"].startswith("HMAC-SHA256")
+    message = InboundMessage.objects.get(outcome="unauthorized", outcome_detail=reason)
+    assert message.processed_at is not None
+    assert message.response_status == 401 and message.response_body == response.json()
+    return message
+
+
+def test_the_signature_is_an_hmac_sha256_of_timestamp_dot_body():
+    # Independent vector: printf '1764209702.{"customer_code":"PA14HT0012345"}' |
+    #   openssl dgst -sha256 -hmac 'vcb-collection-secret-0123456789abcdef'
+    body = b'{"customer_code":"PA14HT0012345"}'
+    expected = "2230e4a17ae04f0631fc906fb4375b405bde6da2070307168f50b86d0410947b"
+    assert signing.sign(VCB_SECRET, "1764209702", body) == expected
+    assert signing.signature_matches(VCB_SECRET, "1764209702", body, expected)
+    assert not signing.signature_matches(VCB_SECRET, "1764209703", body, expected)
+
+
+def test_it_answers_a_correctly_signed_inquiry(client):
+    customer, _bills = customer_with_bills(unpaid=1)
+    response = signed_post(client, INQUIRY, {"customer_code": customer.code})
+    assert response.status_code == 200, response.content
+
+
+def test_it_rejects_a_tampered_signature(client):
+    customer, bills = customer_with_bills(unpaid=1)
+    body = encode(notice(customer, bills, "VCB-T1"))
+    headers = signed_headers(body)
+    tampered = body.replace(str(bills[0].amount).encode(), b"1")
+    message = _refused(post(client, PAYMENTS, tampered, headers), reason="invalid_signature")
+    assert message.signature_valid is False
+    assert message.kind == InboundMessage.Kind.COLLECTION
+    assert message.partner.code == "VCB"
+    bills[0].refresh_from_db()
+    assert not bills[0].is_paid
+
+
+def test_it_rejects_a_signature_made_with_another_secret(client):
+    customer, _ = customer_with_bills(unpaid=1)
+    response = signed_post(
+        client, INQUIRY, {"customer_code": customer.code}, secret="someone-elses-secret"
+    )
+    _refused(response, reason="invalid_signature")
+
+
+def test_it_rejects_an_upper_case_or_truncated_signature(client):
+    body = encode({"customer_code": "PA14HT0000001"})
+    headers = signed_headers(body)
+    for signature in (headers["X-Signature"].upper(), headers["X-Signature"][:-2]):
+        response = post(client, INQUIRY, body, {**headers, "X-Signature": signature})
+        assert response.status_code == 401
+
+
+@pytest.mark.parametrize("offset", [-301, 301, -3600, 86400])
+def test_it_rejects_a_stale_or_future_timestamp(client, offset):
+    customer, _ = customer_with_bills(unpaid=1)
+    response = signed_post(
+        client, INQUIRY, {"customer_code": customer.code}, timestamp=int(time.time()) + offset
+    )
+    message = _refused(response, reason="stale_timestamp")
+    # The signature was right: only the clock was wrong, and the record says so.
+    assert message.signature_valid is True
+    assert "X-Timestamp" in response.json()["error"]["fields"]
+
+
+@pytest.mark.parametrize("offset", [-290, 290])
+def test_it_accepts_a_timestamp_inside_the_window(client, offset):
+    customer, _ = customer_with_bills(unpaid=1)
+    response = signed_post(
+        client, INQUIRY, {"customer_code": customer.code}, timestamp=int(time.time()) + offset
+    )
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("stamp", ["", "1.7e9", "-1", " 17642 ", "1764209702.5", "abc"])
+def test_it_rejects_a_timestamp_that_is_not_plain_unix_seconds(client, stamp):
+    body = encode({"customer_code": "PA14HT0000001"})
+    headers = {
+        "X-Partner-Code": "VCB",
+        "X-Timestamp": stamp,
+        "X-Signature": signing.sign(VCB_SECRET, stamp.strip(), body),
+    }
+    assert post(client, INQUIRY, body, headers).status_code == 401
+
+
+def test_it_rejects_an_unknown_partner(client):
+    response = signed_post(client, INQUIRY, {"customer_code": "PA14HT0000001"}, partner="NOPE")
+    message = _refused(response, reason="unknown_partner")
+    assert message.partner is None and message.signature_valid is None
+
+
+def test_it_rejects_a_disabled_partner_even_with_a_good_signature(client):
+    Partner.objects.filter(code="VCB").update(enabled=False)
+    response = signed_post(client, INQUIRY, {"customer_code": "PA14HT0000001"})
+    message = _refused(response, reason="partner_disabled")
+    assert message.partner.code == "VCB"
+
+
+def test_it_rejects_a_partner_without_a_secret(client):
+    # ACB collects, but no PARTNER_ACB_SECRET is configured: it is not usable.
+    response = signed_post(
+        client, INQUIRY, {"customer_code": "PA14HT0000001"}, partner="ACB", secret=""
+    )
+    _refused(response, reason="partner_not_configured")
+
+
+def test_it_rejects_a_partner_that_does_not_collect(client, settings):
+    settings.PARTNER_CREDENTIALS = {"COUNTER": {"secret": "counter-secret"}}
+    response = signed_post(
+        client,
+        INQUIRY,
+        {"customer_code": "PA14HT0000001"},
+        partner="COUNTER",
+        secret="counter-secret",
+    )
+    _refused(response, reason="partner_does_not_collect")
+
+
+def test_unknown_disabled_and_unconfigured_partners_get_the_same_message(client):
+    unknown = signed_post(client, INQUIRY, {}, partner="NOPE").json()["error"]["message"]
+    unconfigured = signed_post(client, INQUIRY, {}, partner="ACB").json()["error"]["message"]
+    Partner.objects.filter(code="VCB").update(enabled=False)
+    disabled = signed_post(client, INQUIRY, {}).json()["error"]["message"]
+    assert unknown == unconfigured == disabled
+
+
+@pytest.mark.parametrize("missing", ["X-Partner-Code", "X-Timestamp", "X-Signature"])
+def test_it_rejects_a_request_without_one_of_the_headers(client, missing):
+    body = encode({"customer_code": "PA14HT0000001"})
+    headers = signed_headers(body)
+    del headers[missing]
+    response = post(client, REVERSALS, body, headers)
+    message = _refused(response, reason="missing_headers")
+    assert message.kind == InboundMessage.Kind.REVERSAL
+    assert missing in response.json()["error"]["fields"]
+
+
+def test_it_rejects_a_request_from_an_address_the_partner_did_not_allow(client, settings):
+    settings.PARTNER_CREDENTIALS = {
+        "VCB": {"secret": VCB_SECRET, "allowed_ips": "203.0.113.0/28, 198.51.100.7"}
+    }
+    customer, _ = customer_with_bills(unpaid=1)
+    body = {"customer_code": customer.code}
+    refused = signed_post(client, INQUIRY, body, REMOTE_ADDR="192.0.2.10")
+    message = _refused(refused, reason="address_not_allowed")
+    assert message.headers["Remote-Addr"] == "192.0.2.10"
+    assert signed_post(client, INQUIRY, body, REMOTE_ADDR="203.0.113.9").status_code == 200
+    assert signed_post(client, INQUIRY, body, REMOTE_ADDR="198.51.100.7").status_code == 200
+
+
+def test_the_allowed_address_is_the_client_behind_the_trusted_proxy(client, settings):
+    settings.TRUSTED_PROXY_COUNT = 1
+    settings.PARTNER_CREDENTIALS = {"VCB": {"secret": VCB_SECRET, "allowed_ips": "203.0.113.9"}}
+    body = {"customer_code": "PA14HT0000001"}
+    allowed = signed_post(
+        client, INQUIRY, body, REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="203.0.113.9"
+    )
+    assert allowed.status_code == 404  # authenticated; the customer simply does not exist
+    spoofed = signed_post(
+        client,
+        INQUIRY,
+        body,
+        REMOTE_ADDR="10.0.0.2",
+        HTTP_X_FORWARDED_FOR="203.0.113.9, 192.0.2.66",
+    )
+    assert spoofed.status_code == 401
+
+
+def test_a_wrong_signature_says_nothing_about_the_clock_or_the_address(client, settings):
+    settings.PARTNER_CREDENTIALS = {"VCB": {"secret": VCB_SECRET, "allowed_ips": "203.0.113.9"}}
+    response = signed_post(
+        client,
+        INQUIRY,
+        {},
+        secret="guess",
+        timestamp=int(time.time()) - 9999,
+        REMOTE_ADDR="192.0.2.1",
+    )
+    _refused(response, reason="invalid_signature")
+
+
+def test_a_refused_request_never_takes_the_key_of_a_real_one(client):
+    customer, bills = customer_with_bills(unpaid=1)
+    body = encode(notice(customer, bills, "VCB-FORGED"))
+    good = signed_headers(body)
+    forged = post(client, PAYMENTS, body, {**good, "X-Signature": "0" * 64})
+    assert forged.status_code == 401
+    real = post(client, PAYMENTS, body, good)
+    assert real.status_code == 201, real.content
+
+
+def test_verify_refuses_a_replay_once_its_timestamp_is_stale():
+    body = encode({"customer_code": "PA14HT0000001"})
+    headers = signed_headers(body)
+    request = RequestFactory().post(
+        INQUIRY, data=body, content_type="application/json", headers=headers
+    )
+    sent = int(headers["X-Timestamp"])
+    assert auth.verify(request, now=sent + 300).partner.code == "VCB"
+    with pytest.raises(auth.Unauthorized) as refused:
+        auth.verify(request, now=sent + 301)
+    assert refused.value.reason == "stale_timestamp"
+
+
+def test_the_api_refuses_other_methods_after_authentication(client):
+    unsigned = client.get(INQUIRY)
+    assert unsigned.status_code == 401
+    headers = signed_headers(b"")
+    signed = client.get(INQUIRY, headers=headers)
+    assert signed.status_code == 405
+    assert signed.json()["error"]["code"] == "method_not_allowed"
