@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from customers.codes import is_valid_customer_code
 from customers.models import Bill, Customer, ServiceArea
+from customers.selectors import bills_cache_forget
 from portal.text import alnum_upper, fold, normalise_customer_code
 
 COLUMNS = (
@@ -292,6 +293,9 @@ def import_bills(
             result.customers_created = result.customers_updated = result.bills_created = 0
             result.areas_created = 0
     result.errors.sort(key=lambda error: error.line)
+    if result.loaded and (result.bills_created or result.customers_updated):
+        codes = {row.customer_code for row in rows}
+        transaction.on_commit(lambda: bills_cache_forget(customer_codes=codes))
     return result
 
 

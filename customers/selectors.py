@@ -1,23 +1,188 @@
-"""Reads of customers and bills, shaped for the pages and APIs that show them."""
+"""Reads of customers and bills, shaped for the pages and APIs that show them.
+
+The public lookup (`customer_bills_lookup`) is two indexed queries: the customer by its unique
+code with the service area joined, then that customer's bills through the (customer, period)
+unique index. Its result holds only what a public page may show (masked name and address), so a
+template or serializer built on it cannot leak a phone number or an e-mail address.
+"""
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+import datetime
+import logging
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import F, Q, Window
+from django.db.models.functions import RowNumber
+from django.utils import timezone
+
+from customers.masking import mask_address, mask_name
 from customers.models import Bill, Customer
+
+logger = logging.getLogger(__name__)
 
 HISTORY_PERIODS = 12
 
 
+def bills_cache_key(code: str) -> str:
+    return f"bills:{code}"
+
+
+def bills_cache_forget(*, customer_codes: Iterable[str]) -> None:
+    """Drop cached lookups of these customers: a payment settled, or new bills were imported.
+
+    The cache is short-lived anyway (LOOKUP_CACHE_SECONDS): a stale page could invite a household
+    to pay a bill twice, so every change that a lookup shows clears it at once.
+    """
+    keys = [bills_cache_key(code) for code in customer_codes]
+    try:
+        for start in range(0, len(keys), 1000):
+            cache.delete_many(keys[start : start + 1000])
+    except Exception:  # noqa: BLE001 - a cache outage must not undo what was committed
+        logger.warning("could not clear %d cached lookup(s)", len(keys))
+
+
+@dataclass(frozen=True)
+class BillLine:
+    number: str
+    period: datetime.date
+    kwh: int
+    amount: int
+    due_date: datetime.date
+    status: str
+
+    @property
+    def is_paid(self) -> bool:
+        return self.status == Bill.Status.PAID
+
+    @property
+    def is_overdue(self) -> bool:
+        # Computed when read, not when cached: a bill becomes overdue at midnight.
+        return not self.is_paid and self.due_date < timezone.localdate()
+
+
+@dataclass(frozen=True)
+class CustomerBills:
+    """A customer's public face and bills: masked, safe to show to whoever knows the code."""
+
+    code: str
+    name: str
+    address: str
+    service_area_code: str
+    service_area_name: str
+    # The last HISTORY_PERIODS billing periods plus any older bill still unpaid, newest first.
+    bills: tuple[BillLine, ...] = field(default_factory=tuple)
+
+    @property
+    def unpaid(self) -> list[BillLine]:
+        """Unpaid bills, oldest first: the order in which they fall due."""
+        return sorted((bill for bill in self.bills if not bill.is_paid), key=lambda b: b.period)
+
+    @property
+    def total_due(self) -> int:
+        return sum(bill.amount for bill in self.bills if not bill.is_paid)
+
+    @property
+    def history(self) -> list[BillLine]:
+        """The last HISTORY_PERIODS periods, newest first (older unpaid bills sort after them)."""
+        return list(self.bills[:HISTORY_PERIODS])
+
+    @property
+    def has_overdue(self) -> bool:
+        return any(bill.is_overdue for bill in self.bills)
+
+    def to_cache(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_cache(cls, data: dict[str, Any]) -> CustomerBills:
+        values = dict(data)
+        values["bills"] = tuple(BillLine(**bill) for bill in values["bills"])
+        return cls(**values)
+
+
 def customer_get_by_code(*, code: str) -> Customer | None:
-    """One indexed query (unique code), with the service area joined."""
-    return Customer.objects.select_related("service_area").filter(code=code, is_active=True).first()
+    """An active customer by its (normalised) code: one query on the unique index.
+
+    Only the fields a public page shows are loaded; phone and e-mail stay in the database.
+    """
+    return (
+        Customer.objects.select_related("service_area")
+        .only("id", "code", "name", "address", "service_area__code", "service_area__name")
+        .filter(code=code, is_active=True)
+        .first()
+    )
 
 
-def bill_list_recent(*, customer: Customer, periods: int = HISTORY_PERIODS) -> list[Bill]:
-    """The customer's bills of the last `periods` billing months, newest first: one query."""
-    return list(customer.bills.order_by("-period")[:periods])
+def bill_list_for_lookup(*, customer_id: int, periods: int = HISTORY_PERIODS) -> list[Bill]:
+    """The bills of the last `periods` periods and every older unpaid bill, newest first.
+
+    One query: a window numbers the customer's bills from the newest, so "the last 12 and
+    whatever is still owed" needs no second round trip, and an old debt is never hidden from
+    the total a household is asked to pay.
+    """
+    return list(
+        Bill.objects.filter(customer_id=customer_id)
+        .only("number", "period", "kwh", "amount", "due_date", "status")
+        .annotate(recency=Window(RowNumber(), order_by=F("period").desc()))
+        .filter(Q(recency__lte=periods) | Q(status=Bill.Status.UNPAID))
+        .order_by("-period")
+    )
 
 
-def bill_list_unpaid(*, customer: Customer) -> QuerySet[Bill]:
-    return customer.bills.filter(status=Bill.Status.UNPAID).order_by("period")
+def _cache_get(key: str) -> CustomerBills | None:
+    try:
+        data = cache.get(key)
+        return CustomerBills.from_cache(data) if isinstance(data, dict) else None
+    except Exception:  # noqa: BLE001 - a cache outage or an old entry shape: read the database
+        logger.warning("bills cache unavailable or unreadable for %s", key)
+        return None
+
+
+def _cache_set(key: str, value: CustomerBills) -> None:
+    try:
+        cache.set(
+            key,
+            value.to_cache(),
+            timeout=settings.LOOKUP_CACHE_SECONDS,
+        )
+    except Exception:  # noqa: BLE001 - the lookup is still correct without the cache
+        logger.warning("could not cache the bills of %s", key)
+
+
+def customer_bills_lookup(*, code: str) -> CustomerBills | None:
+    """The public lookup by a normalised, validated code; None when no active customer has it.
+
+    Served from the cache when fresh, otherwise two indexed queries (customer, bills).
+    """
+    key = bills_cache_key(code)
+    cached = _cache_get(key)
+    if cached is not None:
+        return cached
+    customer = customer_get_by_code(code=code)
+    if customer is None:
+        return None  # not cached: a customer imported a minute later must be found at once
+    result = CustomerBills(
+        code=customer.code,
+        name=mask_name(customer.name),
+        address=mask_address(customer.address),
+        service_area_code=customer.service_area.code,
+        service_area_name=customer.service_area.name,
+        bills=tuple(
+            BillLine(
+                number=bill.number,
+                period=bill.period,
+                kwh=bill.kwh,
+                amount=bill.amount,
+                due_date=bill.due_date,
+                status=bill.status,
+            )
+            for bill in bill_list_for_lookup(customer_id=customer.id)
+        ),
+    )
+    _cache_set(key, result)
+    return result

@@ -25,6 +25,7 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from customers.models import AuditEntry, Bill, Customer
+from customers.selectors import bills_cache_forget
 from payments import references
 from payments.models import (
     BankTransfer,
@@ -156,13 +157,8 @@ def _after_settlement(payment: Payment) -> None:
 
 
 def bills_cache_invalidate(*, customer_code: str) -> None:
-    """Forget any cached lookup of this customer's bills (see customers.selectors)."""
-    from django.core.cache import cache
-
-    try:
-        cache.delete(f"bills:{customer_code}")
-    except Exception:  # noqa: BLE001 - a cache outage must not undo a settled payment
-        logger.warning("could not invalidate the bills cache of %s", customer_code)
+    """Forget the cached lookup of this customer's bills, which a settlement just changed."""
+    bills_cache_forget(customer_codes=[customer_code])
 
 
 # --- Creating payments --------------------------------------------------------------------------

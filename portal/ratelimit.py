@@ -1,17 +1,22 @@
 """Fixed-window rate limits per client address, kept in the cache (Redis when configured).
 
 One limiter serves the lookup pages and the lookup API, so a client cannot double its budget by
-switching between them.
+switching between them. The budget is `settings.LOOKUP_RATE_LIMIT` ("30/m": 30 per minute).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest
+from rest_framework.throttling import BaseThrottle
+
+logger = logging.getLogger(__name__)
 
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -28,7 +33,7 @@ def parse_rate(rate: str) -> tuple[int, int]:
     return int(count), _PERIODS[unit]
 
 
-def client_address(request: HttpRequest) -> str:
+def client_address(request: HttpRequest | Any) -> str:
     """The client's address, trusting X-Forwarded-For only as far as configured proxies go."""
     proxies = settings.TRUSTED_PROXY_COUNT
     if proxies:
@@ -44,19 +49,38 @@ def hit(scope: str, key: str, rate: str) -> Decision:
     now = time.time()
     window = int(now // period)
     cache_key = f"rl:{scope}:{key}:{window}"
-    # add() is atomic on Redis and locmem: the first request of a window creates the counter.
-    if cache.add(cache_key, 1, timeout=period + 1):
-        count = 1
-    else:
-        try:
-            count = cache.incr(cache_key)
-        except ValueError:  # expired between add() and incr()
-            cache.add(cache_key, 1, timeout=period + 1)
+    try:
+        # add() is atomic on Redis and locmem: the first request of a window creates the counter.
+        if cache.add(cache_key, 1, timeout=period + 1):
             count = 1
+        else:
+            try:
+                count = cache.incr(cache_key)
+            except ValueError:  # expired between add() and incr()
+                cache.add(cache_key, 1, timeout=period + 1)
+                count = 1
+    except Exception:  # noqa: BLE001 - a cache outage must not take the lookup down with it
+        logger.warning("rate-limit store unavailable; letting %s through", scope)
+        return Decision(True, 0)
     if count <= limit:
         return Decision(True, 0)
     return Decision(False, max(1, int((window + 1) * period - now) + 1))
 
 
-def lookup_hit(request: HttpRequest) -> Decision:
+def lookup_hit(request: HttpRequest | Any) -> Decision:
+    """Count one customer lookup (bills page or lookup API) of this client."""
     return hit("lookup", client_address(request), settings.LOOKUP_RATE_LIMIT)
+
+
+class LookupThrottle(BaseThrottle):
+    """The lookup budget as a DRF throttle: over it, DRF raises Throttled, which
+    portal.api.exception_handler answers as 429 `rate_limited` with Retry-After."""
+
+    decision: Decision | None = None
+
+    def allow_request(self, request: Any, view: Any) -> bool:
+        self.decision = lookup_hit(request)
+        return self.decision.allowed
+
+    def wait(self) -> float | None:
+        return float(self.decision.retry_after) if self.decision else None

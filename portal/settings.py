@@ -128,6 +128,8 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 LOOKUP_RATE_LIMIT = env.str("LOOKUP_RATE_LIMIT", default="30/m")
+# Lookups are cached this long (masked data only); a settled payment clears its customer's entry.
+LOOKUP_CACHE_SECONDS = env.int("LOOKUP_CACHE_SECONDS", default=60)
 if not re.fullmatch(r"\d+/[smhd]", LOOKUP_RATE_LIMIT):
     raise ImproperlyConfigured("LOOKUP_RATE_LIMIT must look like 30/m (count per s, m, h or d).")
 # Number of trusted proxies in front of the app; 0 means use REMOTE_ADDR as the client address.

@@ -1,3 +1,7 @@
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from customers.api import views
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("<str:code>/bills/", views.CustomerBillsView.as_view(), name="api-customer-bills"),
+]

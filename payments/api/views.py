@@ -99,7 +99,7 @@ class PaymentListCreateView(APIView):
         request=PaymentCreateInput,
         responses={
             201: PaymentOutput,
-            **{code: ERROR_RESPONSES[code] for code in (400, 404, 409, 429)},
+            **{code: ERROR_RESPONSES[code] for code in (400, 404, 409)},
         },
     )
     def post(self, request: Request) -> Response:

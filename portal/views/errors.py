@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
 
 from portal.api import error_response, wants_json
 
 
 def _page(request: HttpRequest, status: int, title: str, message: str) -> HttpResponse:
-    return render(request, "errors/error.html", {"title": title, "message": message}, status=status)
+    return render(
+        request,
+        "errors/error.html",
+        {"title": title, "message": message, "status": status},
+        status=status,
+    )
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
@@ -40,3 +46,18 @@ def server_error(request: HttpRequest) -> HttpResponse:
         _("Something went wrong"),
         _("Something went wrong on our side. Please try again in a few minutes."),
     )
+
+
+def too_many_requests(request: HttpRequest, *, retry_after: int) -> HttpResponse:
+    """The friendly page for a household (or a script) that looked up too much too fast."""
+    if wants_json(request):
+        response: HttpResponse = error_response(
+            "rate_limited", _("Too many requests. Please wait a moment and try again."), 429
+        )
+    else:
+        response = render(
+            request, "errors/429.html", {"retry_after": max(1, retry_after)}, status=429
+        )
+    response["Retry-After"] = str(max(1, retry_after))
+    add_never_cache_headers(response)
+    return response

@@ -175,3 +175,16 @@ def test_a_file_that_is_not_utf8_is_a_clear_error(tmp_path):
 def test_a_missing_file_is_a_clear_error():
     with pytest.raises(CommandError, match="no such file"):
         call_command("import_bills", "/nonexistent.csv", stdout=io.StringIO())
+
+
+def test_an_import_clears_the_cached_lookups_of_its_customers(django_capture_on_commit_callbacks):
+    from django.core.cache import cache
+
+    from customers.selectors import bills_cache_key
+
+    cache.set(bills_cache_key("PA14HT0000001"), {"stale": True})
+    cache.set(bills_cache_key("PA14XX0000009"), {"other": True})
+    with django_capture_on_commit_callbacks(execute=True):
+        import_bills(_file([GOOD[0]]))
+    assert cache.get(bills_cache_key("PA14HT0000001")) is None
+    assert cache.get(bills_cache_key("PA14XX0000009")) == {"other": True}

@@ -1,0 +1,94 @@
+"""The public lookup: two indexed queries, masked data only, cached until a payment settles."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from customers import selectors
+from payments import services
+from tests import factories
+from tests.portal.demo import household_with_history, months_ago
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_reads_a_customer_and_the_bills_in_two_indexed_queries(django_assert_num_queries):
+    household = household_with_history(months=14)
+    with django_assert_num_queries(2) as captured:
+        lookup = selectors.customer_bills_lookup(code=household.customer.code)
+    customer_sql, bills_sql = (query["sql"] for query in captured.captured_queries)
+    assert '"customers_customer"."code" = ' in customer_sql
+    assert '"customers_bill"."customer_id" = ' in bills_sql
+    assert lookup is not None and len(lookup.bills) == 12
+
+
+def test_it_answers_a_second_lookup_from_the_cache(django_assert_num_queries):
+    household = household_with_history()
+    first = selectors.customer_bills_lookup(code=household.customer.code)
+    with django_assert_num_queries(0):
+        second = selectors.customer_bills_lookup(code=household.customer.code)
+    assert second == first
+
+
+def test_a_settled_payment_clears_the_cached_lookup(django_capture_on_commit_callbacks):
+    household = household_with_history(unpaid=2)
+    before = selectors.customer_bills_lookup(code=household.customer.code)
+    assert before is not None and len(before.unpaid) == 2
+    with django_capture_on_commit_callbacks(execute=True):
+        services.payment_record_cash(
+            customer_code=household.customer.code,
+            bill_numbers=[household.unpaid[0].number],
+            actor=factories.staff_user("agent"),
+        )
+    after = selectors.customer_bills_lookup(code=household.customer.code)
+    assert after is not None and [b.number for b in after.unpaid] == [household.unpaid[1].number]
+    assert after.total_due == household.unpaid[1].amount
+
+
+def test_it_lists_the_last_twelve_periods_newest_first_and_older_debts_too():
+    customer = factories.CustomerFactory()
+    old_debt = factories.BillFactory(customer=customer, months_ago=16, amount=300_000)
+    old_paid = [factories.BillFactory(customer=customer, months_ago=age) for age in (15, 14, 13)]
+    services.payment_record_cash(
+        customer_code=customer.code,
+        bill_numbers=[bill.number for bill in old_paid],
+        actor=factories.staff_user("agent"),
+    )
+    for age in range(12, 0, -1):
+        factories.BillFactory(customer=customer, months_ago=age, amount=100_000)
+    lookup = selectors.customer_bills_lookup(code=customer.code)
+    assert lookup is not None
+    periods = [bill.period for bill in lookup.bills]
+    # The twelve latest periods, newest first, then the debt; old paid bills are left out.
+    assert periods == [*(months_ago(age) for age in range(1, 13)), old_debt.period]
+    assert lookup.total_due == 12 * 100_000 + 300_000
+    assert [bill.period for bill in lookup.history] == periods[:12]
+    assert lookup.unpaid[0].number == old_debt.number
+
+
+def test_it_finds_no_inactive_or_unknown_customer():
+    factories.CustomerFactory(code="PA14HT0000001", is_active=False)
+    assert selectors.customer_bills_lookup(code="PA14HT0000001") is None
+    assert selectors.customer_bills_lookup(code="PA14HT9999999") is None
+
+
+def test_the_lookup_holds_nothing_but_masked_public_data():
+    household = household_with_history()
+    lookup = selectors.customer_bills_lookup(code=household.customer.code)
+    assert lookup is not None
+    assert lookup.name == "Trần T** H** N**"
+    assert lookup.address == "***, phường Nam Hà, TP Hà Tĩnh"
+    text = repr(dataclasses.asdict(lookup))
+    for secret in ("0912 345 678", "0912345678", "nhung.tran@example.vn", "Hà Huy Tập"):
+        assert secret not in text
+
+
+def test_overdue_is_decided_when_read_not_when_cached():
+    household = household_with_history(unpaid=2)
+    lookup = selectors.customer_bills_lookup(code=household.customer.code)
+    assert lookup is not None
+    overdue = {bill.number: bill.is_overdue for bill in lookup.unpaid}
+    assert overdue == {household.unpaid[0].number: True, household.unpaid[1].number: False}
+    assert lookup.has_overdue
