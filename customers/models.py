@@ -163,6 +163,19 @@ class AuditEntry(models.Model):
         verbose_name = _("audit entry")
         verbose_name_plural = _("audit log")
         ordering = ["-at"]
+        # What the console's roles (groups agent, supervisor, finance; migration 0004) may do.
+        permissions = [
+            ("use_console", _("Can sign in to the staff console")),
+            ("view_queues", _("Can see the work queues")),
+            ("recheck_payment", _("Can ask the bank about a payment now")),
+            ("resend_receipt", _("Can resend a payment receipt")),
+            ("record_cash_payment", _("Can record a cash payment at the counter")),
+            ("assign_transfer", _("Can match a bank transfer to a payment")),
+            ("resolve_transfer", _("Can close a bank transfer settled outside the portal")),
+            ("refund_payment", _("Can mark a payment refunded")),
+            ("view_noncash_report", _("Can see the non-cash dashboard")),
+            ("export_cash_customers", _("Can export the customers paying cash")),
+        ]
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.actor} {self.action} {self.target}"

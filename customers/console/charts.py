@@ -1,0 +1,112 @@
+"""The dashboard's bar chart as server-side SVG geometry: no JavaScript, no external service.
+
+The template `console/_rate_chart.svg.html` draws what this module computes; all styling comes
+from classes in static/css/console.css and SVG presentation attributes (the CSP forbids inline
+style attributes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from payments.reports import AreaRate, NonCashReport
+
+WIDTH = 760
+LABEL_WIDTH = 250
+PLOT_LEFT = LABEL_WIDTH + 10
+PLOT_WIDTH = 430
+BAR_HEIGHT = 20
+BAR_GAP = 10
+TOP = 34
+AXIS_HEIGHT = 28
+
+
+def _x(percent: float) -> float:
+    return round(PLOT_LEFT + PLOT_WIDTH * max(0.0, min(percent, 100.0)) / 100.0, 1)
+
+
+@dataclass(frozen=True)
+class Bar:
+    label: str
+    rate: float | None
+    y: float
+    width: float
+    text_x: float
+    text_y: float
+    css: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Tick:
+    x: float
+    label: str
+
+
+@dataclass(frozen=True)
+class RateChart:
+    width: int
+    height: int
+    plot_left: int
+    plot_right: int
+    plot_top: int
+    plot_bottom: float
+    bars: list[Bar]
+    ticks: list[Tick]
+    target_x: float
+    target: float
+    label_x: int
+    tick_y: float
+    target_label_y: int
+
+
+def ranked(areas: list[AreaRate]) -> list[AreaRate]:
+    """Highest non-cash rate first; areas nobody was billed in last."""
+    return sorted(areas, key=lambda a: (a.rate is None, -(a.rate or 0.0), a.name))
+
+
+def _bar(row: AreaRate, label: str, index: int, target: float, *, total: bool) -> Bar:
+    y = TOP + index * (BAR_HEIGHT + BAR_GAP) + (BAR_GAP if total else 0)
+    rate = row.rate
+    width = round(_x(rate) - PLOT_LEFT, 1) if rate is not None else 0.0
+    if rate is None:
+        css, value = "bar-none", "–"
+    else:
+        css = "bar-total" if total else ("bar-ok" if rate >= target else "bar-low")
+        value = f"{rate:.2f}".replace(".", ",") + " %"
+    return Bar(
+        label=label,
+        rate=rate,
+        y=y,
+        width=width,
+        text_x=PLOT_LEFT + width + 6,
+        text_y=y + BAR_HEIGHT * 0.72,
+        css=css,
+        value=value,
+    )
+
+
+def rate_chart(report: NonCashReport, *, total_label: str) -> RateChart:
+    """One horizontal bar per area, best first, then the province total, on a 0–100 % axis with
+    the target line."""
+    bars = [
+        _bar(area, area.name, i, report.target, total=False)
+        for i, area in enumerate(ranked(report.areas))
+    ]
+    bars.append(_bar(report.total, total_label, len(bars), report.target, total=True))
+    plot_bottom = bars[-1].y + BAR_HEIGHT + BAR_GAP / 2
+    return RateChart(
+        width=WIDTH,
+        height=int(plot_bottom + AXIS_HEIGHT),
+        plot_left=PLOT_LEFT,
+        plot_right=PLOT_LEFT + PLOT_WIDTH,
+        plot_top=TOP - 8,
+        plot_bottom=plot_bottom,
+        bars=bars,
+        ticks=[Tick(x=_x(p), label=f"{p} %") for p in range(0, 101, 20)],
+        target_x=_x(report.target),
+        target=report.target,
+        label_x=PLOT_LEFT - 10,
+        tick_y=plot_bottom + 18,
+        target_label_y=TOP - 14,
+    )

@@ -1,0 +1,62 @@
+"""Who may do what in the console: role groups carry permissions (migration customers/0004).
+
+Every console view is wrapped in `staff_required(...)`: an anonymous visitor is sent to the login
+page and sees nothing; a signed-in user without the console permission, or without the
+permission of this page or action, gets a 403 page and nothing is done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+
+USE_CONSOLE = "customers.use_console"
+VIEW_CUSTOMER = "customers.view_customer"
+VIEW_QUEUES = "customers.view_queues"
+RECHECK_PAYMENT = "customers.recheck_payment"
+RESEND_RECEIPT = "customers.resend_receipt"
+RECORD_CASH = "customers.record_cash_payment"
+ASSIGN_TRANSFER = "customers.assign_transfer"
+RESOLVE_TRANSFER = "customers.resolve_transfer"
+REFUND_PAYMENT = "customers.refund_payment"
+VIEW_AUDIT = "customers.view_auditentry"
+VIEW_REPORT = "customers.view_noncash_report"
+EXPORT_CASH = "customers.export_cash_customers"
+
+ROLES = ("agent", "supervisor", "finance")
+
+View = Callable[..., HttpResponseBase]
+
+
+def staff_required(*perms: str) -> Callable[[View], View]:
+    """Require a signed-in user holding the console permission and every one of `perms`."""
+
+    def decorator(view: View) -> View:
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            user = request.user
+            if not user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
+            if not user.has_perms((USE_CONSOLE, *perms)):
+                return render(request, "console/forbidden.html", status=403)
+            return view(request, *args, **kwargs)
+
+        # Staff pages show personal data: never stored by a browser or a proxy.
+        return never_cache(wrapped)
+
+    return decorator
+
+
+def user_roles(user: Any) -> list[str]:
+    """The console roles of a user, for display (superusers are shown as such)."""
+    if not user.is_authenticated:
+        return []
+    names = [g.name for g in user.groups.all() if g.name in ROLES]
+    return ["superuser", *names] if user.is_superuser else names

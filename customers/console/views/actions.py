@@ -1,0 +1,280 @@
+"""Console actions. Each is a GET that shows what will happen and asks for a reason, then a POST
+that calls one service (payments.services or customers.services), which writes the audit entry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.http import require_http_methods
+
+from customers import services as console_services
+from customers.console import selectors
+from customers.console.forms import CASH_CHANNELS, CashForm, ReasonForm
+from customers.console.permissions import (
+    ASSIGN_TRANSFER,
+    RECHECK_PAYMENT,
+    RECORD_CASH,
+    REFUND_PAYMENT,
+    RESEND_RECEIPT,
+    RESOLVE_TRANSFER,
+    VIEW_CUSTOMER,
+    VIEW_QUEUES,
+    staff_required,
+)
+from customers.models import Bill
+from payments import services as payment_services
+from payments.models import BankTransfer, Payment
+
+# What an agent reads when a rule refuses an action (by the error's `code`).
+ERRORS = {
+    "customer_not_found": gettext_lazy("No customer has this code."),
+    "bill_not_found": gettext_lazy("Some of these bills do not belong to this customer."),
+    "bill_already_paid": gettext_lazy(
+        "Some of these bills were paid meanwhile. Nothing was recorded; check the bills again."
+    ),
+    "nothing_to_pay": gettext_lazy("This customer has no unpaid bills."),
+    "invalid_partner": gettext_lazy("This channel cannot be used now."),
+    "amount_mismatch": gettext_lazy(
+        "The amounts differ, so they cannot be matched. Close the transfer instead, once the "
+        "money has been dealt with."
+    ),
+    "invalid_transition": gettext_lazy(
+        "Nothing was changed: this is no longer possible in the current state. "
+        "Reload the page to see it."
+    ),
+    "not_recheckable": gettext_lazy(
+        "Only a bank-page payment that has not succeeded can be checked with the bank."
+    ),
+    "not_succeeded": gettext_lazy("Only a succeeded payment has a receipt."),
+    "no_contact": gettext_lazy(
+        "Neither an e-mail address nor a phone number is known for this payment."
+    ),
+    "receipt_failed": gettext_lazy(
+        "The receipt could not be sent. The attempt is in the audit log; try again later."
+    ),
+}
+
+
+def _error(exc: Exception) -> str:
+    code = getattr(exc, "code", "")
+    return str(ERRORS.get(code, gettext_lazy("The action could not be done.")))
+
+
+def _payment_or_404(payment_id: UUID) -> Payment:
+    payment = selectors.payment_for_staff(payment_id=payment_id)
+    if payment is None:
+        raise Http404
+    return payment
+
+
+def _confirm(
+    request: HttpRequest, template: str, form: ReasonForm, status: int = 200, **context: Any
+) -> HttpResponse:
+    return render(request, template, {"form": form, **context}, status=status)
+
+
+# --- Payments -----------------------------------------------------------------------------------
+@require_http_methods(["GET", "POST"])
+@staff_required(RECHECK_PAYMENT)
+def payment_recheck(request: HttpRequest, payment_id: UUID) -> HttpResponse:
+    payment = _payment_or_404(payment_id)
+    form = ReasonForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            console_services.payment_recheck(
+                payment_id=payment.id, actor=request.user, reason=form.cleaned_data["reason"]
+            )
+        except console_services.ConsoleError as exc:
+            messages.error(request, _error(exc))
+        else:
+            messages.success(
+                request,
+                _("The bank is being asked about payment %(reference)s now. Reload in a minute.")
+                % {"reference": payment.reference},
+            )
+        return redirect("console:customer", code=payment.customer.code)
+    return _confirm(
+        request,
+        "console/confirm_recheck.html",
+        form,
+        status=400 if form.is_bound else 200,
+        payment=payment,
+        possible=console_services.payment_can_recheck(payment),
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@staff_required(RESEND_RECEIPT)
+def payment_resend_receipt(request: HttpRequest, payment_id: UUID) -> HttpResponse:
+    payment = _payment_or_404(payment_id)
+    form = ReasonForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            console_services.receipt_resend(
+                payment_id=payment.id, actor=request.user, reason=form.cleaned_data["reason"]
+            )
+        except console_services.ConsoleError as exc:
+            messages.error(request, _error(exc))
+        else:
+            messages.success(
+                request,
+                _("The receipt of %(reference)s was sent again.")
+                % {"reference": payment.reference},
+            )
+        return redirect("console:customer", code=payment.customer.code)
+    return _confirm(
+        request,
+        "console/confirm_receipt.html",
+        form,
+        status=400 if form.is_bound else 200,
+        payment=payment,
+        contacts=console_services.payment_receipt_contacts(payment),
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@staff_required(REFUND_PAYMENT)
+def payment_refund(request: HttpRequest, payment_id: UUID) -> HttpResponse:
+    payment = _payment_or_404(payment_id)
+    form = ReasonForm(
+        request.POST or None, label=gettext_lazy("How and when the money was given back")
+    )
+    if request.method == "POST" and form.is_valid():
+        try:
+            payment_services.payment_refund(
+                payment_id=payment.id, actor=request.user, note=form.cleaned_data["reason"]
+            )
+        except payment_services.PaymentError as exc:
+            messages.error(request, _error(exc))
+        else:
+            messages.success(
+                request,
+                _("Payment %(reference)s is marked refunded.") % {"reference": payment.reference},
+            )
+        return redirect("console:customer", code=payment.customer.code)
+    return _confirm(
+        request,
+        "console/confirm_refund.html",
+        form,
+        status=400 if form.is_bound else 200,
+        payment=payment,
+        already_paid=[line for line in payment.lines.all() if not line.applied],
+    )
+
+
+# --- Cash at the counter ------------------------------------------------------------------------
+@require_http_methods(["GET", "POST"])
+@staff_required(VIEW_CUSTOMER, RECORD_CASH)
+def cash(request: HttpRequest, code: str) -> HttpResponse:
+    """Two steps: choose the bills (GET, then POST `step=review`), confirm the total (POST
+    `step=confirm`). Only the confirmation records anything."""
+    customer = console_services.customer_get_for_staff(code=code)
+    if customer is None:
+        raise Http404
+    unpaid = list(customer.bills.filter(status=Bill.Status.UNPAID).order_by("period"))
+    if request.method == "GET":
+        form = CashForm(unpaid=unpaid, initial={"bills": [bill.number for bill in unpaid]})
+        return render(request, "console/cash.html", {"customer": customer, "form": form})
+    form = CashForm(request.POST, unpaid=unpaid)
+    if not form.is_valid():
+        return render(
+            request, "console/cash.html", {"customer": customer, "form": form}, status=400
+        )
+    bills = form.chosen_bills()
+    if request.POST.get("step") != "confirm":
+        return render(
+            request,
+            "console/cash_confirm.html",
+            {
+                "customer": customer,
+                "form": form,
+                "bills": bills,
+                "total": sum(bill.amount for bill in bills),
+                "channel_label": dict(CASH_CHANNELS)[form.cleaned_data["channel"]],
+            },
+        )
+    try:
+        payment = payment_services.payment_record_cash(
+            customer_code=customer.code,
+            bill_numbers=[bill.number for bill in bills],
+            actor=request.user,
+            partner_code=form.cleaned_data["channel"],
+            note=form.cleaned_data["note"],
+        )
+    except payment_services.PaymentError as exc:
+        messages.error(request, _error(exc))
+        return redirect("console:cash", code=customer.code)
+    messages.success(request, _("Cash payment recorded. Print the receipt for the customer."))
+    return redirect("console:receipt", payment_id=payment.id)
+
+
+# --- Bank transfers -----------------------------------------------------------------------------
+def _transfer_or_404(transfer_id: int) -> BankTransfer:
+    transfer = selectors.transfer_for_staff(transfer_id=transfer_id)
+    if transfer is None:
+        raise Http404
+    return transfer
+
+
+@require_http_methods(["GET", "POST"])
+@staff_required(VIEW_QUEUES, ASSIGN_TRANSFER)
+def transfer_assign(request: HttpRequest, transfer_id: int, payment_id: UUID) -> HttpResponse:
+    transfer = _transfer_or_404(transfer_id)
+    payment = _payment_or_404(payment_id)
+    form = ReasonForm(request.POST or None, label=gettext_lazy("How you recognised the payment"))
+    if request.method == "POST" and form.is_valid():
+        try:
+            payment_services.transfer_assign(
+                transfer_id=transfer.id,
+                payment_id=payment.id,
+                actor=request.user,
+                reason=form.cleaned_data["reason"],
+            )
+        except payment_services.PaymentError as exc:
+            messages.error(request, _error(exc))
+            return redirect("console:transfer", transfer_id=transfer.id)
+        messages.success(
+            request,
+            _("The transfer now pays %(reference)s.") % {"reference": payment.reference},
+        )
+        return redirect("console:customer", code=payment.customer.code)
+    return _confirm(
+        request,
+        "console/confirm_assign.html",
+        form,
+        status=400 if form.is_bound else 200,
+        transfer=transfer,
+        payment=payment,
+        amounts_match=transfer.amount == payment.amount,
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@staff_required(VIEW_QUEUES, RESOLVE_TRANSFER)
+def transfer_resolve(request: HttpRequest, transfer_id: int) -> HttpResponse:
+    transfer = _transfer_or_404(transfer_id)
+    form = ReasonForm(request.POST or None, label=gettext_lazy("What was done with this money"))
+    if request.method == "POST" and form.is_valid():
+        try:
+            payment_services.transfer_resolve(
+                transfer_id=transfer.id, actor=request.user, note=form.cleaned_data["reason"]
+            )
+        except payment_services.PaymentError as exc:
+            messages.error(request, _error(exc))
+            return redirect("console:transfer", transfer_id=transfer.id)
+        messages.success(request, _("The transfer is closed."))
+        return redirect("console:home")
+    return _confirm(
+        request,
+        "console/confirm_resolve.html",
+        form,
+        status=400 if form.is_bound else 200,
+        transfer=transfer,
+    )

@@ -1,0 +1,183 @@
+"""Console pages that only read: home with the queue counts, search, a customer, queues, audit."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlencode
+from uuid import UUID
+
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from customers import services
+from customers.console import selectors
+from customers.console.permissions import (
+    VIEW_AUDIT,
+    VIEW_CUSTOMER,
+    VIEW_QUEUES,
+    staff_required,
+)
+from customers.models import Bill
+from payments.models import Payment
+from payments.services import OPEN_TRANSFER_STATUSES
+
+SEARCH_PER_PAGE = 25
+QUEUE_PER_PAGE = 50
+AUDIT_PER_PAGE = 50
+# Written by payments.services (the first four) and customers.services (the last two).
+AUDIT_ACTIONS = (
+    "cash_payment",
+    "payment_refund",
+    "transfer_assign",
+    "transfer_resolve",
+    "payment_recheck",
+    "receipt_resend",
+)
+# A raw message body beyond this is cut on the page (the full text stays in the inbox table).
+MESSAGE_SHOWN = 20_000
+
+
+def _page_number(request: HttpRequest) -> int:
+    raw = request.GET.get("page", "1")
+    return int(raw) if raw.isdigit() and 0 < len(raw) < 7 else 1
+
+
+@require_GET
+@staff_required()
+def home(request: HttpRequest) -> HttpResponse:
+    counts = selectors.queue_counts() if request.user.has_perm(VIEW_QUEUES) else []
+    return render(request, "console/home.html", {"queues": counts})
+
+
+@require_GET
+@staff_required(VIEW_CUSTOMER)
+def search(request: HttpRequest) -> HttpResponse:
+    query = request.GET.get("q", "").strip()[:100]
+    results = None
+    too_short = False
+    if query:
+        exact = services.customer_get_for_staff(code=query)
+        if exact is not None:
+            return redirect("console:customer", code=exact.code)
+        term = services.customer_search_term(query=query)
+        too_short = len(term) < services.SEARCH_MIN_LENGTH
+        results = Paginator(services.customer_search(query=query), SEARCH_PER_PAGE).get_page(
+            _page_number(request)
+        )
+    return render(
+        request,
+        "console/search.html",
+        {
+            "query": query,
+            "results": results,
+            "too_short": too_short,
+            "page_query": urlencode({"q": query}) + "&",
+        },
+    )
+
+
+@require_GET
+@staff_required(VIEW_CUSTOMER)
+def customer(request: HttpRequest, code: str) -> HttpResponse:
+    found = services.customer_get_for_staff(code=code)
+    if found is None:
+        raise Http404
+    payments = Paginator(selectors.customer_payments(customer=found), selectors.PAYMENTS_PER_PAGE)
+    page = payments.get_page(_page_number(request))
+    for payment in page:
+        _decorate(payment)
+    return render(
+        request,
+        "console/customer.html",
+        {
+            "customer": found,
+            "bills": selectors.customer_bills(customer=found),
+            "has_unpaid": found.bills.filter(status=Bill.Status.UNPAID).exists(),
+            "payments": page,
+            "audit": selectors.customer_audit(customer=found),
+        },
+    )
+
+
+def _pretty(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True, default=str)
+
+
+def _decorate(payment: Payment) -> None:
+    """Display-only attributes the template cannot compute (JSON shown as text, allowed actions)."""
+    payment.can_recheck = services.payment_can_recheck(payment)  # type: ignore[attr-defined]
+    for event in payment.events.all():
+        event.detail_text = _pretty(event.detail) if event.detail else ""  # type: ignore[attr-defined]
+    for message in payment.messages.all():
+        message.headers_text = _pretty(message.headers)  # type: ignore[attr-defined]
+        body = message.body or ""
+        message.body_text = body[:MESSAGE_SHOWN] + ("…" if len(body) > MESSAGE_SHOWN else "")  # type: ignore[attr-defined]
+
+
+@require_GET
+@staff_required(VIEW_CUSTOMER)
+def payment_receipt(request: HttpRequest, payment_id: UUID) -> HttpResponse:
+    """A receipt to print at the counter: full name and address, the agent who took the cash."""
+    payment = selectors.payment_for_staff(payment_id=payment_id)
+    if payment is None or payment.status not in (
+        Payment.Status.SUCCEEDED,
+        Payment.Status.REFUNDED,
+    ):
+        raise Http404
+    entry = payment.audit_entries.filter(action="cash_payment").select_related("actor").first()
+    return render(
+        request,
+        "console/receipt.html",
+        {"payment": payment, "cashier": entry.actor if entry else None},
+    )
+
+
+@require_GET
+@staff_required(VIEW_QUEUES)
+def queue(request: HttpRequest, slug: str) -> HttpResponse:
+    chosen = selectors.QUEUES_BY_SLUG.get(slug)
+    if chosen is None:
+        raise Http404
+    rows = Paginator(chosen.rows(timezone.now()), QUEUE_PER_PAGE).get_page(_page_number(request))
+    return render(request, "console/queue.html", {"queue": chosen, "rows": rows})
+
+
+@require_GET
+@staff_required(VIEW_QUEUES)
+def transfer(request: HttpRequest, transfer_id: int) -> HttpResponse:
+    found = selectors.transfer_for_staff(transfer_id=transfer_id)
+    if found is None:
+        raise Http404
+    query = request.GET.get("q", "").strip()[:64]
+    return render(
+        request,
+        "console/transfer.html",
+        {
+            "transfer": found,
+            "query": query,
+            "candidates": selectors.transfer_candidates(transfer=found, query=query),
+            "is_open": found.status in OPEN_TRANSFER_STATUSES,
+        },
+    )
+
+
+@require_GET
+@staff_required(VIEW_AUDIT)
+def audit(request: HttpRequest) -> HttpResponse:
+    action = request.GET.get("action", "").strip()[:64]
+    actor = request.GET.get("actor", "").strip()[:150]
+    entries = Paginator(selectors.audit_entries(action=action, actor=actor), AUDIT_PER_PAGE)
+    return render(
+        request,
+        "console/audit.html",
+        {
+            "entries": entries.get_page(_page_number(request)),
+            "action": action,
+            "actor": actor,
+            "actions": AUDIT_ACTIONS,
+            "page_query": urlencode({"action": action, "actor": actor}) + "&",
+        },
+    )
