@@ -56,7 +56,9 @@ class Customer(models.Model):
 
     @staticmethod
     def build_search_text(*, code: str, name: str, phone: str, address: str) -> str:
-        return fold(" ".join(part for part in (code, name, phone, address) if part))
+        # Phones as digits only, so "0912 345 678" and "0912345678" find the same customer.
+        digits = "".join(ch for ch in phone if ch.isdigit())
+        return fold(" ".join(part for part in (code, name, digits, address) if part))
 
     def refresh_search_text(self) -> None:
         self.search_text = self.build_search_text(

@@ -514,6 +514,28 @@ def payment_refund(*, payment_id: Any, actor: Any, note: str) -> Outcome:
 
 
 @transaction.atomic
+def payment_review_clear(*, payment_id: Any, actor: Any, note: str) -> Outcome:
+    """A supervisor looked at a flagged report and settled it (with the bank, the customer, or
+    a refund recorded elsewhere). The flag goes; the report stays in the history. Audited."""
+    if not note.strip():
+        raise PaymentError("Say what was found and what was done.")
+    payment = _lock_payment(payment_id)
+    if not payment.needs_review:
+        raise InvalidTransition("This payment is not waiting for a review.")
+    payment.needs_review = False
+    payment.save(update_fields=["needs_review", "updated_at"])
+    _record(
+        payment,
+        report=Report(source=Source.AGENT, actor=actor),
+        from_status=payment.status,
+        to_status=payment.status,
+        detail={"reviewed": note},
+    )
+    _audit(actor=actor, action="payment_review", payment=payment, reason=note)
+    return Outcome.APPLIED
+
+
+@transaction.atomic
 def payment_reverse(*, payment_id: Any, report: Report, reason: str) -> Outcome:
     """The collecting partner took a payment back: its bills are unpaid again."""
     payment = _lock_payment(payment_id)

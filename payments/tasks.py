@@ -74,3 +74,15 @@ def reconcile_dropped_statements() -> int:
     from payments import reconciliation
 
     return reconciliation.reconcile_dropped_files()
+
+
+@shared_task
+def warm_noncash_dashboard() -> str:
+    """Compute the dashboard's month ahead of the managers, so nobody waits for a cold page."""
+    from payments import reports
+
+    period = reports.report_default_period(reports.report_periods())
+    if period is None:
+        return ""
+    reports.month_tally(period=period, fresh=True)
+    return period.isoformat()

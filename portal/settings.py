@@ -173,6 +173,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "payments.tasks.process_inbound_message": {"queue": "callbacks"},
     "payments.tasks.reconcile_dropped_statements": {"queue": "reports"},
+    "payments.tasks.warm_noncash_dashboard": {"queue": "reports"},
 }
 CELERY_TIMEZONE = "Asia/Ho_Chi_Minh"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
@@ -182,6 +183,10 @@ CELERY_BEAT_SCHEDULE = {
     "poll-pending-gateway-payments": {
         "task": "payments.tasks.poll_pending_gateway_payments",
         "schedule": 30.0,
+    },
+    "warm-noncash-dashboard": {
+        "task": "payments.tasks.warm_noncash_dashboard",
+        "schedule": 600.0,
     },
     # Partners drop their end-of-day settlement files overnight.
     "reconcile-dropped-statements": {
@@ -213,6 +218,8 @@ AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+# The console's lockout page, for /admin/ too, instead of axes' plain text.
+AXES_LOCKOUT_CALLABLE = "customers.console.views.auth.lockout_response"
 
 # --- Internationalisation -----------------------------------------------------------------------
 LANGUAGE_CODE = "vi"

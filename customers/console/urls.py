@@ -21,6 +21,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
         name="payment-resend-receipt",
     ),
     path("payments/<uuid:payment_id>/refund/", actions.payment_refund, name="payment-refund"),
+    path("payments/<uuid:payment_id>/review/", actions.payment_review, name="payment-review"),
     path("queues/<slug:slug>/", pages.queue, name="queue"),
     path("transfers/<int:transfer_id>/", pages.transfer, name="transfer"),
     path(

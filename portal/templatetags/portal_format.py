@@ -40,3 +40,14 @@ def dmy(value: datetime.date | datetime.datetime | None) -> str:
         value = timezone.localtime(value)
         return value.strftime("%H:%M %d/%m/%Y")
     return value.strftime("%d/%m/%Y")
+
+
+@register.simple_tag(takes_context=True)
+def language_url(context: template.Context, code: str) -> str:
+    """The current page in another language: its query kept, `lang` replaced."""
+    request = context.get("request")
+    params = request.GET.copy() if request is not None else None
+    if params is None:
+        return f"?lang={code}"
+    params["lang"] = code
+    return "?" + params.urlencode()

@@ -169,6 +169,34 @@ def payment_refund(request: HttpRequest, payment_id: UUID) -> HttpResponse:
     )
 
 
+@require_http_methods(["GET", "POST"])
+@staff_required(REFUND_PAYMENT)
+def payment_review(request: HttpRequest, payment_id: UUID) -> HttpResponse:
+    """Clear a payment flagged for review (a bank's contradicting report); supervisors only."""
+    payment = _payment_or_404(payment_id)
+    form = ReasonForm(request.POST or None, label=gettext_lazy("What was found and what was done"))
+    if request.method == "POST" and form.is_valid():
+        try:
+            payment_services.payment_review_clear(
+                payment_id=payment.id, actor=request.user, note=form.cleaned_data["reason"]
+            )
+        except payment_services.PaymentError as exc:
+            messages.error(request, _error(exc))
+        else:
+            messages.success(
+                request,
+                _("Payment %(reference)s is marked reviewed.") % {"reference": payment.reference},
+            )
+        return redirect("console:customer", code=payment.customer.code)
+    return _confirm(
+        request,
+        "console/confirm_review.html",
+        form,
+        status=400 if form.is_bound else 200,
+        payment=payment,
+    )
+
+
 # --- Cash at the counter ------------------------------------------------------------------------
 @require_http_methods(["GET", "POST"])
 @staff_required(VIEW_CUSTOMER, RECORD_CASH)
