@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 # owns its handler; they are named here so the worker needs no import-time registration.
 HANDLERS: dict[str, str] = {
     InboundMessage.Kind.IPN: "payments.gateway.handle_ipn_message",
+    InboundMessage.Kind.QUERY: "payments.gateway.handle_query_message",
     InboundMessage.Kind.TRANSFER: "payments.matching.handle_transfer_message",
     InboundMessage.Kind.STATEMENT: "payments.matching.handle_transfer_message",
 }

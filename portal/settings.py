@@ -290,6 +290,12 @@ GATEWAY_POLL_SCHEDULE = [
     timedelta(minutes=int(m))
     for m in env.list("GATEWAY_POLL_MINUTES", default=["1", "2", "5", "15"])
 ]
+# Talking to a bank's API: (connect, read) timeouts, and the address we tell it we call from.
+GATEWAY_HTTP_TIMEOUT = (
+    env.float("GATEWAY_CONNECT_TIMEOUT_SECONDS", default=3.05),
+    env.float("GATEWAY_READ_TIMEOUT_SECONDS", default=10.0),
+)
+GATEWAY_SERVER_IP = env.str("GATEWAY_SERVER_IP", default="127.0.0.1")
 # A gateway payment is still polled this long after it expired: banks settle late.
 GATEWAY_POLL_GRACE = timedelta(minutes=env.int("GATEWAY_POLL_GRACE_MINUTES", default=30))
 NONCASH_TARGET_PERCENT = env.float("NONCASH_TARGET_PERCENT", default=80.0)
@@ -323,6 +329,13 @@ def _partner_credentials() -> dict[str, dict[str, str]]:
 PARTNER_CREDENTIALS = _partner_credentials()
 
 SANDBOX_BANK_ENABLED = env.bool("SANDBOX_BANK_ENABLED", default=DEBUG)
+SANDBOX_MERCHANT_NAME = env.str("SANDBOX_MERCHANT_NAME", default="Công ty Điện lực Hà Tĩnh")
+# What the sandbox bank does with its server-to-server notification: deliver it, delay it by
+# SANDBOX_IPN_DELAY_SECONDS, or drop it (to show the poller recovering a missed IPN).
+SANDBOX_IPN_MODE = env.str("SANDBOX_IPN_MODE", default="deliver")
+if SANDBOX_IPN_MODE not in ("deliver", "delay", "drop"):
+    raise ImproperlyConfigured("SANDBOX_IPN_MODE must be deliver, delay or drop.")
+SANDBOX_IPN_DELAY_SECONDS = env.int("SANDBOX_IPN_DELAY_SECONDS", default=120)
 # The sandbox bank reaches the portal here for IPNs and transfer notifications.
 SANDBOX_PORTAL_URL = env.str("SANDBOX_PORTAL_URL", default=PORTAL_BASE_URL).rstrip("/")
 

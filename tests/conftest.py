@@ -167,7 +167,11 @@ def celery_worker(transactional_db: Any) -> Iterator[WorkerProcess]:
         pytest.fail("integration tests need CELERY_BROKER_URL=redis://... (make test sets it)")
     purge_broker()
     worker = WorkerProcess(_worker_env())
-    worker.start()
+    try:
+        worker.start()
+    except BaseException:
+        worker.kill()  # a worker that failed to start must not outlive the test
+        raise
     try:
         yield worker
     finally:

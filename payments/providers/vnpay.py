@@ -1,30 +1,61 @@
 """The VNPay 2.1.0 redirect protocol, spoken to every partner of kind `gateway`. No Django.
 
 Signing: sort the vnp_* parameters by name, join `name=quote_plus(value)` with '&', HMAC-SHA512
-with the partner's secret, lower-case hex. Verifying uses the values exactly as received.
+with the partner's secret, lower-case hex. Verifying uses the values exactly as received: never a
+value we parsed, rescaled or re-formatted (PROTOCOLS.md §2, "known traps").
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import hmac
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import quote_plus, urlencode
+from urllib.parse import quote_plus
 from zoneinfo import ZoneInfo
 
 VERSION = "2.1.0"
-GMT7 = ZoneInfo("Asia/Ho_Chi_Minh")
+GMT7 = ZoneInfo("Asia/Ho_Chi_Minh")  # GMT+7 all year: Vietnam has no daylight saving time
+TIME_FORMAT = "%Y%m%d%H%M%S"
 _UNSIGNED = frozenset({"vnp_SecureHash", "vnp_SecureHashType"})
 
-# IPN answers, in the order the checks run.
+# IPN answers, in the order the checks run (PROTOCOLS.md §2).
 RSP_INVALID_SIGNATURE = ("97", "Invalid signature")
+# The protocol has no code of its own for a message addressed to another terminal: for us such
+# an order does not exist, so it is answered like an unknown order.
+RSP_WRONG_TERMINAL = ("01", "Order not found")
 RSP_ORDER_NOT_FOUND = ("01", "Order not found")
 RSP_INVALID_AMOUNT = ("04", "Invalid amount")
 RSP_ALREADY_CONFIRMED = ("02", "Order already confirmed")
 RSP_CONFIRM_SUCCESS = ("00", "Confirm Success")
 RSP_UNKNOWN_ERROR = ("99", "Unknown error")
+
+# vnp_ResponseCode of a payment (return URL, IPN), in English; the portal translates them.
+RESPONSE_CODES = {
+    "00": "Successful",
+    "07": "Money debited, transaction flagged as suspicious",
+    "09": "Internet banking is not enabled for this account",
+    "10": "Authentication failed three times",
+    "11": "The payment window expired",
+    "12": "The account is locked",
+    "13": "Wrong one-time password (OTP)",
+    "24": "Cancelled by the customer",
+    "51": "Insufficient balance",
+    "65": "Daily limit exceeded",
+    "75": "The bank is under maintenance",
+    "79": "Wrong password entered too many times",
+    "99": "Other error",
+}
+
+# Response codes that say the payment did not happen (everything but success and "suspicious").
+FAILURE_CODES = frozenset(RESPONSE_CODES) - {"00", "07"}
+
+# vnp_ResponseCode of a querydr answer: about the query itself, not the payment.
+QUERY_OK = "00"
+QUERY_NOT_FOUND = "91"
 
 QUERY_REQUEST_FIELDS = (
     "vnp_RequestId",
@@ -64,22 +95,55 @@ class GatewayConfig:
     api_url: str
 
 
+class Result(enum.StrEnum):
+    """What a bank's report means for the payment."""
+
+    SUCCESS = "success"  # the money moved
+    FAILED = "failed"  # a definite "no": nothing was taken
+    PENDING = "pending"  # not finished yet: ask again later
+    REVIEW = "review"  # something a person must look at (suspected fraud, reversal, refund)
+
+
 def format_time(moment: datetime) -> str:
     """yyyyMMddHHmmss in GMT+7, whatever the server's own time zone."""
     if moment.tzinfo is None:
         raise ValueError("protocol timestamps need an aware datetime")
-    return moment.astimezone(GMT7).strftime("%Y%m%d%H%M%S")
+    return moment.astimezone(GMT7).strftime(TIME_FORMAT)
 
 
 def parse_time(text: str) -> datetime:
-    return datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=GMT7)
+    """A protocol timestamp (GMT+7) as an aware datetime; ValueError when malformed."""
+    return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=GMT7)
+
+
+def parse_amount(text: str) -> int:
+    """vnp_Amount (hundredths of a dong, as digits) in whole VND; ValueError otherwise."""
+    if not text.isascii() or not text.isdigit():
+        raise ValueError(f"vnp_Amount is not a whole number: {text!r}")
+    hundredths = int(text)
+    if hundredths % 100:
+        raise ValueError(f"vnp_Amount is not a whole number of dong: {text!r}")
+    return hundredths // 100
+
+
+def new_request_id() -> str:
+    """A querydr vnp_RequestId: at most 32 characters and unique per day (32 random hex)."""
+    return uuid.uuid4().hex
 
 
 def _hmac_sha512(secret: str, message: str) -> str:
-    return hmac.new(secret.encode(), message.encode("utf-8"), hashlib.sha512).hexdigest()
+    return hmac.new(secret.encode("utf-8"), message.encode("utf-8"), hashlib.sha512).hexdigest()
+
+
+def _same(expected: str, received: str) -> bool:
+    # compare_digest wants ASCII; a received hash with anything else is simply wrong.
+    if not received.isascii():
+        return False
+    return hmac.compare_digest(expected.encode(), received.lower().encode())
 
 
 def string_to_sign(params: Mapping[str, str]) -> str:
+    """Sorted vnp_* parameters (without the hash) as `name=quote_plus(value)` joined by '&'."""
     return "&".join(
         f"{name}={quote_plus(str(params[name]))}"
         for name in sorted(params)
@@ -96,8 +160,7 @@ def verify(params: Mapping[str, str], secret: str) -> bool:
     received = str(params.get("vnp_SecureHash", ""))
     if not received or not secret:
         return False
-    expected = sign(params, secret)
-    return hmac.compare_digest(expected.encode(), received.lower().encode())
+    return _same(sign(params, secret), received)
 
 
 def build_pay_url(
@@ -114,6 +177,8 @@ def build_pay_url(
     bank_code: str = "",
 ) -> str:
     """The signed URL that sends the customer's browser to the partner's payment page."""
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise ValueError("the amount is a positive whole number of dong")
     params = {
         "vnp_Version": VERSION,
         "vnp_Command": "pay",
@@ -131,8 +196,10 @@ def build_pay_url(
     }
     if bank_code:
         params["vnp_BankCode"] = bank_code
+    # The query string is the signed string itself, so what the bank reads is what we signed.
     query = string_to_sign(params)
-    return f"{config.pay_url}?{query}&vnp_SecureHash={sign(params, config.secret)}"
+    separator = "&" if "?" in config.pay_url else "?"
+    return f"{config.pay_url}{separator}{query}&vnp_SecureHash={sign(params, config.secret)}"
 
 
 def build_query_request(
@@ -166,22 +233,59 @@ def build_query_request(
     return body
 
 
-def sign_query_response(body: Mapping[str, str], secret: str) -> str:
-    return _hmac_sha512(
-        secret, "|".join(str(body.get(name, "") or "") for name in QUERY_RESPONSE_FIELDS)
-    )
+def _field(body: Mapping[str, object], name: str) -> str:
+    value = body.get(name)
+    return "" if value is None else str(value)
 
 
-def verify_query_response(body: Mapping[str, str], secret: str) -> bool:
-    received = str(body.get("vnp_SecureHash", ""))
+def sign_query_response(body: Mapping[str, object], secret: str) -> str:
+    """The hash of a querydr answer: its fields in protocol order, missing ones empty."""
+    return _hmac_sha512(secret, "|".join(_field(body, name) for name in QUERY_RESPONSE_FIELDS))
+
+
+def verify_query_response(body: Mapping[str, object], secret: str) -> bool:
+    received = _field(body, "vnp_SecureHash")
     if not received or not secret:
         return False
-    return hmac.compare_digest(sign_query_response(body, secret).encode(), received.encode())
+    return _same(sign_query_response(body, secret), received)
+
+
+def transaction_result(response_code: str, transaction_status: str) -> Result:
+    """Classify a payment report (return URL, IPN) by its response code and status."""
+    if response_code == "00" and transaction_status == "00":
+        return Result.SUCCESS
+    if response_code == "07" or transaction_status in ("04", "05", "06", "07", "09"):
+        # Debited but suspicious, reversed, refunds: money may have moved; never "failed".
+        return Result.REVIEW
+    if transaction_status == "01":
+        return Result.PENDING
+    if transaction_status == "02" or (transaction_status == "" and response_code in FAILURE_CODES):
+        return Result.FAILED
+    return Result.REVIEW
+
+
+def query_result(body: Mapping[str, object]) -> Result | None:
+    """What a querydr answer says about the payment; None when it says nothing about it.
+
+    The answer's own vnp_ResponseCode is about the query (91: the bank has no such payment yet,
+    94: duplicate request, ...): only a `00` answer carries the transaction's status.
+    """
+    if _field(body, "vnp_ResponseCode") != QUERY_OK:
+        return None
+    status = _field(body, "vnp_TransactionStatus")
+    if status == "00":
+        return Result.SUCCESS
+    if status == "01":
+        return Result.PENDING
+    if status == "02":
+        return Result.FAILED
+    return Result.REVIEW
 
 
 def is_success(params: Mapping[str, str]) -> bool:
-    return params.get("vnp_ResponseCode") == "00" and params.get("vnp_TransactionStatus") == "00"
-
-
-def encode_query(params: Mapping[str, str]) -> str:
-    return urlencode(params)
+    return (
+        transaction_result(
+            str(params.get("vnp_ResponseCode", "")), str(params.get("vnp_TransactionStatus", ""))
+        )
+        is Result.SUCCESS
+    )
