@@ -1,13 +1,80 @@
-"""POST /callbacks/transfers/: bank-transfer notifications (SePay shape). Built in issue 5."""
+"""POST /callbacks/transfers/: bank-transfer notifications (SePay shape, PROTOCOLS.md §3).
 
+The sender wants a 2xx within seconds and retries otherwise, so this view only authenticates,
+checks the shape, stores the notification in the inbox under the sender's id and answers
+`{"success": true}`; a worker matches it (`payments.matching`). A repeat of the same id finds the
+stored row and gets the same answer, and is applied once. A broker outage does not change the
+answer: the row is stored, and the inbox sweeper hands it to a worker later.
+
+Error messages are in English whatever the page language: a bank's server reads them.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
 
+from payments import inbox, matching
+from payments.models import InboundMessage, Partner
 from portal.api import error_response
+
+logger = logging.getLogger(__name__)
+
+SCHEME = "apikey"
+
+
+def _authorised(request: HttpRequest) -> bool:
+    expected = settings.TRANSFER_WEBHOOK_API_KEY
+    if not expected:
+        return False  # no key configured: nobody may post
+    scheme, _, key = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() != SCHEME:
+        return False
+    return hmac.compare_digest(key.strip().encode("utf-8"), expected.encode("utf-8"))
 
 
 @csrf_exempt
-@require_POST
 def transfer_notification(request: HttpRequest) -> JsonResponse:
-    return error_response("not_implemented", "Transfer notifications are not enabled yet.", 503)
+    if request.method != "POST":
+        response = error_response("method_not_allowed", "Use POST.", 405)
+        response["Allow"] = "POST"
+        return response
+    if not _authorised(request):
+        response = error_response(
+            "unauthorized", "Send the header Authorization: Apikey <your key>.", 401
+        )
+        response["WWW-Authenticate"] = "Apikey"
+        return response
+    try:
+        text = request.body.decode("utf-8")
+        data = json.loads(text)
+    except RequestDataTooBig:
+        return error_response("malformed_request", "The body is too large.", 400)
+    except (ValueError, RecursionError):  # bad UTF-8, bad JSON, absurdly deep nesting
+        return error_response("malformed_request", "The body is not valid UTF-8 JSON.", 400)
+    try:
+        sender_id, _credit = matching.credit_from_notification(data)
+    except matching.InvalidCredit as exc:
+        return error_response(
+            "invalid_request", "Some fields are missing or invalid.", 400, fields=exc.fields
+        )
+    message, created = inbox.inbox_store(
+        kind=InboundMessage.Kind.TRANSFER,
+        dedupe_key=f"transfer:{sender_id}",
+        body=text,
+        partner=Partner.objects.filter(napas_bin=settings.VIETQR_BIN).first(),
+        headers=inbox.keep_headers(request.headers, request.META.get("REMOTE_ADDR", "")),
+        signature_valid=True,
+    )
+    if created:
+        # Published after commit; if the broker is down this logs and the sweeper re-sends.
+        inbox.inbox_enqueue(message.pk)
+    elif message.body != text:
+        logger.warning("transfer notification %s repeated with a different body", sender_id)
+    return JsonResponse({"success": True})

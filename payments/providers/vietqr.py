@@ -12,19 +12,34 @@ GUID = "A000000727"
 SERVICE_TO_ACCOUNT = "QRIBFTTA"
 SERVICE_TO_CARD = "QRIBFTTC"
 CURRENCY_VND = "704"
+STATIC, DYNAMIC = "11", "12"
 
 
 class PayloadError(ValueError):
     """The text is not a well-formed VietQR payload."""
 
 
-def crc16_ccitt_false(data: bytes) -> int:
-    crc = 0xFFFF
-    for byte in data:
-        crc ^= byte << 8
+def _crc_table() -> tuple[int, ...]:
+    table = []
+    for byte in range(256):
+        crc = byte << 8
         for _ in range(8):
             crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
-            crc &= 0xFFFF
+        table.append(crc & 0xFFFF)
+    return tuple(table)
+
+
+_CRC_TABLE = _crc_table()
+
+
+def crc16_ccitt_false(data: bytes) -> int:
+    """CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, no final xor."""
+    # Table-driven, one lookup per byte: eight times faster than the bitwise loop, which
+    # matters because every QR image and every parse computes it.
+    crc = 0xFFFF
+    table = _CRC_TABLE
+    for byte in data:
+        crc = ((crc << 8) & 0xFFFF) ^ table[(crc >> 8) ^ byte]
     return crc
 
 
@@ -42,8 +57,10 @@ def parse_tlv(text: str) -> dict[str, str]:
         if pos + 4 > len(text):
             raise PayloadError(f"truncated field at position {pos}")
         tag, length_text = text[pos : pos + 2], text[pos + 2 : pos + 4]
-        if not (tag.isdigit() and length_text.isdigit()):
+        if not (tag.isdigit() and length_text.isdigit() and tag.isascii()):
             raise PayloadError(f"malformed field header at position {pos}")
+        if tag in fields:
+            raise PayloadError(f"field {tag} appears twice")
         length = int(length_text)
         value = text[pos + 4 : pos + 4 + length]
         if len(value) != length:
@@ -51,6 +68,10 @@ def parse_tlv(text: str) -> dict[str, str]:
         fields[tag] = value
         pos += 4 + length
     return fields
+
+
+def _is_ascii_alnum(text: str) -> bool:
+    return text.isascii() and text.isalnum()
 
 
 @dataclass(frozen=True)
@@ -65,11 +86,13 @@ class VietQR:
     to_card: bool = False
 
     def __post_init__(self) -> None:
-        if not (len(self.bank_bin) == 6 and self.bank_bin.isdigit()):
+        if not (len(self.bank_bin) == 6 and self.bank_bin.isascii() and self.bank_bin.isdigit()):
             raise PayloadError("bank BIN must be 6 digits")
-        if not (0 < len(self.account) <= 19 and self.account.isalnum()):
+        if not (0 < len(self.account) <= 19 and _is_ascii_alnum(self.account)):
             raise PayloadError("account must be 1 to 19 letters or digits")
-        if self.amount is not None and not (self.amount > 0 and len(str(self.amount)) <= 13):
+        if self.amount is not None and not (
+            isinstance(self.amount, int) and self.amount > 0 and len(str(self.amount)) <= 13
+        ):
             raise PayloadError("amount must be a positive whole number of at most 13 digits")
         for name, limit in (("purpose", 25), ("bill_number", 25), ("merchant_name", 25)):
             value = getattr(self, name)
@@ -88,7 +111,7 @@ def build_payload(qr: VietQR) -> str:
     )
     parts = [
         _tlv("00", "01"),
-        _tlv("01", "11" if qr.amount is None else "12"),
+        _tlv("01", STATIC if qr.amount is None else DYNAMIC),
         _tlv("38", merchant_info),
         _tlv("53", CURRENCY_VND),
     ]
@@ -107,28 +130,42 @@ def build_payload(qr: VietQR) -> str:
     if additional:
         parts.append(_tlv("62", additional))
     body = "".join(parts) + "6304"
-    return body + f"{crc16_ccitt_false(body.encode('utf-8')):04X}"
+    return body + f"{crc16_ccitt_false(body.encode('ascii')):04X}"
 
 
 def parse_payload(payload: str) -> VietQR:
-    """Parse and check a payload; raises PayloadError on a bad CRC or a malformed field."""
+    """Parse and check a payload; raises PayloadError on a bad CRC or a malformed field.
+
+    Strict on purpose: the CRC must be the four upper-case hex digits the spec prescribes and the
+    text must be ASCII (every field this module writes is), so that any single changed character
+    is refused, by the CRC or by the parser.
+    """
+    if not isinstance(payload, str) or not payload.isascii():
+        raise PayloadError("payload must be ASCII text")
     if len(payload) < 8 or payload[-8:-4] != "6304":
         raise PayloadError("payload must end with the CRC field 6304XXXX")
-    expected = f"{crc16_ccitt_false(payload[:-4].encode('utf-8')):04X}"
-    if payload[-4:].upper() != expected:
+    expected = f"{crc16_ccitt_false(payload[:-4].encode('ascii')):04X}"
+    if payload[-4:] != expected:
         raise PayloadError("CRC does not match")
     fields = parse_tlv(payload)
+    if fields.get("63") != payload[-4:] or next(reversed(fields)) != "63":
+        raise PayloadError("the CRC field must be the last field")
     if fields.get("00") != "01":
         raise PayloadError("payload format indicator must be 01")
+    if fields.get("01") not in (STATIC, DYNAMIC):
+        raise PayloadError("point of initiation must be 11 (static) or 12 (dynamic)")
     if fields.get("53", CURRENCY_VND) != CURRENCY_VND:
         raise PayloadError("currency is not VND")
     merchant = parse_tlv(fields.get("38", ""))
     if merchant.get("00") != GUID:
         raise PayloadError("merchant account information is not NAPAS VietQR")
+    service = merchant.get("02")
+    if service not in (SERVICE_TO_ACCOUNT, SERVICE_TO_CARD):
+        raise PayloadError("service code must be QRIBFTTA or QRIBFTTC")
     beneficiary = parse_tlv(merchant.get("01", ""))
     additional = parse_tlv(fields.get("62", ""))
     amount_text = fields.get("54")
-    if amount_text is not None and not amount_text.isdigit():
+    if amount_text is not None and not (amount_text.isdigit() and amount_text[0] != "0"):
         raise PayloadError("amount must be whole dong")
     return VietQR(
         bank_bin=beneficiary.get("00", ""),
@@ -138,5 +175,5 @@ def parse_payload(payload: str) -> VietQR:
         bill_number=additional.get("01", ""),
         merchant_name=fields.get("59", ""),
         merchant_city=fields.get("60", ""),
-        to_card=merchant.get("02") == SERVICE_TO_CARD,
+        to_card=service == SERVICE_TO_CARD,
     )

@@ -1,0 +1,246 @@
+"""python manage.py import_statement FILE.csv: match a bank statement's credits like webhooks.
+
+Money that no notification announced (a lost webhook, a sender outage) is still found: every
+line is stored in the inbox as kind `statement` under its transaction id, then applied by the
+same matcher as notifications. A credit a notification already announced is the same
+`BankTransfer` row and is not applied twice; importing the same file again changes nothing.
+
+Lines are stored and decided in batches (`matching.statement_lines_apply`); only lines whose
+note names an existing payment go one by one through `inbox.inbox_process`, under the payment's
+lock, in this process: a 100,000-line statement takes seconds, not a Celery task per line.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+from tqdm import tqdm
+
+from payments import matching
+from payments.models import InboundMessage, Partner
+
+OUTCOME_LABELS = {
+    matching.MATCHED: "matched to a payment",
+    matching.MATCHED_LATE: "matched to a payment after it expired",
+    matching.DUPLICATE: "already recorded (announced by a notification or an earlier import)",
+    matching.UNMATCHED: "no payment found: waiting for an agent",
+    matching.WRONG_AMOUNT: "wrong amount: waiting for an agent",
+    matching.NEEDS_REFUND: "payment already settled or cancelled: money to give back",
+    matching.FOREIGN_ACCOUNT: "another account than the receiving account: waiting for an agent",
+    matching.IGNORED: "debits, ignored",
+    matching.REJECTED: "unreadable",
+}
+
+
+@dataclass
+class Line:
+    number: int
+    key: str
+    body: str
+    values: tuple[str, ...]
+    credit: matching.Credit
+
+
+class Command(BaseCommand):
+    help = "Load a bank statement CSV and match its credits to payments, like transfer webhooks."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("file", help="UTF-8 CSV: " + ",".join(matching.STATEMENT_COLUMNS))
+        parser.add_argument(
+            "--batch-size", type=int, default=5000, help="lines stored and decided together"
+        )
+
+    def handle(self, *args: Any, file: str, batch_size: int, **options: Any) -> None:
+        path = Path(file)
+        if not path.is_file():
+            raise CommandError(f"{file}: no such file")
+        self.rejected: list[tuple[int, str]] = []
+        self.counts: Counter[str] = Counter()
+        self.errors: list[tuple[int, str]] = []
+        self.partner_id = (
+            Partner.objects.filter(napas_bin=settings.VIETQR_BIN)
+            .values_list("pk", flat=True)
+            .first()
+        )
+        started = timezone.now()
+        try:
+            self._read(path, batch_size)
+        except UnicodeDecodeError as exc:
+            raise CommandError(f"{file}: not UTF-8 text ({exc.reason}); nothing imported") from None
+        elapsed = (timezone.now() - started).total_seconds()
+        self._report(path.name, elapsed)
+        if self.rejected or self.errors:
+            problems = [f"{len(self.rejected)} line(s) rejected"] if self.rejected else []
+            if self.errors:
+                problems.append(f"{len(self.errors)} not applied yet (the inbox retries them)")
+            raise CommandError(", ".join(problems) + ".", returncode=1)
+
+    def _read(self, path: Path, batch_size: int) -> None:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            total = max(sum(1 for _ in handle) - 1, 0)
+            handle.seek(0)
+            bar = tqdm(
+                total=total,
+                unit="line",
+                desc="Matching",
+                file=sys.stderr,
+                disable=not self.stderr.isatty(),
+            )
+            with bar:
+                batch: list[Line] = []
+                for line in self._lines(handle, path.name):
+                    batch.append(line)
+                    if len(batch) >= batch_size:
+                        self._apply(batch)
+                        bar.update(len(batch))
+                        batch = []
+                if batch:
+                    self._apply(batch)
+                    bar.update(len(batch))
+
+    # --- Reading ----------------------------------------------------------------------------
+    def _lines(self, handle: Any, name: str) -> Iterator[Line]:
+        reader = csv.reader(handle)
+        try:
+            header = [column.strip().lower() for column in next(reader, [])]
+        except csv.Error as exc:
+            raise CommandError(f"line 1: the header is not readable as CSV: {exc}") from None
+        missing = [column for column in matching.STATEMENT_COLUMNS if column not in header]
+        if missing:
+            raise CommandError(
+                "line 1: the header must name the columns "
+                + ",".join(matching.STATEMENT_COLUMNS)
+                + f" (missing: {', '.join(missing)})"
+            )
+        seen: dict[str, tuple[int, tuple[str, ...]]] = {}
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:  # e.g. a NUL byte, or a quote left open at the end
+                self._reject(reader.line_num, f"not readable as CSV: {exc}")
+                continue
+            number = reader.line_num
+            if not any(cell.strip() for cell in row):
+                continue  # a blank line, often the last one
+            if len(row) != len(header):
+                self._reject(number, f"expected {len(header)} columns, found {len(row)}")
+                continue
+            fields = dict(zip(header, row, strict=True))
+            try:
+                credit = matching.credit_from_statement_row(fields)
+            except matching.InvalidCredit as exc:
+                self._reject(number, str(exc))
+                continue
+            key = matching.statement_dedupe_key(credit)
+            values = tuple(fields[column] for column in matching.STATEMENT_COLUMNS)
+            if key in seen:
+                first, first_values = seen[key]
+                if first_values != values:
+                    self._reject(
+                        number,
+                        f"transaction {credit.external_id} is on line {first} with other values",
+                    )
+                else:
+                    self.counts["repeated"] += 1
+                continue
+            seen[key] = (number, values)
+            body = matching.statement_body(fields, file=name, line=number)
+            yield Line(number, key, body, values, credit)
+
+    def _reject(self, number: int, reason: str) -> None:
+        self.rejected.append((number, reason))
+
+    # --- Storing and matching ---------------------------------------------------------------
+    def _apply(self, batch: list[Line]) -> None:
+        result = matching.statement_lines_apply(
+            lines=[matching.StatementLine(line.key, line.body, line.credit) for line in batch],
+            partner_id=self.partner_id,
+        )
+        self.counts.update(result.outcomes.values())
+        one_by_one = list(result.deferred)
+        for line in batch:
+            earlier = result.seen_before.get(line.key)
+            if earlier is None:
+                continue
+            if earlier.body != line.body and _values(earlier.body) != line.values:
+                self._reject(
+                    line.number,
+                    "this transaction was imported before with other values "
+                    f"({_origin(earlier.body)})",
+                )
+            elif earlier.processed:
+                self.counts["already imported"] += 1
+            else:
+                one_by_one.append(earlier.message_id)  # stored by an import that stopped
+        for message_id, outcome in matching.statement_apply_each(message_ids=one_by_one).items():
+            if outcome == "error":
+                self.errors.append((_line_of(message_id), _error_of(message_id)))
+            else:
+                self.counts[outcome] += 1
+
+    # --- Reporting --------------------------------------------------------------------------
+    def _report(self, name: str, elapsed: float) -> None:
+        for number, reason in sorted(self.rejected):
+            self.stderr.write(f"{name}: line {number}: {reason}")
+        for number, reason in self.errors:
+            self.stderr.write(
+                f"{name}: line {number}: not applied now, the inbox will retry: {reason}"
+            )
+        applied = sum(
+            self.counts[outcome] for outcome in OUTCOME_LABELS if outcome != matching.REJECTED
+        )
+        self.stdout.write(f"{name}: {applied} line(s) applied in {elapsed:.1f} s")
+        for outcome, label in OUTCOME_LABELS.items():
+            if self.counts[outcome]:
+                self.stdout.write(f"  {self.counts[outcome]:>8}  {label}")
+        if self.counts["already imported"]:
+            self.stdout.write(f"  {self.counts['already imported']:>8}  already imported before")
+        if self.counts["repeated"]:
+            self.stdout.write(f"  {self.counts['repeated']:>8}  repeated lines in this file")
+        if self.rejected:
+            self.stdout.write(f"  {len(self.rejected):>8}  rejected (see above)")
+
+
+def _values(body: str) -> tuple[str, ...]:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return ()
+    return tuple(str(data.get(column, "")) for column in matching.STATEMENT_COLUMNS)
+
+
+def _origin(body: str) -> str:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return "unknown origin"
+    return f"{data.get('file') or 'a file'}, line {data.get('line') or '?'}"
+
+
+def _error_of(message_id: int) -> str:
+    detail = (
+        InboundMessage.objects.filter(pk=message_id)
+        .values_list("outcome_detail", flat=True)
+        .first()
+    )
+    return detail or "unknown error"
+
+
+def _line_of(message_id: int) -> int:
+    body = InboundMessage.objects.filter(pk=message_id).values_list("body", flat=True).first()
+    try:
+        return int(json.loads(body or "{}").get("line") or 0)
+    except (ValueError, AttributeError):
+        return 0

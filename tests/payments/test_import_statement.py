@@ -1,0 +1,295 @@
+"""python manage.py import_statement: a bank statement fed to the same matcher as webhooks."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from customers.models import Bill
+from payments import inbox, matching, references, services
+from payments.models import BankTransfer, InboundMessage, Payment, PaymentEvent
+from tests.factories import customer_with_bills
+
+pytestmark = pytest.mark.django_db
+
+ACCOUNT = "0011004321987"
+HEADER = "transaction_id,account_number,transaction_date,amount,content"
+KEY = "test-transfer-key"
+Status = BankTransfer.Status
+_ids = itertools.count(1)
+
+
+@pytest.fixture(autouse=True)
+def _receiving_account(settings):
+    settings.VIETQR_BIN = "970436"
+    settings.VIETQR_ACCOUNT = ACCOUNT
+    settings.TRANSFER_WEBHOOK_API_KEY = KEY
+
+
+def vietqr_payment(amount=452_160):
+    customer, bills = customer_with_bills(unpaid=1, amounts=[amount])
+    return services.payment_create(customer_code=customer.code, method="vietqr"), bills
+
+
+def statement(tmp_path: Path, *lines: str, name: str = "statement.csv") -> Path:
+    path = tmp_path / name
+    path.write_text("\n".join([HEADER, *lines]) + "\n", encoding="utf-8")
+    return path
+
+
+def run(path: Path, *args: str) -> tuple[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    call_command("import_statement", str(path), *args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def run_failing(path: Path, *args: str) -> tuple[str, str, CommandError]:
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(CommandError) as raised:
+        call_command("import_statement", str(path), *args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue(), raised.value
+
+
+def line(payment: Payment | None = None, *, tx=None, amount=None, content=None, account=ACCOUNT):
+    tx = tx or f"FT26331{next(_ids):06d}"
+    amount = amount if amount is not None else (payment.amount if payment else 100_000)
+    if content is None:
+        content = f"IBFT {payment.reference.lower()} thanh toan tien dien" if payment else "x"
+    return f'{tx},{account},2026-11-27 09:15:00,{amount},"{content}"'
+
+
+def test_it_matches_the_credits_of_a_statement_and_keeps_the_rest_for_agents(tmp_path):
+    paid, paid_bills = vietqr_payment()
+    short, _ = vietqr_payment(amount=300_000)
+    path = statement(
+        tmp_path,
+        line(paid, tx="FT1"),
+        line(short, tx="FT2", amount=299_000),
+        line(tx="FT3", content="chuyen tien nha"),
+        line(paid, tx="FT4", amount=-50_000, content="phi dich vu"),
+        line(paid, tx="FT5", account="9999888877"),
+    )
+    out, err = run(path)
+    assert err == ""
+    statuses = dict(BankTransfer.objects.values_list("external_id", "status"))
+    assert statuses == {
+        "FT1": Status.MATCHED,
+        "FT2": Status.WRONG_AMOUNT,
+        "FT3": Status.UNMATCHED,
+        "FT4": Status.IGNORED,
+        "FT5": Status.UNMATCHED,
+    }
+    assert set(BankTransfer.objects.values_list("source", flat=True)) == {"statement"}
+    paid.refresh_from_db()
+    short.refresh_from_db()
+    assert paid.status == Payment.Status.SUCCEEDED and short.status == Payment.Status.PENDING
+    assert Bill.objects.get(pk=paid_bills[0].pk).status == Bill.Status.PAID
+    event = paid.events.get(to_status="succeeded")
+    assert event.source == PaymentEvent.Source.STATEMENT
+    assert "5 line(s) applied" in out and "1  matched to a payment" in out
+    assert "1  wrong amount" in out and "1  debits, ignored" in out
+
+
+def test_each_line_is_kept_in_the_inbox_under_its_transaction_id(tmp_path):
+    payment, _ = vietqr_payment()
+    run(statement(tmp_path, line(payment, tx="FT77")))
+    message = InboundMessage.objects.get()
+    assert message.kind == InboundMessage.Kind.STATEMENT
+    assert message.dedupe_key == f"statement:{ACCOUNT}:FT77"
+    assert message.processed_at is not None and message.outcome == matching.MATCHED
+    assert message.payment_id == payment.pk
+    assert json.loads(message.body)["line"] == 2
+    assert BankTransfer.objects.get().message_id == message.pk
+
+
+def test_bad_lines_are_reported_with_their_number_and_the_command_fails(tmp_path):
+    payment, _ = vietqr_payment()
+    path = statement(
+        tmp_path,
+        line(payment, tx="FT1"),
+        "FT2,0011004321987,27/11/2026 09:15,100000,x",
+        "FT3,0011004321987,2026-11-27 09:15:00,12.5,x",
+        'FT4,0011004321987,2026-11-27 09:15:00,"100,000",x',
+        ",0011004321987,2026-11-27 09:15:00,100000,x",
+        "FT6,0011004321987,2026-11-27 09:15:00,0,x",
+        "FT7,0011004321987,2026-11-27 09:15:00",
+        "",
+        line(tx="FT9"),
+    )
+    out, err, error = run_failing(path)
+    assert error.returncode == 1 and "6 line(s) rejected" in str(error)
+    for number, words in [
+        (3, "transaction_date"),
+        (4, "amount"),
+        (5, "amount"),
+        (6, "transaction_id"),
+        (7, "amount"),
+        (8, "columns"),
+    ]:
+        assert any(f"line {number}:" in row and words in row for row in err.splitlines()), (
+            number,
+            err,
+        )
+    # The good lines around the bad ones are applied all the same.
+    assert set(BankTransfer.objects.values_list("external_id", flat=True)) == {"FT1", "FT9"}
+    payment.refresh_from_db()
+    assert payment.status == Payment.Status.SUCCEEDED
+    assert "rejected" in out
+
+
+def test_a_header_without_the_contract_columns_is_refused(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("id,amount\n1,2\n", encoding="utf-8")
+    with pytest.raises(CommandError, match="transaction_id"):
+        run(path)
+    assert InboundMessage.objects.count() == 0
+
+
+def test_a_file_that_is_not_utf8_is_refused_whole(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(
+        (HEADER + "\nFT1,0011004321987,2026-11-27 09:15:00,1000,Nguy\xeanx\n").encode("latin-1")
+    )
+    with pytest.raises(CommandError, match="not UTF-8"):
+        run(path)
+    assert InboundMessage.objects.count() == 0
+
+
+def test_a_nul_character_rejects_its_line_only(tmp_path):
+    path = statement(
+        tmp_path, "FT1,0011004321987,2026-11-27 09:15:00,1000,bad\x00note", line(tx="FT2")
+    )
+    _out, err, _error = run_failing(path)
+    assert "line 2:" in err and "NUL" in err
+    assert list(BankTransfer.objects.values_list("external_id", flat=True)) == ["FT2"]
+
+
+def test_a_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(CommandError, match="no such file"):
+        run(tmp_path / "nope.csv")
+
+
+def test_importing_the_same_statement_again_changes_nothing(tmp_path):
+    payment, _ = vietqr_payment()
+    path = statement(tmp_path, line(payment, tx="FT1"), line(tx="FT2"))
+    run(path)
+    out, _err = run(path)
+    assert "2  already imported before" in out
+    assert BankTransfer.objects.count() == 2 and InboundMessage.objects.count() == 2
+    assert payment.events.filter(to_status="succeeded").count() == 1
+
+
+def test_a_transaction_id_seen_before_with_other_values_is_rejected(tmp_path):
+    run(statement(tmp_path, line(tx="FT1", amount=100_000)))
+    _out, err, _error = run_failing(
+        statement(tmp_path, line(tx="FT1", amount=900_000), name="other.csv")
+    )
+    assert "line 2:" in err and "other values" in err and "statement.csv, line 2" in err
+    assert BankTransfer.objects.get().amount == 100_000
+
+
+def test_a_line_repeated_in_the_file_counts_once_and_a_changed_repeat_is_rejected(tmp_path):
+    same = line(tx="FT1")
+    _out, err, _error = run_failing(statement(tmp_path, same, same, line(tx="FT1", amount=7)))
+    assert "line 4:" in err and "line 2" in err
+    assert BankTransfer.objects.count() == 1
+
+
+def _notify(client, payment, reference_code):
+    body = {
+        "id": next(_ids) + 10_000,
+        "transactionDate": "2026-11-27 09:14:58",
+        "accountNumber": ACCOUNT,
+        "content": f"MBVCB.{reference_code}.{payment.reference}",
+        "transferType": "in",
+        "transferAmount": payment.amount,
+        "referenceCode": reference_code,
+    }
+    response = client.post(
+        "/callbacks/transfers/",
+        data=json.dumps(body),
+        content_type="application/json",
+        headers={"Authorization": f"Apikey {KEY}"},
+    )
+    assert response.status_code == 200
+    message = InboundMessage.objects.get(dedupe_key=f"transfer:{body['id']}")
+    return inbox.inbox_process(message_id=message.pk)
+
+
+def test_a_credit_a_webhook_already_announced_is_not_applied_again(client, tmp_path):
+    payment, _ = vietqr_payment()
+    assert _notify(client, payment, "FT99") == matching.MATCHED
+    out, _err = run(statement(tmp_path, line(payment, tx="FT99"), line(payment, tx="FT100")))
+    assert BankTransfer.objects.filter(external_id="FT99").count() == 1
+    assert BankTransfer.objects.get(external_id="FT99").source == BankTransfer.Source.WEBHOOK
+    # A second, different credit for the same payment is money to give back.
+    assert BankTransfer.objects.get(external_id="FT100").status == Status.NEEDS_REFUND
+    assert payment.events.filter(to_status="succeeded").count() == 1
+    assert "1  already recorded" in out
+
+
+def test_a_webhook_after_the_statement_is_a_duplicate_of_the_same_row(client, tmp_path):
+    payment, _ = vietqr_payment()
+    run(statement(tmp_path, line(payment, tx="FT42")))
+    assert _notify(client, payment, "FT42") == matching.DUPLICATE
+    transfer = BankTransfer.objects.get()
+    assert transfer.source == BankTransfer.Source.STATEMENT and transfer.status == Status.MATCHED
+    assert payment.events.filter(to_status="succeeded").count() == 1
+
+
+def test_money_no_notification_announced_still_settles_a_late_payment(tmp_path):
+    payment, bills = vietqr_payment()
+    services.payment_expire(payment_id=payment.pk, now=payment.expires_at)
+    run(statement(tmp_path, line(payment)))
+    payment.refresh_from_db()
+    assert payment.status == Payment.Status.SUCCEEDED
+    assert InboundMessage.objects.get().outcome == matching.MATCHED_LATE
+    assert Bill.objects.get(pk=bills[0].pk).status == Bill.Status.PAID
+
+
+def test_batches_decide_exactly_as_the_one_by_one_handler(tmp_path):
+    """The batch path is an optimisation: the same lines through the inbox handler one at a
+    time give the same statuses and reasons."""
+    vietqr_payment()
+    customer, _ = customer_with_bills(unpaid=1)
+    redirect = services.payment_create(
+        customer_code=customer.code, method="redirect", partner_code="SANDBOX"
+    )
+    kinds = [
+        {"content": "no reference here"},
+        {"content": f"CT {references.generate()}"},
+        {"content": f"CT {redirect.reference}"},
+        {"content": "refund", "amount": -1000},
+        {"content": "ok", "account": "1234567"},
+    ]
+    batch_lines = [line(tx=f"A{i}", **kind) for i, kind in enumerate(kinds)]
+    run(statement(tmp_path, *batch_lines), "--batch-size", "2")
+    for i, kind in enumerate(kinds):
+        credit_line = line(tx=f"B{i}", **kind).split(",", 4)
+        row = dict(zip(matching.STATEMENT_COLUMNS, credit_line, strict=True))
+        row["content"] = row["content"].strip('"')
+        credit = matching.credit_from_statement_row(row)
+        message, _ = inbox.inbox_store(
+            kind=InboundMessage.Kind.STATEMENT,
+            dedupe_key=matching.statement_dedupe_key(credit),
+            body=matching.statement_body(row),
+        )
+        inbox.inbox_process(message_id=message.pk)
+
+    def decided(prefix):
+        return [
+            (status, reason, outcome)
+            for status, reason, outcome in BankTransfer.objects.filter(
+                external_id__startswith=prefix
+            )
+            .order_by("external_id")
+            .values_list("status", "reason", "message__outcome")
+        ]
+
+    assert decided("A") == decided("B")
+    assert len(decided("A")) == len(kinds)
