@@ -27,10 +27,10 @@ from typing import IO, Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from customers.codes import is_valid_customer_code
+from customers.codes import customer_code_pattern, normalise
 from customers.models import Bill, Customer, ServiceArea
 from customers.selectors import bills_cache_forget
-from portal.text import alnum_upper, fold, normalise_customer_code
+from portal.text import alnum_upper
 
 COLUMNS = (
     "customer_code",
@@ -51,6 +51,7 @@ _DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 _WHOLE = re.compile(r"^\d{1,15}$")
 _BILL_NUMBER = re.compile(r"^[A-Z0-9][A-Z0-9\-_/.]{0,31}$")
 _PHONE = re.compile(r"^\+?[0-9][0-9 .\-]{6,18}$")
+_NOT_PHONE_CHAR = re.compile(r"[^\d+]")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 # Bigger than any household's month, small enough to catch a unit or column mix-up.
 MAX_KWH = 10_000_000
@@ -75,7 +76,6 @@ class BillRow:
     kwh: int
     amount: int
     due_date: datetime.date
-    search_text: str = ""
     area_id: int = 0
 
 
@@ -104,25 +104,33 @@ class ImportResult:
 
 # --- Reading and validating ---------------------------------------------------------------------
 def _date(text: str) -> datetime.date | None:
-    match = _DATE.match(text)
-    if not match:
+    if not _DATE.match(text):
         return None
     try:
-        return datetime.date(int(match[1]), int(match[2]), int(match[3]))
+        return datetime.date.fromisoformat(text)
     except ValueError:
         return None
 
 
-def validate_row(line: int, values: list[str]) -> BillRow | RowError:
-    """Check one row; the first problem found is its reason."""
+def validate_row(
+    line: int, values: list[str], code_pattern: re.Pattern[str] | None = None
+) -> BillRow | RowError:
+    """Check one row; the first problem found is its reason.
+
+    Half a million rows a month go through here, so the common case is kept cheap: a code
+    already in its printed form skips normalising, and dates parse in C.
+    """
     if len(values) != len(COLUMNS):
         return RowError(line, f"expected {len(COLUMNS)} columns, found {len(values)}")
     code_raw, name, address, area, phone, email, number, period, kwh, amount, due = (
         value.strip() for value in values
     )
-    code = normalise_customer_code(code_raw)
-    if not is_valid_customer_code(code):
-        return RowError(line, f"invalid customer code {code_raw!r}")
+    pattern = code_pattern or customer_code_pattern()
+    code = code_raw.upper()
+    if not pattern.fullmatch(code):
+        code = normalise(code_raw)
+        if not pattern.fullmatch(code):
+            return RowError(line, f"invalid customer code {code_raw!r}")
     if not name:
         return RowError(line, "customer name is empty")
     if len(name) > 200:
@@ -133,8 +141,10 @@ def validate_row(line: int, values: list[str]) -> BillRow | RowError:
         return RowError(line, "service area is empty")
     if len(area) > 100:
         return RowError(line, "service area is longer than 100 characters")
-    if phone and not _PHONE.match(phone):
-        return RowError(line, f"invalid phone {phone!r}")
+    if phone and not phone.isdigit():
+        if not _PHONE.match(phone):
+            return RowError(line, f"invalid phone {phone!r}")
+        phone = _NOT_PHONE_CHAR.sub("", phone)
     if email and (len(email) > 254 or not _EMAIL.match(email)):
         return RowError(line, f"invalid e-mail {email!r}")
     number = number.upper()
@@ -153,21 +163,26 @@ def validate_row(line: int, values: list[str]) -> BillRow | RowError:
         return RowError(line, f"due date {due!r} is not a valid YYYY-MM-DD date")
     if due_date < period_start:
         return RowError(line, f"due date {due} is before the billing period {period}")
-    digits = re.sub(r"[^\d+]", "", phone)
     return BillRow(
         line=line,
         customer_code=code,
         customer_name=name,
         address=address,
         service_area=area,
-        phone=digits,
+        phone=phone,
         email=email.lower(),
         bill_number=number,
         period=period_start,
         kwh=int(kwh),
         amount=int(amount),
         due_date=due_date,
-        search_text=fold(f"{code} {name} {digits} {address}"),
+    )
+
+
+def search_text_of(row: BillRow) -> str:
+    """Folded for search; computed only for customers that are created or changed."""
+    return Customer.build_search_text(
+        code=row.customer_code, name=row.customer_name, phone=row.phone, address=row.address
     )
 
 
@@ -185,6 +200,7 @@ def read_rows(stream: IO[str]) -> Iterator[BillRow | RowError]:
         raise ImportFileError(
             "the header must be exactly: " + ",".join(COLUMNS) + f" (found: {','.join(header)})"
         )
+    pattern = customer_code_pattern()
     seen_numbers: dict[str, int] = {}
     seen_periods: dict[tuple[str, datetime.date], int] = {}
     line = 1
@@ -193,7 +209,7 @@ def read_rows(stream: IO[str]) -> Iterator[BillRow | RowError]:
             line = reader.line_num
             if not values or (len(values) == 1 and not values[0].strip()):
                 continue  # blank line
-            row = validate_row(line, values)
+            row = validate_row(line, values, pattern)
             if isinstance(row, BillRow):
                 first = seen_numbers.get(row.bill_number)
                 if first is not None:
@@ -218,32 +234,25 @@ def read_rows(stream: IO[str]) -> Iterator[BillRow | RowError]:
 
 
 # --- Service areas ------------------------------------------------------------------------------
-def _resolve_areas(names: Iterable[str]) -> tuple[dict[str, int], int]:
-    """Map each service-area value (a name or a code, any case) to an id; create new ones."""
-    by_key: dict[str, int] = {}
+def _known_areas() -> dict[str, int]:
+    """Existing service areas by code and by name, case-folded."""
+    known: dict[str, int] = {}
     for area in ServiceArea.objects.all():
-        by_key[area.code.casefold()] = area.pk
-        by_key[area.name.casefold()] = area.pk
-    created = 0
-    resolved: dict[str, int] = {}
-    for value in names:
-        key = value.casefold()
-        if key not in by_key:
-            code = _new_area_code(value)
-            area = ServiceArea.objects.create(code=code, name=value)
-            by_key[key] = by_key[code.casefold()] = area.pk
-            created += 1
-        resolved[value] = by_key[key]
-    return resolved, created
+        known[area.code.casefold()] = area.pk
+        known[area.name.casefold()] = area.pk
+    return known
 
 
-def _new_area_code(name: str) -> str:
-    base = alnum_upper(name)[:14] or "AREA"
+def _create_area(value: str, known: dict[str, int]) -> int:
+    """A service area named in the file but unknown here: created, with a code made from it."""
+    base = alnum_upper(value)[:14] or "AREA"
     code, suffix = base, 1
-    while ServiceArea.objects.filter(code=code).exists():
+    while code.casefold() in known:
         suffix += 1
         code = f"{base[:12]}{suffix:02d}"
-    return code
+    area = ServiceArea.objects.create(code=code, name=value)
+    known[value.casefold()] = known[code.casefold()] = area.pk
+    return area.pk
 
 
 # --- Loading ------------------------------------------------------------------------------------
@@ -264,8 +273,31 @@ def import_bills(
     if isinstance(source, str | Path):
         with open(source, encoding="utf-8", newline="") as stream:
             return import_bills(stream, strict=strict, progress=progress, fast_path=fast_path)
+    if fast_path is None:
+        fast_path = connection.vendor == "postgresql"
     result = ImportResult(strict=strict)
-    rows: list[BillRow] = []
+    codes: set[str] = set()
+    rows = _validated(source, result, progress, codes)
+    with transaction.atomic():
+        if fast_path:
+            _load_postgres(rows, result, strict=strict)
+        else:
+            _load_orm(list(rows), result, strict=strict)
+        if strict and result.errors:
+            transaction.set_rollback(True)
+            result.loaded = False
+            result.customers_created = result.customers_updated = result.bills_created = 0
+            result.areas_created = result.bills_skipped = 0
+    result.errors.sort(key=lambda error: error.line)
+    if result.loaded and (result.bills_created or result.customers_updated):
+        transaction.on_commit(lambda: bills_cache_forget(customer_codes=codes))
+    return result
+
+
+def _validated(
+    source: IO[str], result: ImportResult, progress: Progress | None, codes: set[str]
+) -> Iterator[BillRow]:
+    """The rows that pass validation; counts every row and keeps the errors in `result`."""
     for item in read_rows(source):
         result.rows += 1
         if progress and result.rows % 5000 == 0:
@@ -273,52 +305,44 @@ def import_bills(
         if isinstance(item, RowError):
             result.errors.append(item)
         else:
-            rows.append(item)
+            codes.add(item.customer_code)
+            yield item
     if progress:
         progress(result.rows % 5000)
-    if strict and result.errors:
-        result.loaded = False
-        return result
-    if fast_path is None:
-        fast_path = connection.vendor == "postgresql"
-    loader = _load_postgres if fast_path else _load_orm
-    with transaction.atomic():
-        areas, result.areas_created = _resolve_areas({row.service_area for row in rows})
-        for row in rows:
-            row.area_id = areas[row.service_area]
-        conflicts = loader(rows, result, strict=strict)
-        if strict and conflicts:
-            transaction.set_rollback(True)
-            result.loaded = False
-            result.customers_created = result.customers_updated = result.bills_created = 0
-            result.areas_created = 0
-    result.errors.sort(key=lambda error: error.line)
-    if result.loaded and (result.bills_created or result.customers_updated):
-        codes = {row.customer_code for row in rows}
-        transaction.on_commit(lambda: bills_cache_forget(customer_codes=codes))
-    return result
 
 
-def _load_postgres(rows: list[BillRow], result: ImportResult, *, strict: bool) -> int:
+def _load_postgres(rows: Iterable[BillRow], result: ImportResult, *, strict: bool) -> None:
+    """Stream the rows into a staging table while they are validated, then check and load them
+    with a handful of set-based statements."""
     now = timezone.now()
+    areas = _known_areas()
+    last_line: dict[str, int] = {}  # customer code -> its last valid row
+    earlier: list[int] = []  # rows of a customer that a later row of the file supersedes
     with connection.cursor() as cursor:
         # Dropped at commit, and here too: an import may run inside a longer transaction.
-        cursor.execute("DROP TABLE IF EXISTS import_staging")
+        cursor.execute("DROP TABLE IF EXISTS import_staging, import_lookup, import_search")
         cursor.execute(
             """
             CREATE TEMP TABLE import_staging (
-                line integer PRIMARY KEY, customer_code text, customer_name text, address text,
-                phone text, email text, area_id bigint, search_text text, bill_number text,
-                period date, kwh integer, amount bigint, due_date date
+                line integer, customer_code text, customer_name text, address text,
+                phone text, email text, area_id bigint, area text, bill_number text,
+                period date, kwh integer, amount bigint, due_date date,
+                is_last boolean DEFAULT true
             ) ON COMMIT DROP
             """
         )
         copy_sql = (
             "COPY import_staging (line, customer_code, customer_name, address, phone, email, "
-            "area_id, search_text, bill_number, period, kwh, amount, due_date) FROM STDIN"
+            "area_id, area, bill_number, period, kwh, amount, due_date) FROM STDIN"
         )
+        # PostgreSQL stores while Python reads and validates: the two run side by side.
         with cursor.cursor.copy(copy_sql) as copy:
             for row in rows:
+                previous = last_line.get(row.customer_code)
+                if previous is not None:
+                    earlier.append(previous)
+                last_line[row.customer_code] = row.line
+                area_id = areas.get(row.service_area.casefold())
                 copy.write_row(
                     (
                         row.line,
@@ -327,8 +351,8 @@ def _load_postgres(rows: list[BillRow], result: ImportResult, *, strict: bool) -
                         row.address,
                         row.phone,
                         row.email,
-                        row.area_id,
-                        row.search_text,
+                        area_id,
+                        None if area_id else row.service_area,
                         row.bill_number,
                         row.period,
                         row.kwh,
@@ -336,30 +360,76 @@ def _load_postgres(rows: list[BillRow], result: ImportResult, *, strict: bool) -
                         row.due_date,
                     )
                 )
+        if strict and result.errors:
+            return
+        if earlier:
+            cursor.execute(
+                "UPDATE import_staging SET is_last = false WHERE line = ANY(%s)", [earlier]
+            )
+        cursor.execute("SELECT DISTINCT area FROM import_staging WHERE area_id IS NULL")
+        for (value,) in cursor.fetchall():
+            if value.casefold() not in areas:
+                result.areas_created += 1
+                _create_area(value, areas)
+            cursor.execute(
+                "UPDATE import_staging SET area_id = %s WHERE area_id IS NULL AND area = %s",
+                [areas[value.casefold()], value],
+            )
         cursor.execute("ANALYZE import_staging")
-        # A bill number we already have, with other values: never rewritten.
+        # One pass of index probes tells, for every row, its customer (and whether the file
+        # changes it), whether its bill number exists (and with which values) and whether its
+        # customer already has another bill for the month. The planner, which cannot know that
+        # most rows match nothing, would hash the whole 5.6-million-row bills table instead:
+        # nested loops of index probes are far cheaper here.
+        cursor.execute("SET LOCAL jit = off")
+        cursor.execute("SET LOCAL enable_hashjoin = off")
+        cursor.execute("SET LOCAL enable_mergejoin = off")
         cursor.execute(
             """
-            SELECT s.line, s.bill_number, c.code, b.period, b.kwh, b.amount, b.due_date
+            CREATE TEMP TABLE import_lookup ON COMMIT DROP AS
+            SELECT s.line, c.id AS customer_id,
+                   c.id IS NOT NULL
+                       AND (c.name, c.address, c.phone, c.email, c.service_area_id)
+                       IS DISTINCT FROM (s.customer_name, s.address, s.phone, s.email, s.area_id)
+                       AS customer_changed,
+                   b.id IS NOT NULL AS bill_exists,
+                   b.id IS NOT NULL AND (b.customer_id, b.period, b.kwh, b.amount, b.due_date)
+                       IS DISTINCT FROM (c.id, s.period, s.kwh, s.amount, s.due_date)
+                       AS bill_differs,
+                   b.customer_id AS bill_customer_id, b.period AS bill_period,
+                   b.kwh AS bill_kwh, b.amount AS bill_amount, b.due_date AS bill_due_date,
+                   o.number AS other_number,
+                   -- loaded: not contradicting any bill the database already has
+                   (b.id IS NULL OR (b.customer_id, b.period, b.kwh, b.amount, b.due_date)
+                       IS NOT DISTINCT FROM (c.id, s.period, s.kwh, s.amount, s.due_date))
+                   AND o.number IS NULL AS ok
             FROM import_staging s
-            JOIN customers_bill b ON b.number = s.bill_number
-            JOIN customers_customer c ON c.id = b.customer_id
-            WHERE (c.code, b.period, b.kwh, b.amount, b.due_date)
-                  IS DISTINCT FROM (s.customer_code, s.period, s.kwh, s.amount, s.due_date)
+            LEFT JOIN customers_customer c ON c.code = s.customer_code
+            LEFT JOIN customers_bill b ON b.number = s.bill_number
+            LEFT JOIN customers_bill o
+                   ON o.customer_id = c.id AND o.period = s.period AND o.number <> s.bill_number
+            """
+        )
+        cursor.execute("RESET enable_hashjoin")
+        cursor.execute("RESET enable_mergejoin")
+        cursor.execute(
+            """
+            SELECT l.line, s.bill_number, bc.code, l.bill_period, l.bill_kwh, l.bill_amount,
+                   l.bill_due_date
+            FROM import_lookup l JOIN import_staging s ON s.line = l.line
+            JOIN customers_customer bc ON bc.id = l.bill_customer_id
+            WHERE l.bill_differs
             """
         )
         conflicts = [
             RowError(line, _changed_bill_reason(number, code, period, kwh, amount, due))
             for line, number, code, period, kwh, amount, due in cursor.fetchall()
         ]
-        # Another bill for the same customer and month.
         cursor.execute(
             """
-            SELECT s.line, s.customer_code, s.period, b.number
-            FROM import_staging s
-            JOIN customers_customer c ON c.code = s.customer_code
-            JOIN customers_bill b ON b.customer_id = c.id AND b.period = s.period
-            WHERE b.number <> s.bill_number
+            SELECT l.line, s.customer_code, s.period, l.other_number
+            FROM import_lookup l JOIN import_staging s ON s.line = l.line
+            WHERE l.other_number IS NOT NULL AND NOT l.bill_differs
             """
         )
         conflicts += [
@@ -368,56 +438,86 @@ def _load_postgres(rows: list[BillRow], result: ImportResult, *, strict: bool) -
         ]
         result.errors.extend(conflicts)
         if strict and conflicts:
-            return len(conflicts)
-        if conflicts:
-            cursor.execute(
-                "DELETE FROM import_staging WHERE line = ANY(%s)",
-                [[error.line for error in conflicts]],
-            )
+            return
+        cursor.execute("SELECT count(*) FROM import_lookup l WHERE l.bill_exists AND l.ok")
+        result.bills_skipped = cursor.fetchone()[0]
+        # Folded search text only for the customers this file creates or changes: in a monthly
+        # file that is a few hundred, not half a million.
         cursor.execute(
             """
-            SELECT count(*) FROM import_staging s JOIN customers_bill b ON b.number = s.bill_number
+            SELECT s.line, s.customer_code, s.customer_name, s.phone, s.address
+            FROM import_staging s JOIN import_lookup l ON l.line = s.line
+            WHERE l.ok AND (l.customer_id IS NULL OR (s.is_last AND l.customer_changed))
             """
         )
-        result.bills_skipped = cursor.fetchone()[0]
-        # Customers: the last row of each code wins; unchanged customers are not touched.
+        searched = cursor.fetchall()
+        cursor.execute(
+            "CREATE TEMP TABLE import_search (line integer, search_text text) ON COMMIT DROP"
+        )
+        with cursor.cursor.copy("COPY import_search (line, search_text) FROM STDIN") as copy:
+            for line, code, name, phone, address in searched:
+                text = Customer.build_search_text(
+                    code=code, name=name, phone=phone, address=address
+                )
+                copy.write_row((line, text))
+        # New customers; the last loaded row of a code wins.
         cursor.execute(
             """
-            INSERT INTO customers_customer AS c
+            INSERT INTO customers_customer
                 (code, name, address, phone, email, service_area_id, is_active, search_text,
                  created_at, updated_at)
-            SELECT DISTINCT ON (customer_code)
-                customer_code, customer_name, address, phone, email, area_id, true, search_text,
-                %s, %s
-            FROM import_staging ORDER BY customer_code, line DESC
-            ON CONFLICT (code) DO UPDATE SET
-                name = EXCLUDED.name, address = EXCLUDED.address, phone = EXCLUDED.phone,
-                email = EXCLUDED.email, service_area_id = EXCLUDED.service_area_id,
-                search_text = EXCLUDED.search_text, updated_at = EXCLUDED.updated_at
-            WHERE (c.name, c.address, c.phone, c.email, c.service_area_id)
-                  IS DISTINCT FROM
-                  (EXCLUDED.name, EXCLUDED.address, EXCLUDED.phone, EXCLUDED.email,
-                   EXCLUDED.service_area_id)
-            RETURNING (xmax = 0)
+            SELECT DISTINCT ON (s.customer_code)
+                s.customer_code, s.customer_name, s.address, s.phone, s.email, s.area_id, true,
+                t.search_text, %s, %s
+            FROM import_staging s
+            JOIN import_lookup l ON l.line = s.line
+            JOIN import_search t ON t.line = s.line
+            WHERE l.customer_id IS NULL AND l.ok
+            ORDER BY s.customer_code, s.line DESC
+            ON CONFLICT (code) DO NOTHING
             """,
             [now, now],
         )
-        inserted = [row[0] for row in cursor.fetchall()]
-        result.customers_created = sum(inserted)
-        result.customers_updated = len(inserted) - result.customers_created
+        result.customers_created = cursor.rowcount
+        if result.customers_created:
+            cursor.execute(
+                """
+                UPDATE import_lookup l SET customer_id = c.id
+                FROM import_staging s, customers_customer c
+                WHERE l.customer_id IS NULL AND s.line = l.line AND c.code = s.customer_code
+                """
+            )
+        # Known customers whose details the file changes; the others are not touched.
+        cursor.execute(
+            """
+            UPDATE customers_customer c SET
+                name = s.customer_name, address = s.address, phone = s.phone, email = s.email,
+                service_area_id = s.area_id, search_text = t.search_text, updated_at = %s
+            FROM import_staging s
+            JOIN import_lookup l ON l.line = s.line
+            JOIN import_search t ON t.line = s.line
+            WHERE c.id = l.customer_id AND s.is_last AND l.ok AND l.customer_changed
+            """,
+            [now],
+        )
+        result.customers_updated = cursor.rowcount
+        # New bills, in customer order: the (customer, period) index is then filled in order.
+        # No ON CONFLICT: the lookup above, in this transaction, found none of them, and the
+        # unique constraints still refuse (loudly) a second import of the same file racing it.
         cursor.execute(
             """
             INSERT INTO customers_bill
                 (number, customer_id, period, kwh, amount, due_date, issued_at, status)
-            SELECT s.bill_number, c.id, s.period, s.kwh, s.amount, s.due_date, %s, 'unpaid'
-            FROM import_staging s JOIN customers_customer c ON c.code = s.customer_code
-            ON CONFLICT (number) DO NOTHING
+            SELECT s.bill_number, l.customer_id, s.period, s.kwh, s.amount, s.due_date, %s,
+                   'unpaid'
+            FROM import_staging s JOIN import_lookup l ON l.line = s.line
+            WHERE NOT l.bill_exists AND l.ok
+            ORDER BY l.customer_id
             """,
             [now],
         )
         result.bills_created = cursor.rowcount
-        cursor.execute("DROP TABLE import_staging")
-    return len(conflicts)
+        cursor.execute("DROP TABLE import_staging, import_lookup, import_search")
 
 
 def _changed_bill_reason(
@@ -439,8 +539,17 @@ def _chunks(items: list[Any], size: int = 500) -> Iterator[list[Any]]:
         yield items[start : start + size]
 
 
-def _load_orm(rows: list[BillRow], result: ImportResult, *, strict: bool) -> int:
+def _load_orm(rows: list[BillRow], result: ImportResult, *, strict: bool) -> None:
     """The same load through the ORM, in batches, for databases other than PostgreSQL."""
+    if strict and result.errors:
+        return
+    areas = _known_areas()
+    for row in rows:
+        area_id = areas.get(row.service_area.casefold())
+        if area_id is None:
+            area_id = _create_area(row.service_area, areas)
+            result.areas_created += 1
+        row.area_id = area_id
     existing: dict[str, tuple[str, datetime.date, int, int, datetime.date]] = {}
     for chunk in _chunks([row.bill_number for row in rows]):
         for bill in Bill.objects.filter(number__in=chunk).select_related("customer"):
@@ -487,7 +596,7 @@ def _load_orm(rows: list[BillRow], result: ImportResult, *, strict: bool) -> int
         good.append(row)
     result.errors.extend(conflicts)
     if strict and conflicts:
-        return len(conflicts)
+        return
     result.bills_skipped = sum(1 for row in good if row.bill_number in existing)
     latest: dict[str, BillRow] = {}
     for row in good:
@@ -501,7 +610,7 @@ def _load_orm(rows: list[BillRow], result: ImportResult, *, strict: bool) -> int
             row.phone,
             row.email,
             row.area_id,
-            row.search_text,
+            search_text_of(row),
         )
         customer = customers.get(code)
         if customer is None:
@@ -534,7 +643,6 @@ def _load_orm(rows: list[BillRow], result: ImportResult, *, strict: bool) -> int
     ]
     Bill.objects.bulk_create(new_bills, batch_size=500)
     result.bills_created = len(new_bills)
-    return len(conflicts)
 
 
 def rows_to_csv(rows: Iterable[Iterable[Any]]) -> str:

@@ -23,8 +23,13 @@ def _pattern(expression: str) -> re.Pattern[str]:
     return re.compile(expression)
 
 
+def customer_code_pattern() -> re.Pattern[str]:
+    """The configured pattern of a normalised code (settings.CUSTOMER_CODE_PATTERN), compiled."""
+    return _pattern(settings.CUSTOMER_CODE_PATTERN)
+
+
 def is_valid_customer_code(code: str) -> bool:
-    return bool(_pattern(settings.CUSTOMER_CODE_PATTERN).fullmatch(code))
+    return bool(customer_code_pattern().fullmatch(code))
 
 
 def normalise(raw: str | None) -> str:

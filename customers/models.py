@@ -27,7 +27,9 @@ class ServiceArea(models.Model):
 
 
 class Customer(models.Model):
-    code = models.CharField(_("customer code"), max_length=32, unique=True)
+    # Unique through Meta.constraints: one btree index, without the LIKE index `unique=True`
+    # adds on PostgreSQL, which nothing here uses and every import would have to maintain.
+    code = models.CharField(_("customer code"), max_length=32)
     name = models.CharField(_("name"), max_length=200)
     address = models.CharField(_("address"), max_length=300, blank=True)
     phone = models.CharField(_("phone"), max_length=20, blank=True)
@@ -49,6 +51,7 @@ class Customer(models.Model):
         verbose_name = _("customer")
         verbose_name_plural = _("customers")
         ordering = ["code"]
+        constraints = [models.UniqueConstraint(fields=["code"], name="customer_code_unique")]
         indexes = [models.Index(fields=["service_area", "code"], name="customer_area_code")]
 
     def __str__(self) -> str:
@@ -73,9 +76,14 @@ class Bill(models.Model):
         UNPAID = "unpaid", _("unpaid")
         PAID = "paid", _("paid")
 
-    number = models.CharField(_("bill number"), max_length=32, unique=True)
+    number = models.CharField(_("bill number"), max_length=32)
+    # Indexed by the (customer, period) unique constraint, whose first column it is.
     customer = models.ForeignKey(
-        Customer, on_delete=models.PROTECT, related_name="bills", verbose_name=_("customer")
+        Customer,
+        on_delete=models.PROTECT,
+        related_name="bills",
+        verbose_name=_("customer"),
+        db_index=False,
     )
     # The first day of the billed month.
     period = models.DateField(_("period"))
@@ -95,6 +103,7 @@ class Bill(models.Model):
         blank=True,
         related_name="paid_bills",
         verbose_name=_("paid by"),
+        db_index=False,  # a partial index below: unpaid bills never enter it
     )
 
     class Meta:
@@ -102,6 +111,7 @@ class Bill(models.Model):
         verbose_name_plural = _("bills")
         ordering = ["-period"]
         constraints = [
+            models.UniqueConstraint(fields=["number"], name="bill_number_unique"),
             models.UniqueConstraint(fields=["customer", "period"], name="bill_one_per_period"),
             models.CheckConstraint(condition=Q(amount__gte=0), name="bill_amount_not_negative"),
             models.CheckConstraint(
@@ -115,7 +125,9 @@ class Bill(models.Model):
         indexes = [
             # Reports count the bills of one month by area and status.
             models.Index(fields=["period", "status"], name="bill_period_status"),
-            models.Index(fields=["paid_by"], name="bill_paid_by"),
+            models.Index(
+                fields=["paid_by"], condition=Q(paid_by__isnull=False), name="bill_paid_by"
+            ),
         ]
 
     def __str__(self) -> str:

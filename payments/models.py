@@ -93,9 +93,14 @@ class Payment(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # Short, upper-case, unambiguous, with a check character: typed into transfer notes.
-    reference = models.CharField(_("reference"), max_length=16, unique=True)
+    reference = models.CharField(_("reference"), max_length=16)
+    # Indexed by payment_customer_recent, whose first column it is.
     customer = models.ForeignKey(
-        Customer, on_delete=models.PROTECT, related_name="payments", verbose_name=_("customer")
+        Customer,
+        on_delete=models.PROTECT,
+        related_name="payments",
+        verbose_name=_("customer"),
+        db_index=False,
     )
     amount = models.BigIntegerField(_("amount (VND)"))
     method = models.CharField(_("method"), max_length=16, choices=Method.choices)
@@ -137,6 +142,7 @@ class Payment(models.Model):
         verbose_name_plural = _("payments")
         ordering = ["-created_at"]
         constraints = [
+            models.UniqueConstraint(fields=["reference"], name="payment_reference_unique"),
             models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
             models.CheckConstraint(
                 condition=Q(refund_amount__gte=0) & Q(refund_amount__lte=models.F("amount")),
@@ -184,8 +190,13 @@ class Payment(models.Model):
 class PaymentBill(models.Model):
     """A bill a payment was meant to pay, and whether it did."""
 
+    # Indexed by the (payment, bill) unique constraint, whose first column it is.
     payment = models.ForeignKey(
-        Payment, on_delete=models.PROTECT, related_name="lines", verbose_name=_("payment")
+        Payment,
+        on_delete=models.PROTECT,
+        related_name="lines",
+        verbose_name=_("payment"),
+        db_index=False,
     )
     bill = models.ForeignKey(
         Bill, on_delete=models.PROTECT, related_name="payment_lines", verbose_name=_("bill")
@@ -224,8 +235,13 @@ class PaymentEvent(models.Model):
         AGENT = "agent", _("agent")
         SYSTEM = "system", _("system")
 
+    # Indexed by event_payment_at, whose first column it is.
     payment = models.ForeignKey(
-        Payment, on_delete=models.PROTECT, related_name="events", verbose_name=_("payment")
+        Payment,
+        on_delete=models.PROTECT,
+        related_name="events",
+        verbose_name=_("payment"),
+        db_index=False,
     )
     at = models.DateTimeField(_("at"), default=timezone.now)
     from_status = models.CharField(_("from"), max_length=16, blank=True)
@@ -292,11 +308,12 @@ class InboundMessage(models.Model):
         verbose_name=_("partner"),
     )
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
-    dedupe_key = models.CharField(_("dedupe key"), max_length=200, unique=True)
+    dedupe_key = models.CharField(_("dedupe key"), max_length=200)
     received_at = models.DateTimeField(_("received at"), default=timezone.now)
     headers = models.JSONField(_("headers"), default=dict, blank=True)
     body = models.TextField(_("body"), blank=True)
     signature_valid = models.BooleanField(_("signature valid"), null=True)
+    # Indexed by inbox_payment_received, whose first column it is.
     payment = models.ForeignKey(
         Payment,
         on_delete=models.PROTECT,
@@ -304,6 +321,7 @@ class InboundMessage(models.Model):
         blank=True,
         related_name="messages",
         verbose_name=_("payment"),
+        db_index=False,
     )
     processed_at = models.DateTimeField(_("processed at"), null=True, blank=True)
     outcome = models.CharField(_("outcome"), max_length=64, blank=True)
@@ -318,6 +336,7 @@ class InboundMessage(models.Model):
         verbose_name = _("inbound message")
         verbose_name_plural = _("inbound messages")
         ordering = ["-received_at"]
+        constraints = [models.UniqueConstraint(fields=["dedupe_key"], name="inbox_dedupe_key")]
         indexes = [
             models.Index(
                 fields=["received_at"],

@@ -188,3 +188,17 @@ def test_an_import_clears_the_cached_lookups_of_its_customers(django_capture_on_
         import_bills(_file([GOOD[0]]))
     assert cache.get(bills_cache_key("PA14HT0000001")) is None
     assert cache.get(bills_cache_key("PA14XX0000009")) == {"other": True}
+
+
+def test_within_one_file_the_last_row_of_a_customer_wins(fast_path):
+    earlier = [*GOOD[0][:6], "HD2609000001", "2026-09", "150", "344520", "2026-10-20"]
+    moved = [GOOD[0][0], "Nguyễn Văn Ân", "Số 9, đường Lê Duẩn, phường Nam Hà, TP Hà Tĩnh",
+             *GOOD[0][3:]]  # fmt: skip
+    result = import_bills(_file([earlier, moved]), fast_path=fast_path)
+    assert result.customers_created == 1 and result.bills_created == 2
+    customer = Customer.objects.get(code="PA14HT0000001")
+    assert customer.name == "Nguyễn Văn Ân" and "le duan" in customer.search_text
+    # And again, from the database: the earlier row no longer describes the customer.
+    again = import_bills(_file([moved, earlier]), fast_path=fast_path)
+    assert again.customers_updated == 1
+    assert Customer.objects.get(code="PA14HT0000001").name == "Nguyễn Văn An"

@@ -235,6 +235,8 @@ def broker_down(monkeypatch):
     # Celery reads CELERY_BROKER_URL from the environment before its own configuration.
     monkeypatch.setenv("CELERY_BROKER_URL", dead)
     monkeypatch.setattr(celery_app.conf, "broker_url", dead)
+    # Once resolved, the write URL is kept apart from broker_url: point it at the dead port too.
+    monkeypatch.setattr(celery_app.conf, "broker_write_url", dead)
     forget_pools()
     yield
     monkeypatch.undo()
