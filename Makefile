@@ -7,7 +7,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/portal
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/14
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run install install-dev test lint format bench messages browsers clean
+.PHONY: run install install-dev test lint format bench messages screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,12 @@ test: install-dev
 	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
 	REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+screenshots: install-dev
+	UPDATE_SCREENSHOTS=1 DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
+	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
+	REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
+	$(BIN)/pytest tests/browser tests/console/test_browser.py $(PYTEST_ARGS)
 
 lint: install-dev
 	$(BIN)/ruff check .
