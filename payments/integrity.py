@@ -164,8 +164,9 @@ def integrity_check(
             processed_at__isnull=True, received_at__lt=now - in_flight_for
         ).values_list("kind", "dedupe_key", "attempts", "outcome_detail"),
     )
-    report.inbox = list(
-        InboundMessage.objects.annotate(day=TruncDate("received_at"))
+    report.inbox = [
+        dict(row)
+        for row in InboundMessage.objects.annotate(day=TruncDate("received_at"))
         .values("partner__code", "kind", "day")
         .annotate(
             received=Count("id"),
@@ -174,7 +175,7 @@ def integrity_check(
         )
         .order_by("day", "partner__code", "kind")
         .values("partner__code", "kind", "day", "received", "processed", "in_flight")
-    )
+    ]
     for row in report.inbox:
         row["partner"] = row.pop("partner__code")
     return report

@@ -178,4 +178,4 @@ class Command(BaseCommand):
         model = MODELS[table]
         columns = demo.COLUMNS[table]
         objects = [model(**dict(zip(columns, row, strict=True))) for row in rows]
-        model.objects.bulk_create(objects, batch_size=500)
+        model._default_manager.bulk_create(objects, batch_size=500)
