@@ -59,9 +59,9 @@ bench: install-dev
 	$(BIN)/python -m bench
 
 messages: install-dev
-	$(BIN)/python manage.py makemessages -l vi -l en --no-obsolete -i ".venv/*" -i "var/*"
-	$(BIN)/python manage.py makemessages -d djangojs -l vi -l en --no-obsolete -i ".venv/*" -i "var/*" -i "static/vendor/*"
-	$(BIN)/python manage.py compilemessages -i .venv
+	$(BIN)/python manage.py makemessages -l vi --no-obsolete -i ".venv/*" -i "var/*" \
+		-i "node_modules/*" -i "bench/*" -i "tests/*" -i "docs/*" -i "locale/*"
+	msgfmt --check -o locale/vi/LC_MESSAGES/django.mo locale/vi/LC_MESSAGES/django.po
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
