@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(autouse=True)
 def _partners(request: pytest.FixtureRequest) -> None:
-    """The partner table comes from a data migration; transactional tests flush it, so reload."""
+    """Partners and the console's role groups come from data migrations; transactional tests
+    flush every table (also for later tests, with --reuse-db), so load them again."""
     marker = request.node.get_closest_marker("django_db")
     names = set(request.fixturenames)
     transactional = bool(
@@ -37,6 +38,7 @@ def _partners(request: pytest.FixtureRequest) -> None:
     else:
         return
     factories.load_partners()
+    factories.load_roles()
 
 
 @pytest.fixture(autouse=True)

@@ -13,12 +13,19 @@ from django.utils import timezone
 from customers.models import Bill, Customer, ServiceArea
 
 _partners_migration = importlib.import_module("payments.migrations.0002_partners")
+_roles_migration = importlib.import_module("customers.migrations.0004_console_roles")
 
 
 def load_partners() -> None:
     from django.apps import apps
 
     _partners_migration.load(apps, None)
+
+
+def load_roles() -> None:
+    from django.apps import apps
+
+    _roles_migration.load(apps, None)
 
 
 class ServiceAreaFactory(factory.django.DjangoModelFactory):

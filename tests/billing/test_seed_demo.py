@@ -111,3 +111,25 @@ def test_seeded_references_are_valid_and_distinct():
     refs = [demo.reference_for(i) for i in range(20000)]
     assert len(set(refs)) == len(refs)
     assert all(references.is_valid(ref) for ref in refs)
+
+
+@pytest.mark.django_db
+def test_a_development_seed_creates_one_demo_sign_in_per_role(settings):
+    from django.contrib.auth.models import User
+
+    settings.DEBUG = True
+    out = io.StringIO()
+    call_command("seed_demo", "--customers", "3", stdout=out)
+    assert "demo-supervisor" in out.getvalue()
+    supervisor = User.objects.get(username="demo-supervisor")
+    assert supervisor.groups.filter(name="supervisor").exists()
+    assert supervisor.has_perm("customers.refund_payment")
+
+
+@pytest.mark.django_db
+def test_a_production_seed_creates_no_sign_in(settings):
+    from django.contrib.auth.models import User
+
+    settings.DEBUG = False
+    call_command("seed_demo", "--customers", "3", stdout=io.StringIO())
+    assert not User.objects.exists()

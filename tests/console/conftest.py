@@ -1,27 +1,11 @@
-"""Console fixtures: the role groups, and a signed-in browser client for each role."""
+"""Console fixtures: a signed-in client for each role (the role groups: tests/conftest.py)."""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import pytest
-from django.apps import apps
 from django.test import Client
-
-_roles_migration = importlib.import_module("customers.migrations.0004_console_roles")
-
-
-@pytest.fixture(autouse=True)
-def _roles(request: pytest.FixtureRequest) -> None:
-    """The role groups come from a data migration; any transactional test (anyone's) flushes
-    them, so load them again before each test that touches the database."""
-    names = set(request.fixturenames)
-    marker = request.node.get_closest_marker("django_db")
-    if not (marker or {"db", "transactional_db", "live_server"} & names):
-        return
-    request.getfixturevalue("_partners")
-    _roles_migration.load(apps, None)
 
 
 @pytest.fixture(autouse=True)

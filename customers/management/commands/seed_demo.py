@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from django.conf import settings
+from django.contrib.auth.models import Group, User
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.management.color import no_style
 from django.db import connection, transaction
@@ -25,6 +27,7 @@ MODELS = {
     "payments_paymentbill": PaymentBill,
     "payments_paymentevent": PaymentEvent,
 }
+DEMO_PASSWORD = "demo-2026-HaTinh"  # noqa: S105 - development only, created only with DEBUG on
 # Parents first; bills point at payments through a deferred foreign key.
 ORDER = (
     ("customers", "customers_customer"),
@@ -153,6 +156,23 @@ class Command(BaseCommand):
         )
         if examples:
             self.stdout.write("Customers with bills to pay: " + ", ".join(examples))
+        if settings.DEBUG:
+            self._demo_staff()
+
+    def _demo_staff(self) -> None:
+        """One sign-in per console role, for a demo on a developer's machine only (DEBUG)."""
+        for role in ("agent", "supervisor", "finance"):
+            user, created = User.objects.get_or_create(username=f"demo-{role}")
+            if created:
+                user.set_password(DEMO_PASSWORD)
+                user.save(update_fields=["password"])
+                group = Group.objects.filter(name=role).first()
+                if group:
+                    user.groups.add(group)
+        self.stdout.write(
+            "Console /console/: demo-agent, demo-supervisor, demo-finance, password "
+            f"{DEMO_PASSWORD} (development only)."
+        )
 
     def _areas(self) -> dict[str, int]:
         ids = {}
