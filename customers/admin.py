@@ -1,6 +1,7 @@
 from django.contrib import admin
 
 from customers.models import AuditEntry, Bill, Customer, ServiceArea
+from portal.admin import ReadOnlyAdmin
 
 
 @admin.register(ServiceArea)
@@ -37,17 +38,8 @@ class BillAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(ReadOnlyAdmin):
     list_display = ("at", "actor", "action", "target", "customer")
     list_filter = ("action",)
     search_fields = ("=target", "=customer__code", "actor__username")
     raw_id_fields = ("customer", "payment")
-
-    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
-        return False
-
-    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
-        return False
-
-    def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
-        return False

@@ -13,17 +13,7 @@ from payments.models import (
     PaymentEvent,
     SettlementReport,
 )
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
-        return False
-
-    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
-        return False
-
-    def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
-        return False
+from portal.admin import ReadOnlyAdmin
 
 
 @admin.register(Partner)

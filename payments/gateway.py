@@ -140,6 +140,42 @@ def _reason(response_code: str) -> str:
     return f"vnp_ResponseCode {response_code}: {meaning}"
 
 
+def _apply_checked(
+    payment: Payment,
+    *,
+    reported: Mapping[str, Any],
+    result: Result,
+    report: services.Report,
+    transaction_no: str,
+    reason: str,
+    teller: str,
+) -> str:
+    """Check the amount a verified IPN or status answer reports, then apply it.
+
+    A bank that says money moved, but not our amount, is not applied: a person must sort it out.
+    """
+    amount = _amount_of(reported)
+    if amount != payment.amount:
+        if result is not Result.FAILED:
+            services.payment_flag_review(
+                payment_id=payment.pk,
+                report=report,
+                reason=f"{teller} reported {reported.get('vnp_Amount')} (x100) for a payment of "
+                f"{payment.amount} VND.",
+            )
+        return "amount_mismatch"
+    return _apply(
+        payment,
+        result=result,
+        report=report,
+        amount=amount,
+        # A cancelled payment has no bank transaction ("0"): nothing to remember.
+        transaction_no=transaction_no if result is Result.SUCCESS else "",
+        reason=reason,
+        paid_at=_paid_at(str(reported.get("vnp_PayDate", "") or "")),
+    )
+
+
 def _apply(
     payment: Payment,
     *,
@@ -353,26 +389,14 @@ def handle_ipn_message(message: InboundMessage) -> tuple[str, str, Payment | Non
             "vnp_TransactionNo": transaction_no,
         },
     )
-    amount = _amount_of(params)
-    if amount != payment.amount:
-        if result in (Result.SUCCESS, Result.REVIEW):
-            # The bank says money moved, but not our amount: a person must sort it out.
-            services.payment_flag_review(
-                payment_id=payment.pk,
-                report=report,
-                reason=f"The bank reported {params.get('vnp_Amount')} (x100) for a payment of "
-                f"{payment.amount} VND.",
-            )
-        return "amount_mismatch", f"vnp_Amount={params.get('vnp_Amount', '')}", payment
-    outcome = _apply(
+    outcome = _apply_checked(
         payment,
+        reported=params,
         result=result,
         report=report,
-        amount=amount,
-        # A cancelled payment has no bank transaction ("0"): nothing to remember.
-        transaction_no=transaction_no if result is Result.SUCCESS else "",
+        transaction_no=transaction_no,
         reason=f"{_reason(response_code)}, vnp_TransactionStatus {status}",
-        paid_at=_paid_at(params.get("vnp_PayDate", "")),
+        teller="The bank",
     )
     return outcome, _reason(response_code), payment
 
@@ -495,24 +519,14 @@ def handle_query_message(message: InboundMessage) -> tuple[str, str, Payment | N
             "vnp_TransactionNo": transaction_no,
         },
     )
-    amount = _amount_of(body)
-    if amount != payment.amount:
-        if result is not Result.FAILED:
-            services.payment_flag_review(
-                payment_id=payment.pk,
-                report=report,
-                reason=f"The bank's status query reported {body.get('vnp_Amount')} (x100) "
-                f"for a payment of {payment.amount} VND.",
-            )
-        return "amount_mismatch", f"vnp_Amount={body.get('vnp_Amount', '')}", payment
-    outcome = _apply(
+    outcome = _apply_checked(
         payment,
+        reported=body,
         result=result,
         report=report,
-        amount=amount,
-        transaction_no=transaction_no if result is Result.SUCCESS else "",
+        transaction_no=transaction_no,
         reason=f"querydr: vnp_TransactionStatus {body.get('vnp_TransactionStatus', '')}",
-        paid_at=_paid_at(str(body.get("vnp_PayDate", "") or "")),
+        teller="The bank's status query",
     )
     return outcome, "", payment
 

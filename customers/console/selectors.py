@@ -14,6 +14,7 @@ from django.utils.translation import gettext_lazy as _
 
 from customers.codes import normalise
 from customers.models import AuditEntry, Bill, Customer
+from payments import selectors as payments_selectors
 from payments.models import BankTransfer, InboundMessage, Payment, PaymentBill, PaymentEvent
 
 TransferStatus = BankTransfer.Status
@@ -156,17 +157,7 @@ def customer_audit(*, customer: Customer, limit: int = 50) -> list[AuditEntry]:
 
 
 def payment_for_staff(*, payment_id: Any) -> Payment | None:
-    return (
-        Payment.objects.select_related("customer__service_area", "partner")
-        .prefetch_related(
-            Prefetch(
-                "lines",
-                queryset=PaymentBill.objects.select_related("bill").order_by("bill__period"),
-            )
-        )
-        .filter(pk=payment_id)
-        .first()
-    )
+    return payments_selectors.payment_get(payment_id=payment_id)
 
 
 # --- Transfers ----------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from payments import gateway, services, vietqr
+from payments import gateway, selectors, services, vietqr
 from payments.api.serializers import PaymentCreateInput, PaymentOutput
 from payments.models import IdempotencyKey, Payment
 from portal.api import ApiError
@@ -26,12 +26,7 @@ IDEMPOTENCY_SCOPE = "payments.create"
 
 
 def _payment_or_404(payment_id: Any) -> Payment:
-    payment = (
-        Payment.objects.select_related("partner", "customer")
-        .prefetch_related("lines__bill")
-        .filter(pk=payment_id)
-        .first()
-    )
+    payment = selectors.payment_get(payment_id=payment_id)
     if payment is None:
         raise ApiError("payment_not_found", _("No payment has this id."), status_code=404)
     return payment

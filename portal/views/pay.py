@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from customers.codes import InvalidCustomerCode, clean_customer_code
 from customers.masking import mask_address, mask_name
-from payments import gateway, services, vietqr
+from payments import gateway, selectors, services, vietqr
 from payments.models import Partner, Payment
 from portal.ratelimit import client_address
 
@@ -32,12 +32,7 @@ _START_ERRORS = {
 
 
 def _payment_or_404(payment_id: UUID) -> Payment:
-    payment = (
-        Payment.objects.select_related("customer__service_area", "partner")
-        .prefetch_related("lines__bill")
-        .filter(pk=payment_id)
-        .first()
-    )
+    payment = selectors.payment_get(payment_id=payment_id)
     if payment is None:
         raise Http404
     return payment
@@ -90,7 +85,7 @@ def page(request: HttpRequest, payment_id: UUID) -> HttpResponse:
         "payment": payment,
         "customer_name": mask_name(payment.customer.name),
         "customer_address": mask_address(payment.customer.address),
-        "lines": sorted(payment.lines.all(), key=lambda line: line.bill.period),
+        "lines": list(payment.lines.all()),
         "status_url": reverse("api-payment", args=[payment.id]),
     }
     if payment.method == Payment.Method.VIETQR:
@@ -133,6 +128,6 @@ def receipt(request: HttpRequest, payment_id: UUID) -> HttpResponse:
             "payment": payment,
             "customer_name": mask_name(payment.customer.name),
             "customer_address": mask_address(payment.customer.address),
-            "lines": sorted(payment.lines.all(), key=lambda line: line.bill.period),
+            "lines": list(payment.lines.all()),
         },
     )
