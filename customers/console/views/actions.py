@@ -4,6 +4,7 @@ that calls one service (payments.services or customers.services), which writes t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -81,91 +82,89 @@ def _confirm(
 
 
 # --- Payments -----------------------------------------------------------------------------------
-@require_http_methods(["GET", "POST"])
-@staff_required(RECHECK_PAYMENT)
-def payment_recheck(request: HttpRequest, payment_id: UUID) -> HttpResponse:
+def _payment_action(
+    request: HttpRequest,
+    payment_id: UUID,
+    *,
+    template: str,
+    act: Callable[[Payment, Any, str], object],
+    done: Callable[[Payment], str],
+    label: Any = None,
+    context: Callable[[Payment], dict[str, Any]] | None = None,
+) -> HttpResponse:
+    """The shape of every payment action: GET confirms, POST with a reason acts once."""
     payment = _payment_or_404(payment_id)
-    form = ReasonForm(request.POST or None)
+    form = ReasonForm(request.POST or None, **({"label": label} if label else {}))
     if request.method == "POST" and form.is_valid():
         try:
-            console_services.payment_recheck(
-                payment_id=payment.id, actor=request.user, reason=form.cleaned_data["reason"]
-            )
-        except console_services.ConsoleError as exc:
+            act(payment, request.user, form.cleaned_data["reason"])
+        except (console_services.ConsoleError, payment_services.PaymentError) as exc:
             messages.error(request, _error(exc))
         else:
-            messages.success(
-                request,
-                _("The bank is being asked about payment %(reference)s now. Reload in a minute.")
-                % {"reference": payment.reference},
-            )
+            messages.success(request, done(payment))
         return redirect("console:customer", code=payment.customer.code)
     return _confirm(
         request,
-        "console/confirm_recheck.html",
+        template,
         form,
         status=400 if form.is_bound else 200,
         payment=payment,
-        possible=console_services.payment_can_recheck(payment),
+        **(context(payment) if context else {}),
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@staff_required(RECHECK_PAYMENT)
+def payment_recheck(request: HttpRequest, payment_id: UUID) -> HttpResponse:
+    return _payment_action(
+        request,
+        payment_id,
+        template="console/confirm_recheck.html",
+        act=lambda payment, actor, reason: console_services.payment_recheck(
+            payment_id=payment.id, actor=actor, reason=reason
+        ),
+        done=lambda payment: (
+            _("The bank is being asked about payment %(reference)s now. Reload in a minute.")
+            % {"reference": payment.reference}
+        ),
+        context=lambda payment: {"possible": console_services.payment_can_recheck(payment)},
     )
 
 
 @require_http_methods(["GET", "POST"])
 @staff_required(RESEND_RECEIPT)
 def payment_resend_receipt(request: HttpRequest, payment_id: UUID) -> HttpResponse:
-    payment = _payment_or_404(payment_id)
-    form = ReasonForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            console_services.receipt_resend(
-                payment_id=payment.id, actor=request.user, reason=form.cleaned_data["reason"]
-            )
-        except console_services.ConsoleError as exc:
-            messages.error(request, _error(exc))
-        else:
-            messages.success(
-                request,
-                _("The receipt of %(reference)s was sent again.")
-                % {"reference": payment.reference},
-            )
-        return redirect("console:customer", code=payment.customer.code)
-    return _confirm(
+    return _payment_action(
         request,
-        "console/confirm_receipt.html",
-        form,
-        status=400 if form.is_bound else 200,
-        payment=payment,
-        contacts=console_services.payment_receipt_contacts(payment),
+        payment_id,
+        template="console/confirm_receipt.html",
+        act=lambda payment, actor, reason: console_services.receipt_resend(
+            payment_id=payment.id, actor=actor, reason=reason
+        ),
+        done=lambda payment: (
+            _("The receipt of %(reference)s was sent again.") % {"reference": payment.reference}
+        ),
+        context=lambda payment: {"contacts": console_services.payment_receipt_contacts(payment)},
     )
 
 
 @require_http_methods(["GET", "POST"])
 @staff_required(REFUND_PAYMENT)
 def payment_refund(request: HttpRequest, payment_id: UUID) -> HttpResponse:
-    payment = _payment_or_404(payment_id)
-    form = ReasonForm(
-        request.POST or None, label=gettext_lazy("How and when the money was given back")
-    )
-    if request.method == "POST" and form.is_valid():
-        try:
-            payment_services.payment_refund(
-                payment_id=payment.id, actor=request.user, note=form.cleaned_data["reason"]
-            )
-        except payment_services.PaymentError as exc:
-            messages.error(request, _error(exc))
-        else:
-            messages.success(
-                request,
-                _("Payment %(reference)s is marked refunded.") % {"reference": payment.reference},
-            )
-        return redirect("console:customer", code=payment.customer.code)
-    return _confirm(
+    return _payment_action(
         request,
-        "console/confirm_refund.html",
-        form,
-        status=400 if form.is_bound else 200,
-        payment=payment,
-        already_paid=[line for line in payment.lines.all() if not line.applied],
+        payment_id,
+        template="console/confirm_refund.html",
+        label=gettext_lazy("How and when the money was given back"),
+        act=lambda payment, actor, reason: payment_services.payment_refund(
+            payment_id=payment.id, actor=actor, note=reason
+        ),
+        done=lambda payment: (
+            _("Payment %(reference)s is marked refunded.") % {"reference": payment.reference}
+        ),
+        context=lambda payment: {
+            "already_paid": [line for line in payment.lines.all() if not line.applied]
+        },
     )
 
 
@@ -173,27 +172,17 @@ def payment_refund(request: HttpRequest, payment_id: UUID) -> HttpResponse:
 @staff_required(REFUND_PAYMENT)
 def payment_review(request: HttpRequest, payment_id: UUID) -> HttpResponse:
     """Clear a payment flagged for review (a bank's contradicting report); supervisors only."""
-    payment = _payment_or_404(payment_id)
-    form = ReasonForm(request.POST or None, label=gettext_lazy("What was found and what was done"))
-    if request.method == "POST" and form.is_valid():
-        try:
-            payment_services.payment_review_clear(
-                payment_id=payment.id, actor=request.user, note=form.cleaned_data["reason"]
-            )
-        except payment_services.PaymentError as exc:
-            messages.error(request, _error(exc))
-        else:
-            messages.success(
-                request,
-                _("Payment %(reference)s is marked reviewed.") % {"reference": payment.reference},
-            )
-        return redirect("console:customer", code=payment.customer.code)
-    return _confirm(
+    return _payment_action(
         request,
-        "console/confirm_review.html",
-        form,
-        status=400 if form.is_bound else 200,
-        payment=payment,
+        payment_id,
+        template="console/confirm_review.html",
+        label=gettext_lazy("What was found and what was done"),
+        act=lambda payment, actor, reason: payment_services.payment_review_clear(
+            payment_id=payment.id, actor=actor, note=reason
+        ),
+        done=lambda payment: (
+            _("Payment %(reference)s is marked reviewed.") % {"reference": payment.reference}
+        ),
     )
 
 
