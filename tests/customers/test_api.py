@@ -181,3 +181,14 @@ def test_it_asks_no_shared_cache_to_keep_the_answer(api):
     household = household_with_history()
     response = api.get(url(household.customer.code))
     assert "no-store" in response["Cache-Control"] and "private" in response["Cache-Control"]
+
+
+@pytest.mark.django_db
+def test_the_body_built_for_speed_is_the_documented_serializer_shape():
+    from customers import selectors
+    from customers.api.serializers import CustomerBillsOutput
+    from tests.factories import customer_with_bills
+
+    customer, _ = customer_with_bills(unpaid=2)
+    lookup = selectors.customer_bills_lookup(code=customer.code)
+    assert selectors.lookup_api_body(lookup) == CustomerBillsOutput(lookup).data
