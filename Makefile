@@ -7,7 +7,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/portal
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/14
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run install install-dev test lint format bench messages screenshots clean
+.PHONY: run install install-dev test lint format bench messages screenshots clean reliability
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,17 @@ test: install-dev
 	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
 	REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Only the reliability suite (duplicates, faults, hostile input, security), then its figures
+# are written into docs/reliability.md (failures included); exits with pytest's status. Fault
+# tests start their own Redis and workers.
+reliability: install-dev
+	rm -rf var/reliability/figures
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
+	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
+	REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
+	$(BIN)/pytest tests/reliability --junitxml=var/reliability/junit.xml $(PYTEST_ARGS); \
+	status=$$?; $(BIN)/python -m tests.reliability.report && exit $$status
 
 screenshots: install-dev
 	UPDATE_SCREENSHOTS=1 DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \

@@ -237,8 +237,11 @@ def _safe(text: str, length: int) -> str:
 def ipn_dedupe_key(partner_code: str, params: Mapping[str, str]) -> str:
     """One key per bank transaction outcome, so the bank's retries of it are stored once."""
     reference = str(params.get("vnp_TxnRef", ""))
+    # The terminal too: a validly signed message naming another terminal must not take the
+    # genuine one's key (it is answered 01 and kept, and the genuine one must still apply).
     identity = inbox.fingerprint(
         reference,
+        str(params.get("vnp_TmnCode", "")),
         str(params.get("vnp_TransactionNo", "")),
         str(params.get("vnp_ResponseCode", "")),
         str(params.get("vnp_TransactionStatus", "")),

@@ -4,16 +4,23 @@ Each rule is one set-based query that lists the rows breaking it (none, when all
 - a succeeded (or refunded) payment's amount equals the bills it paid plus what it owes back;
 - no bill is paid twice, and a paid bill's `paid_by` is the one payment whose line applied it;
 - every paid bill was paid by a succeeded payment, and every applied line belongs to one;
-- a succeeded payment has a `succeeded` event in its history;
-- a matched bank transfer settled a succeeded payment of the same amount;
-- every inbound message is processed, or still young enough to be in flight.
-Inbound messages are also summarised per partner, kind and day, so a gap shows where it is.
+- a succeeded payment has a `succeeded` event in its history, and only one: money applied twice
+  would show as a second transition to `succeeded`;
+- a matched bank transfer settled a succeeded payment of the same amount, and no payment is
+  matched by two transfers (the second one is money received twice: `needs_refund`);
+- money owed back (`refund_amount`) is either waiting for an agent (`needs_refund`), refunded,
+  or went back with a reversal;
+- every inbound message is processed, or still young enough to be in flight, and every processed
+  one says what became of it (its outcome); every bank transfer was decided.
+Inbound messages are also summarised per partner, kind and day with their outcomes, so a gap
+shows where it is and every message is explained.
 """
 
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from django.db.models import Count, Exists, F, OuterRef, Q, Subquery, Sum, Value
@@ -45,20 +52,44 @@ class IntegrityReport:
     def ok(self) -> bool:
         return not self.breaches
 
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data: what `check_integrity --json` prints."""
+        return {
+            "checked_at": self.checked_at.isoformat(),
+            "ok": self.ok,
+            "totals": dict(self.totals),
+            "breaches": [
+                {**asdict(breach), "examples": [_plain(e) for e in breach.examples]}
+                for breach in self.breaches
+            ],
+            "inbox": [{**row, "day": str(row["day"])} for row in self.inbox],
+        }
+
     def as_text(self) -> str:
         lines = [f"Integrity check at {self.checked_at:%Y-%m-%d %H:%M:%S %Z}"]
         lines += [f"  {name}: {value}" for name, value in self.totals.items()]
-        lines.append("Inbound messages (partner, kind, day: received / processed / in flight):")
+        lines.append(
+            "Inbound messages (partner, kind, day: received / processed / in flight; outcomes):"
+        )
         for row in self.inbox:
+            outcomes = ", ".join(f"{name} {count}" for name, count in row["outcomes"].items())
             lines.append(
                 f"  {row['partner'] or '-'} {row['kind']} {row['day']}: {row['received']} / "
-                f"{row['processed']} / {row['in_flight']}"
+                f"{row['processed']} / {row['in_flight']}; {outcomes or 'none yet'}"
             )
         if self.ok:
             lines.append("OK: no breach.")
         for breach in self.breaches:
             lines.append(f"BREACH {breach.rule}: {breach.count} row(s), e.g. {breach.examples}")
         return "\n".join(lines)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
 
 
 def _breach(report: IntegrityReport, rule: str, queryset: Any) -> None:
@@ -146,6 +177,25 @@ def integrity_check(
         .exclude(Exists(succeeded_event))
         .values_list("reference", flat=True),
     )
+    # A flag on a settled payment is recorded as succeeded -> succeeded; only a real transition
+    # from another state counts, and a payment makes it once.
+    _breach(
+        report,
+        "payment succeeded more than once",
+        PaymentEvent.objects.filter(to_status=Payment.Status.SUCCEEDED)
+        .exclude(from_status=Payment.Status.SUCCEEDED)
+        .values("payment__reference")
+        .annotate(n=Count("id"))
+        .filter(n__gt=1)
+        .values_list("payment__reference", "n"),
+    )
+    _breach(
+        report,
+        "refund owed that nobody is asked to give back",
+        Payment.objects.filter(refund_amount__gt=0, needs_refund=False, refunded_at__isnull=True)
+        .exclude(status=Payment.Status.REVERSED)
+        .values_list("reference", "refund_amount"),
+    )
     _breach(
         report,
         "matched transfer that did not settle its payment for its amount",
@@ -159,10 +209,33 @@ def integrity_check(
     )
     _breach(
         report,
+        "payment matched by more than one transfer",
+        BankTransfer.objects.filter(status=BankTransfer.Status.MATCHED)
+        .values("payment__reference")
+        .annotate(n=Count("id"))
+        .filter(n__gt=1)
+        .values_list("payment__reference", "n"),
+    )
+    _breach(
+        report,
+        "bank transfer never decided",
+        BankTransfer.objects.filter(
+            status=BankTransfer.Status.RECEIVED, received_at__lt=now - in_flight_for
+        ).values_list("external_id", "amount"),
+    )
+    _breach(
+        report,
         "inbound message not processed",
         InboundMessage.objects.filter(
             processed_at__isnull=True, received_at__lt=now - in_flight_for
         ).values_list("kind", "dedupe_key", "attempts", "outcome_detail"),
+    )
+    _breach(
+        report,
+        "processed inbound message without an outcome",
+        InboundMessage.objects.filter(processed_at__isnull=False, outcome="").values_list(
+            "kind", "dedupe_key"
+        ),
     )
     report.inbox = [
         dict(row)
@@ -176,6 +249,23 @@ def integrity_check(
         .order_by("day", "partner__code", "kind")
         .values("partner__code", "kind", "day", "received", "processed", "in_flight")
     ]
+    outcomes = _outcomes_by_row()
     for row in report.inbox:
         row["partner"] = row.pop("partner__code")
+        row["outcomes"] = outcomes.get((row["partner"], row["kind"], row["day"]), {})
     return report
+
+
+def _outcomes_by_row() -> dict[tuple[Any, str, Any], dict[str, int]]:
+    """(partner, kind, day) -> {outcome: count} of processed messages, most frequent first."""
+    grouped: dict[tuple[Any, str, Any], Counter[str]] = {}
+    rows = (
+        InboundMessage.objects.filter(processed_at__isnull=False)
+        .annotate(day=TruncDate("received_at"))
+        .values("partner__code", "kind", "day", "outcome")
+        .annotate(n=Count("id"))
+        .values_list("partner__code", "kind", "day", "outcome", "n")
+    )
+    for partner, kind, day, outcome, n in rows:
+        grouped.setdefault((partner, kind, day), Counter())[outcome or "(none)"] += n
+    return {key: dict(counter.most_common()) for key, counter in grouped.items()}

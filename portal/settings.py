@@ -166,6 +166,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER",
 CELERY_TASK_TIME_LIMIT = 120
 CELERY_TASK_SOFT_TIME_LIMIT = 100
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Tasks are idempotent: on a lost broker connection, let them run again rather than linger.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 # Publishing must not hang a web request when the broker is down: the inbox sweeper re-sends.
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
@@ -364,6 +366,14 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Development values that must never reach production, even when copied from .env.example.
+_DEVELOPMENT_SECRETS = frozenset(
+    {
+        _DEV_SECRET_KEY,
+        "dev-transfer-webhook-key",
+        "dev-sandbox-secret-0123456789ABCDEF",
+    }
+)
 if not DEBUG:
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -372,29 +382,62 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = True
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
+    LANGUAGE_COOKIE_SECURE = True
     if not TRANSFER_WEBHOOK_API_KEY:
         raise ImproperlyConfigured("TRANSFER_WEBHOOK_API_KEY must be set in production.")
+    if TRANSFER_WEBHOOK_API_KEY in _DEVELOPMENT_SECRETS or len(TRANSFER_WEBHOOK_API_KEY) < 16:
+        raise ImproperlyConfigured(
+            "TRANSFER_WEBHOOK_API_KEY must be a random value of 16+ characters in production."
+        )
+    for _code, _credentials in PARTNER_CREDENTIALS.items():
+        if _credentials["secret"] in _DEVELOPMENT_SECRETS or len(_credentials["secret"]) < 16:
+            raise ImproperlyConfigured(
+                f"PARTNER_{_code}_SECRET must be the partner's real secret (16+ characters), "
+                "not a development value."
+            )
+    if SANDBOX_BANK_ENABLED:
+        # The sandbox bank signs approvals with the SANDBOX secret and sends transfer
+        # notifications with the webhook key: in production it would pay bills for free.
+        raise ImproperlyConfigured("SANDBOX_BANK_ENABLED must be off in production.")
 
 # Content-Security-Policy sent on every response: everything from this origin, nothing else.
+# One exception, by hash rather than 'unsafe-inline': the page layout <style> of
+# drf-spectacular's Swagger UI template (/api/docs/); if the template changes, the browser names
+# the new hash and tests/reliability/test_security.py fails until it is updated here.
+SWAGGER_UI_STYLE_HASH = "'sha256-MMpT0iDxyjALd9PdfepImGX3DBfJPXZ4IlDWdPAgtn0='"
 CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; "
-    "form-action 'self' {form_targets}; frame-ancestors 'none'"
+    f"default-src 'self'; img-src 'self' data:; style-src 'self' {SWAGGER_UI_STYLE_HASH}; "
+    "script-src 'self'; connect-src 'self'; font-src 'self'; object-src 'none'; "
+    "base-uri 'self'; form-action 'self' {form_targets}; frame-ancestors 'none'"
 )
 
 # --- Logging ------------------------------------------------------------------------------------
+# Every handler masks signatures, keys, phone numbers and e-mail addresses (portal.logging),
+# including the development server's request lines, which carry the banks' query strings.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"mask": {"()": "portal.logging.MaskSensitiveFilter"}},
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "server": {
+            "()": "django.utils.log.ServerFormatter",
+            "format": "[{server_time}] {message}",
+            "style": "{",
+        },
+    },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["mask"]}
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["mask"]},
+        "server": {"class": "logging.StreamHandler", "formatter": "server", "filters": ["mask"]},
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django.server": {"handlers": ["server"], "level": "INFO", "propagate": False},
         "django.db.backends": {"level": "WARNING"},
         "axes": {"level": "WARNING"},
     },
 }
+# Celery would otherwise replace the root handler with its own, unmasked one; kept, the worker's
+# lines (and what tasks print, e.g. the console SMS backend) pass the same filter.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False

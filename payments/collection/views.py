@@ -171,15 +171,3 @@ class CollectionDocsView(SpectacularSwaggerSplitView):
 
     url_name = "collection-schema"
     title = SCHEMA_SETTINGS["TITLE"]
-
-    def finalize_response(
-        self, request: Request, response: Response, *args: Any, **kwargs: Any
-    ) -> Response:
-        response = super().finalize_response(request, response, *args, **kwargs)
-        # The UI's own stylesheet sets inline styles; scripts stay restricted to this origin.
-        response["Content-Security-Policy"] = (
-            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-            "script-src 'self'; connect-src 'self'; font-src 'self'; object-src 'none'; "
-            "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
-        )
-        return response

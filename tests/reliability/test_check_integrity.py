@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import io
+import json
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -12,7 +13,7 @@ from django.utils import timezone
 
 from payments import services
 from payments.integrity import integrity_check
-from payments.models import BankTransfer, InboundMessage, Payment, PaymentBill
+from payments.models import BankTransfer, InboundMessage, Payment, PaymentBill, PaymentEvent
 from tests.factories import customer_with_bills
 
 pytestmark = pytest.mark.django_db
@@ -96,3 +97,81 @@ def test_it_finds_a_matched_transfer_of_the_wrong_amount():
     assert "matched transfer that did not settle its payment for its amount" in _rules(
         integrity_check()
     )
+
+
+def test_it_finds_a_payment_that_succeeded_twice_but_not_a_flag_on_a_settled_one():
+    payment, _ = _settled()
+    # A flag on a settled payment is recorded succeeded -> succeeded: not a second success.
+    services.payment_flag_review(payment_id=payment.pk, report=REPORT, reason="odd report")
+    assert integrity_check().ok
+    PaymentEvent.objects.create(
+        payment=payment, from_status="expired", to_status="succeeded", source="ipn"
+    )
+    assert "payment succeeded more than once" in _rules(integrity_check())
+
+
+def test_it_finds_a_payment_matched_by_two_transfers():
+    payment, _ = _settled()
+    for external_id in ("FT1", "FT2"):
+        BankTransfer.objects.create(
+            source="webhook",
+            external_id=external_id,
+            amount=payment.amount,
+            occurred_at=timezone.now(),
+            status="matched",
+            payment=payment,
+        )
+    assert "payment matched by more than one transfer" in _rules(integrity_check())
+
+
+def test_it_finds_money_owed_back_that_nobody_is_asked_to_give_back():
+    customer, _ = customer_with_bills(unpaid=1)
+    first = services.payment_create(customer_code=customer.code, method="vietqr")
+    second = services.payment_create(customer_code=customer.code, method="vietqr")
+    services.payment_mark_succeeded(payment_id=first.id, report=REPORT)
+    services.payment_mark_succeeded(payment_id=second.id, report=REPORT)
+    assert integrity_check().ok
+    Payment.objects.filter(pk=second.pk).update(needs_refund=False)
+    assert "refund owed that nobody is asked to give back" in _rules(integrity_check())
+
+
+def test_it_finds_a_transfer_never_decided_and_a_message_processed_without_an_outcome():
+    BankTransfer.objects.create(
+        source="webhook",
+        external_id="FT-STUCK",
+        amount=100_000,
+        occurred_at=timezone.now(),
+        received_at=timezone.now() - datetime.timedelta(minutes=10),
+    )
+    InboundMessage.objects.create(
+        kind="transfer", dedupe_key="silent", body="{}", processed_at=timezone.now()
+    )
+    rules = _rules(integrity_check())
+    assert "bank transfer never decided" in rules
+    assert "processed inbound message without an outcome" in rules
+
+
+def test_the_report_explains_messages_per_partner_kind_and_day_with_their_outcomes():
+    for key, outcome in (("a", "matched"), ("b", "duplicate"), ("c", "duplicate")):
+        InboundMessage.objects.create(
+            kind="transfer",
+            dedupe_key=key,
+            body="{}",
+            processed_at=timezone.now(),
+            outcome=outcome,
+        )
+    InboundMessage.objects.create(kind="transfer", dedupe_key="d", body="{}")
+    report = integrity_check()
+    (row,) = report.inbox
+    assert row["received"] == 4 and row["processed"] == 3 and row["in_flight"] == 1
+    assert row["outcomes"] == {"duplicate": 2, "matched": 1}
+    assert "duplicate 2, matched 1" in report.as_text()
+
+
+def test_the_command_prints_json_for_monitoring():
+    _settled()
+    out = io.StringIO()
+    call_command("check_integrity", "--json", stdout=out)
+    data = json.loads(out.getvalue())
+    assert data["ok"] is True and data["breaches"] == []
+    assert data["totals"]["settled payments"] == 1
