@@ -11,16 +11,16 @@ from __future__ import annotations
 import datetime
 import logging
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
 from customers.masking import mask_address, mask_name
 from customers.models import Bill
+from portal import fastcache
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +39,7 @@ def bills_cache_forget(*, customer_codes: Iterable[str]) -> None:
     """
     keys = [bills_cache_key(code) for code in customer_codes]
     try:
-        for start in range(0, len(keys), 1000):
-            cache.delete_many(keys[start : start + 1000])
+        fastcache.delete_many(keys)
     except Exception:  # noqa: BLE001 - a cache outage must not undo what was committed
         logger.warning("could not clear %d cached lookup(s)", len(keys))
 
@@ -94,14 +93,41 @@ class CustomerBills:
     def has_overdue(self) -> bool:
         return any(bill.is_overdue for bill in self.bills)
 
-    def to_cache(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_cache(self) -> list[Any]:
+        """A compact JSON form: a list, dates as ISO text (asdict() would deep-copy it all)."""
+        return [
+            self.code,
+            self.name,
+            self.address,
+            self.service_area_code,
+            self.service_area_name,
+            [
+                [b.number, b.period.isoformat(), b.kwh, b.amount, b.due_date.isoformat(), b.status]
+                for b in self.bills
+            ],
+        ]
 
     @classmethod
-    def from_cache(cls, data: dict[str, Any]) -> CustomerBills:
-        values = dict(data)
-        values["bills"] = tuple(BillLine(**bill) for bill in values["bills"])
-        return cls(**values)
+    def from_cache(cls, data: list[Any]) -> CustomerBills:
+        code, name, address, area_code, area_name, bills = data
+        return cls(
+            code=code,
+            name=name,
+            address=address,
+            service_area_code=area_code,
+            service_area_name=area_name,
+            bills=tuple(
+                BillLine(
+                    number=number,
+                    period=datetime.date.fromisoformat(period),
+                    kwh=kwh,
+                    amount=amount,
+                    due_date=datetime.date.fromisoformat(due),
+                    status=status,
+                )
+                for number, period, kwh, amount, due, status in bills
+            ),
+        )
 
 
 # Two indexed queries, written in SQL: this is the portal's hottest path (every household,
@@ -160,8 +186,8 @@ def _lookup_from_database(code: str) -> CustomerBills | None:
 
 def _cache_get(key: str) -> CustomerBills | None:
     try:
-        data = cache.get(key)
-        return CustomerBills.from_cache(data) if isinstance(data, dict) else None
+        data = fastcache.get_json(key)
+        return CustomerBills.from_cache(data) if isinstance(data, list) else None
     except Exception:  # noqa: BLE001 - a cache outage or an old entry shape: read the database
         logger.warning("bills cache unavailable or unreadable for %s", key)
         return None
@@ -169,11 +195,7 @@ def _cache_get(key: str) -> CustomerBills | None:
 
 def _cache_set(key: str, value: CustomerBills) -> None:
     try:
-        cache.set(
-            key,
-            value.to_cache(),
-            timeout=settings.LOOKUP_CACHE_SECONDS,
-        )
+        fastcache.set_json(key, value.to_cache(), settings.LOOKUP_CACHE_SECONDS)
     except Exception:  # noqa: BLE001 - the lookup is still correct without the cache
         logger.warning("could not cache the bills of %s", key)
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import caches
-from django.core.cache.backends.redis import RedisCache
 from django.http import HttpRequest
 from rest_framework.throttling import BaseThrottle
+
+from portal import fastcache
 
 logger = logging.getLogger(__name__)
 
@@ -51,37 +51,13 @@ def hit(scope: str, key: str, rate: str) -> Decision:
     window = int(now // period)
     cache_key = f"rl:{scope}:{key}:{window}"
     try:
-        count = _count(cache_key, period + 1)
+        count = fastcache.count_in_window(cache_key, period + 1)
     except Exception:  # noqa: BLE001 - a cache outage must not take the lookup down with it
         logger.warning("rate-limit store unavailable; letting %s through", scope)
         return Decision(True, 0)
     if count <= limit:
         return Decision(True, 0)
     return Decision(False, max(1, int((window + 1) * period - now) + 1))
-
-
-def _count(cache_key: str, timeout: int) -> int:
-    """Add one to the window's counter and return it.
-
-    On Redis one round trip (INCR, and EXPIRE only when the key is new); elsewhere add() then
-    incr(), both atomic on the backends Django ships.
-    """
-    backend = caches["default"]
-    if isinstance(backend, RedisCache):
-        client = backend._cache.get_client(cache_key, write=True)
-        key = backend.make_and_validate_key(cache_key)
-        pipe = client.pipeline(transaction=False)
-        pipe.incr(key)
-        pipe.expire(key, timeout, nx=True)
-        count, _ = pipe.execute()
-        return int(count)
-    if backend.add(cache_key, 1, timeout=timeout):
-        return 1
-    try:
-        return int(backend.incr(cache_key))
-    except ValueError:  # expired between add() and incr()
-        backend.add(cache_key, 1, timeout=timeout)
-        return 1
 
 
 def lookup_hit(request: HttpRequest | Any) -> Decision:

@@ -51,6 +51,7 @@ def test_it_trusts_forwarded_addresses_only_behind_configured_proxies(settings):
 def test_a_cache_outage_lets_lookups_through_from_the_database(settings, client):
     household = household_with_history()
     settings.CACHES = DEAD_REDIS
+    settings.REDIS_URL = DEAD_REDIS["default"]["LOCATION"]
     settings.LOOKUP_RATE_LIMIT = "1/m"
     assert ratelimit.hit("test", "10.0.0.1", "1/m").allowed
     for _ in range(2):
