@@ -18,16 +18,21 @@ Nothing is ever dropped: each outcome is a row an agent can find, with its reaso
 Locks are taken in one order everywhere: inbox message, transfer, payment, bills.
 
 Notifications come one at a time through the inbox (`handle_transfer_message`). A statement
-comes a hundred thousand lines at once (`statement_lines_apply`): the lines no payment is
-involved in are decided for the whole batch with the same rules, and only the lines naming a
-payment go through the inbox handler one by one.
+comes a hundred thousand lines at once (`statement_lines_apply`): its lines are decided a batch
+at a time with the same rules, and the payments they name are settled together by
+`services.payments_mark_succeeded`, which has the effects of `payment_mark_succeeded` called
+line after line. The locks are the handler's, taken in the same order, so notifications
+arriving meanwhile are applied exactly once either way. `statement_apply_each`, the handler
+line by line, remains for a batch that fails.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -35,12 +40,14 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
-from django.db.models import Field, Model
+from django.db.models import F, Field, Model
 from django.utils import timezone
 
 from payments import inbox, references, services
 from payments.models import BankTransfer, InboundMessage, Partner, Payment
 from portal.text import alnum_upper
+
+logger = logging.getLogger(__name__)
 
 BANK_TIME_ZONE = ZoneInfo("Asia/Ho_Chi_Minh")  # notifications and statements speak GMT+7
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -89,6 +96,17 @@ class Credit:
     outgoing: bool
     content: str
     occurred_at: datetime
+
+    def transfer_fields(self) -> dict[str, Any]:
+        """The `BankTransfer` fields this credit fills."""
+        return {
+            "source": self.source,
+            "external_id": self.external_id,
+            "account_number": self.account_number,
+            "amount": self.amount,
+            "content": self.content,
+            "occurred_at": self.occurred_at,
+        }
 
 
 # --- Reading notifications and statement lines ------------------------------------------------
@@ -384,13 +402,8 @@ def _transfer_row(credit: Credit, message: InboundMessage) -> tuple[BankTransfer
         [
             BankTransfer(
                 partner_id=message.partner_id or _receiving_partner_id(),
-                source=credit.source,
-                external_id=credit.external_id,
-                account_number=credit.account_number,
-                amount=credit.amount,
-                content=credit.content,
-                occurred_at=credit.occurred_at,
                 message=message,
+                **credit.transfer_fields(),
             )
         ],
         ignore_conflicts=True,
@@ -444,54 +457,74 @@ def _settle(
     transfer: BankTransfer, credit: Credit, payment: Payment, message: InboundMessage
 ) -> tuple[str, str, Payment | None]:
     """Decide and apply, with the transfer and the payment (read under lock) locked."""
-    reference = payment.reference
     if payment.status in SETTLED_STATUSES:
-        decision = Decision(
-            Status.NEEDS_REFUND,
-            NEEDS_REFUND,
-            f"Payment {reference} was already settled ({payment.status}); this transfer of "
-            f"{credit.amount} VND is money received twice and must be given back.",
-        )
+        decision = _settled_twice(payment.reference, credit, payment.status)
     elif credit.amount != payment.amount:
-        decision = Decision(
-            Status.WRONG_AMOUNT,
-            WRONG_AMOUNT,
-            f"Payment {reference} expects {payment.amount} VND; the transfer brought "
-            f"{credit.amount} VND. The payment is left as it was.",
-        )
+        decision = _wrong_amount(payment.reference, payment.amount, credit)
     else:
-        source = (
-            services.Source.STATEMENT
-            if credit.source == TransferSource.STATEMENT
-            else services.Source.TRANSFER
-        )
-        late = payment.status == Payment.Status.EXPIRED
+        previous = payment.status
         outcome = services.payment_mark_succeeded(
             payment_id=payment.pk,
-            report=services.Report(
-                source=source,
-                message=message,
-                detail={"transfer": credit.external_id, "bank_transfer_id": transfer.pk},
-            ),
+            report=_report(transfer.pk, credit, message),
             amount=credit.amount,
             at=credit.occurred_at,
         )
-        if outcome == services.Outcome.FLAGGED:
-            # Cancelled or failed before the money came: recorded on the payment for review.
-            decision = Decision(
-                Status.NEEDS_REFUND,
-                NEEDS_REFUND,
-                f"Payment {reference} was {payment.status} when the money arrived; give it "
-                "back or settle the bills by hand.",
-            )
-        else:
-            reason = f"Matched payment {reference}"
-            reason += " after it had expired (late transfer)." if late else "."
-            if outcome == services.Outcome.NEEDS_REFUND:
-                reason += " Some of its bills were already paid: the payment carries a refund."
-            decision = Decision(Status.MATCHED, MATCHED_LATE if late else MATCHED, reason)
+        decision = _applied(payment.reference, previous, outcome)
     _save(transfer, decision, payment)
     return decision.outcome, decision.reason, payment
+
+
+def _report(transfer_id: int, credit: Credit, message: InboundMessage | int) -> services.Report:
+    source = (
+        services.Source.STATEMENT
+        if credit.source == TransferSource.STATEMENT
+        else services.Source.TRANSFER
+    )
+    if isinstance(message, int):
+        # The batch knows its stored messages by id: an instance loaded with only its id
+        # (building a new one would compute every default, the clock included, 40,000 times).
+        message = InboundMessage.from_db(None, ["id"], [message])
+    return services.Report(
+        source=source,
+        message=message,
+        detail={"transfer": credit.external_id, "bank_transfer_id": transfer_id},
+    )
+
+
+def _settled_twice(reference: str, credit: Credit, status: str) -> Decision:
+    return Decision(
+        Status.NEEDS_REFUND,
+        NEEDS_REFUND,
+        f"Payment {reference} was already settled ({status}); this transfer of "
+        f"{credit.amount} VND is money received twice and must be given back.",
+    )
+
+
+def _wrong_amount(reference: str, expected: int, credit: Credit) -> Decision:
+    return Decision(
+        Status.WRONG_AMOUNT,
+        WRONG_AMOUNT,
+        f"Payment {reference} expects {expected} VND; the transfer brought "
+        f"{credit.amount} VND. The payment is left as it was.",
+    )
+
+
+def _applied(reference: str, previous: str, outcome: services.Outcome) -> Decision:
+    """The decision once `payment_mark_succeeded` said `outcome` of a `previous` payment."""
+    if outcome == services.Outcome.FLAGGED:
+        # Cancelled or failed before the money came: recorded on the payment for review.
+        return Decision(
+            Status.NEEDS_REFUND,
+            NEEDS_REFUND,
+            f"Payment {reference} was {previous} when the money arrived; give it "
+            "back or settle the bills by hand.",
+        )
+    late = previous == Payment.Status.EXPIRED
+    reason = f"Matched payment {reference}"
+    reason += " after it had expired (late transfer)." if late else "."
+    if outcome == services.Outcome.NEEDS_REFUND:
+        reason += " Some of its bills were already paid: the payment carries a refund."
+    return Decision(Status.MATCHED, MATCHED_LATE if late else MATCHED, reason)
 
 
 # --- Many statement lines at once -------------------------------------------------------------
@@ -517,23 +550,47 @@ class StoredLine:
 @dataclass
 class StatementBatch:
     outcomes: dict[str, str]  # dedupe key -> outcome of the lines decided and stored now
-    deferred: list[int]  # stored, unprocessed, naming a payment: `statement_apply_each`
+    deferred: list[int]  # stored, unprocessed, naming a payment: `statement_lines_settle`
     seen_before: dict[str, StoredLine]  # lines an earlier import (or a parallel one) stored
+    credits: dict[int, Credit] = dataclasses.field(default_factory=dict)  # of the deferred messages
 
 
-def statement_lines_apply(*, lines: list[StatementLine], partner_id: int | None) -> StatementBatch:
+def statement_lines_apply(
+    *, lines: Sequence[StatementLine], partner_id: int | None
+) -> StatementBatch:
     """Store a batch of statement lines in the inbox and apply them, as the inbox handler would.
 
     A bank statement is mostly lines no payment is involved in: credits a notification already
     announced, other people's transfers, debits. Those are decided for the whole batch with a
     handful of queries, and each is written to the inbox already processed, in the same
-    transaction as its `BankTransfer` row: stored and applied together, exactly once. Lines
-    whose note names an existing VietQR payment are stored unprocessed and returned, to be
-    applied one by one under the payment's lock (`statement_apply_each`), like a notification.
+    transaction as its `BankTransfer` row: stored and applied together, exactly once.
+
+    Lines whose note names a VietQR payment are settled in that same transaction, with the
+    effects of settling them one by one, under the handler's locks taken in the handler's
+    order: their inbox rows and transfers as they are inserted, then the payments in id order,
+    then the payments' bills (`services.payments_mark_succeeded`). Their rows are written once,
+    with what the payments as read before locking promise; the few that the locked payments
+    contradict (a bill paid at a counter meanwhile, say) are corrected before the commit.
+
+    Should settling fail, the batch is stored again without it: the lines naming a payment are
+    stored unprocessed and returned as `deferred`, for `statement_lines_settle`.
     """
+    try:
+        with transaction.atomic():
+            return _store_lines(lines, partner_id=partner_id, settle=True)
+    except Exception:
+        # Rolled back whole: stored again, the lines naming a payment left to the caller.
+        logger.warning("statement lines settled apart after a failed batch", exc_info=True)
+    return _store_lines(lines, partner_id=partner_id, settle=False)
+
+
+def _store_lines(
+    lines: Sequence[StatementLine], *, partner_id: int | None, settle: bool
+) -> StatementBatch:
     by_key = {line.key: line for line in lines}
     receiving = settings.VIETQR_ACCOUNT
     outcomes: dict[str, str] = {}
+    deferred_keys: list[str] = []
     with transaction.atomic():
         existing = _existing_transfers(line.credit for line in lines)
         # key -> (outcome, detail, the decision to record as a transfer; None for a duplicate)
@@ -549,18 +606,23 @@ def statement_lines_apply(*, lines: list[StatementLine], partner_id: int | None)
                 decided[line.key] = (decision.outcome, decision.reason, decision)
             else:
                 named[line.key] = decision
+        vietqr: dict[str, tuple[Any, int, str]] = {}  # reference -> (id, amount, status)
         if named:
-            wanted = {reference for found in named.values() for reference in found}
-            vietqr = set(
-                Payment.objects.filter(
-                    reference__in=wanted, method=Payment.Method.VIETQR
-                ).values_list("reference", flat=True)
-            )
+            wanted = sorted({reference for found in named.values() for reference in found})
+            vietqr = {
+                reference: (pk, amount, status)
+                for pk, reference, amount, status in Payment.objects.filter(
+                    services.AnyOf(F("reference"), wanted), method=Payment.Method.VIETQR
+                )
+                .order_by()
+                .values_list("pk", "reference", "amount", "status")
+            }
             for key, found in list(named.items()):
-                if not vietqr.intersection(found):
+                if not any(reference in vietqr for reference in found):
                     decision = _no_such_payment(found)
                     decided[key] = (decision.outcome, decision.reason, decision)
                     del named[key]
+        promised = _promise(named, by_key, vietqr) if settle else {}
         now = timezone.now()
         message_rows = []
         for line in lines:
@@ -575,24 +637,58 @@ def statement_lines_apply(*, lines: list[StatementLine], partner_id: int | None)
                 "processed_at": None,
                 "outcome": "",
                 "outcome_detail": "",
+                "payment_id": None,
             }
             if line.key in decided:
                 outcome, detail, _decision = decided[line.key]
                 row.update(processed_at=now, outcome=outcome, outcome_detail=detail)
+            elif line.key in promised:
+                promise, payment_id = promised[line.key]
+                row.update(
+                    processed_at=now,
+                    outcome=promise.outcome,
+                    outcome_detail=promise.reason,
+                    payment_id=payment_id,
+                )
             message_rows.append(row)
         inserted = _insert_new(
             InboundMessage, message_rows, conflict=("dedupe_key",), returning=("id", "dedupe_key")
         )
         stored: dict[str, int] = {key: pk for pk, key in inserted}
-        transfers = {
-            stored[key]: (by_key[key].credit, decision)
+        to_record: dict[int, tuple[Credit, Decision, Any]] = {
+            stored[key]: (by_key[key].credit, decision, None)
             for key, (_outcome, _detail, decision) in decided.items()
             if decision is not None and key in stored
         }
-        raced = _record_decided(transfers, partner_id=partner_id, now=now)
+        to_record.update(
+            (stored[key], (by_key[key].credit, promise, payment_id))
+            for key, (promise, payment_id) in promised.items()
+            if key in stored
+        )
+        recorded = _record_transfers(
+            to_record,
+            promised={stored[key] for key in promised if key in stored},
+            partner_id=partner_id,
+            now=now,
+        )
         for key, (outcome, _detail, _decision) in decided.items():
             if key in stored:
-                outcomes[key] = DUPLICATE if stored[key] in raced else outcome
+                outcomes[key] = outcome if stored[key] in recorded else DUPLICATE
+        for key in named:
+            if key not in stored:
+                continue  # stored by an earlier import: the caller looks at it
+            if key in promised and stored[key] in recorded:
+                continue
+            deferred_keys.append(key)
+        if promised:
+            waiting = set(deferred_keys)
+            settling = [key for key in named if key in stored and key not in waiting]
+            outcomes.update(_settle_promised(settling, by_key, named, stored, recorded, promised))
+        if settle and deferred_keys:
+            # A notification recorded the credit meanwhile: the handler decides, after the commit.
+            InboundMessage.objects.filter(
+                services.AnyOf(F("pk"), [stored[key] for key in deferred_keys])
+            ).update(processed_at=None, outcome="", outcome_detail="", payment=None)
     seen_before: dict[str, StoredLine] = {}
     missing = [line.key for line in lines if line.key not in stored]
     if missing:
@@ -601,50 +697,145 @@ def statement_lines_apply(*, lines: list[StatementLine], partner_id: int | None)
         )
         for pk, key, body, processed_at, outcome in earlier:
             seen_before[key] = StoredLine(pk, body, processed_at is not None, outcome)
-    deferred = [stored[key] for key in named if key in stored]
-    return StatementBatch(outcomes=outcomes, deferred=deferred, seen_before=seen_before)
+    return StatementBatch(
+        outcomes=outcomes,
+        deferred=[stored[key] for key in deferred_keys],
+        seen_before=seen_before,
+        credits={stored[key]: by_key[key].credit for key in deferred_keys},
+    )
 
 
-def _record_decided(
-    transfers: Mapping[int, tuple[Credit, Decision]], *, partner_id: int | None, now: datetime
-) -> set[int]:
-    """Insert the transfers decided without a payment, keyed by their message id; returns the
-    messages whose credit a notification recorded meanwhile, now marked duplicates."""
+def _promise(
+    named: Mapping[str, list[str]],
+    by_key: Mapping[str, StatementLine],
+    vietqr: Mapping[str, tuple[Any, int, str]],
+) -> dict[str, tuple[Decision, Any]]:
+    """What each line naming a payment will most likely come to, from the payments read
+    without a lock, line after line: (decision, the payment's id or None)."""
+    status = {reference: row[2] for reference, row in vietqr.items()}
+    promised: dict[str, tuple[Decision, Any]] = {}
+    for key, found in named.items():
+        credit = by_key[key].credit
+        present = [reference for reference in found if reference in vietqr]
+        if len(present) > 1:
+            stand_ins = [
+                Payment(
+                    pk=vietqr[reference][0],
+                    reference=reference,
+                    amount=vietqr[reference][1],
+                    status=status[reference],
+                    method=Payment.Method.VIETQR,
+                )
+                for reference in present
+            ]
+            chosen = _choose(credit, found, stand_ins)
+            if isinstance(chosen, Decision):
+                promised[key] = (chosen, None)
+                continue
+            present = [chosen.reference]
+        reference = present[0]
+        pk, amount, _status = vietqr[reference]
+        current = status[reference]
+        if current in SETTLED_STATUSES:
+            decision = _settled_twice(reference, credit, current)
+        elif credit.amount != amount:
+            decision = _wrong_amount(reference, amount, credit)
+        elif current not in services.SETTLEABLE:
+            decision = _applied(reference, current, services.Outcome.FLAGGED)
+        else:
+            decision = _applied(reference, current, services.Outcome.APPLIED)
+            status[reference] = Payment.Status.SUCCEEDED
+        promised[key] = (decision, pk)
+    return promised
+
+
+def _settle_promised(
+    keys: list[str],
+    by_key: Mapping[str, StatementLine],
+    named: Mapping[str, list[str]],
+    stored: Mapping[str, int],
+    recorded: Mapping[int, int],
+    promised: Mapping[str, tuple[Decision, Any]],
+) -> dict[str, str]:
+    """Settle the lines written with a promise, under the locks; correct the rows whose promise
+    the locked payments did not keep. Returns each line's outcome."""
+    lines = [
+        _Line(
+            stored[key],
+            by_key[key].credit,
+            _Transfer(recorded[stored[key]], stored[key], Status.RECEIVED, "", None),
+            named[key],
+        )
+        for key in keys
+    ]
+    results: dict[int, tuple[str, str, Any]] = {}
+    _settle_named(lines, results)
+    messages, transfers = [], []
+    outcomes: dict[str, str] = {}
+    for key, line in zip(keys, lines, strict=True):
+        outcome, detail, payment_id = results[line.message_id]
+        outcomes[key] = outcome
+        promise, promised_payment = promised[key]
+        if (outcome, detail, payment_id) != (promise.outcome, promise.reason, promised_payment):
+            messages.append((line.message_id, outcome, detail, payment_id))
+        transfer = line.transfer
+        if (transfer.status, transfer.reason, transfer.payment_id) != (
+            promise.status,
+            promise.reason,
+            promised_payment,
+        ):
+            transfers.append((transfer.pk, transfer.status, transfer.reason, transfer.payment_id))
+    services.bulk_update_rows(InboundMessage, ("outcome", "outcome_detail", "payment"), messages)
+    services.bulk_update_rows(BankTransfer, ("status", "reason", "payment"), transfers)
+    return outcomes
+
+
+def _record_transfers(
+    transfers: Mapping[int, tuple[Credit, Decision, Any]],
+    *,
+    promised: set[int],
+    partner_id: int | None,
+    now: datetime,
+) -> dict[int, int]:
+    """Insert the transfers decided (or promised), keyed by their message id; returns message id
+    -> transfer id of those inserted. A decided message whose credit a notification recorded
+    meanwhile is marked a duplicate; a promised one is left to the caller."""
     rows = [
         {
             "partner_id": partner_id,
-            "source": credit.source,
-            "external_id": credit.external_id,
-            "account_number": credit.account_number,
-            "amount": credit.amount,
-            "content": credit.content,
-            "occurred_at": credit.occurred_at,
+            **credit.transfer_fields(),
             "received_at": now,
             "status": decision.status,
             "reason": decision.reason,
+            "payment_id": payment_id,
             "message_id": message_id,
         }
-        for message_id, (credit, decision) in transfers.items()
+        for message_id, (credit, decision, payment_id) in transfers.items()
     ]
-    inserted = {
-        pk
-        for (pk,) in _insert_new(
+    inserted = dict(
+        _insert_new(
             BankTransfer,
             rows,
             conflict=("account_number", "external_id"),
-            returning=("message_id",),
+            returning=("message_id", "id"),
         )
-    }
-    raced = {message_id for message_id in transfers if message_id not in inserted}
+    )
+    raced = [
+        message_id
+        for message_id in transfers
+        if message_id not in inserted and message_id not in promised
+    ]
     if raced:
-        recorded = _existing_transfers(transfers[message_id][0] for message_id in raced)
+        known = _existing_transfers(transfers[message_id][0] for message_id in raced)
         for message_id in raced:
             credit = transfers[message_id][0]
-            known = recorded[(credit.account_number, credit.external_id)]
             InboundMessage.objects.filter(pk=message_id).update(
-                outcome=DUPLICATE, outcome_detail=_duplicate_detail(*known)
+                outcome=DUPLICATE,
+                outcome_detail=_duplicate_detail(
+                    *known[(credit.account_number, credit.external_id)]
+                ),
             )
-    return raced
+    return inserted
 
 
 def statement_apply_each(*, message_ids: list[int], group: int = 100) -> dict[int, str]:
@@ -667,19 +858,317 @@ def statement_apply_each(*, message_ids: list[int], group: int = 100) -> dict[in
     return outcomes
 
 
+def statement_lines_settle(
+    *, message_ids: list[int], credits: Mapping[int, Credit] | None = None, group: int = 5000
+) -> dict[int, str]:
+    """Apply stored lines that name a payment, `group` lines per transaction, with the effects
+    `statement_apply_each` would have, one by one through the inbox handler, in the same order.
+
+    `credits` are the lines' credits as the caller read them from the same bodies (the others
+    are read from the inbox rows). Each group takes the handler's locks in the handler's order,
+    each kind in id order: the inbox rows, the transfers, the payments named, then (in
+    `services.payments_mark_succeeded`) their bills. A notification for one of these payments
+    arriving meanwhile takes the same locks in the same order: one waits for the other, they
+    never deadlock, and the money is applied once. Returns each message's outcome, like
+    `statement_apply_each`.
+
+    A group that fails as a whole (a lost connection, a rule the database refuses) is rolled
+    back and applied one by one instead, which records each failing line's error on its row.
+    """
+    outcomes: dict[int, str] = {}
+    for start in range(0, len(message_ids), group):
+        chunk = message_ids[start : start + group]
+        try:
+            with transaction.atomic():
+                decided, rest = _settle_group(chunk, credits or {})
+        except Exception:
+            # Rolled back whole: applied one by one below, each error kept on its row.
+            logger.warning("statement lines applied one by one after a failed batch", exc_info=True)
+            decided, rest = {}, chunk
+        outcomes.update(decided)
+        if rest:
+            outcomes.update(statement_apply_each(message_ids=rest))
+    return outcomes
+
+
+@dataclass
+class _Transfer:
+    """The columns of a locked BankTransfer row that deciding reads and writes."""
+
+    pk: int
+    message_id: int | None
+    status: str
+    source: str
+    payment_id: Any
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class _Line:
+    """A line whose note names payments, with its message and transfer locked."""
+
+    message_id: int
+    credit: Credit
+    transfer: _Transfer
+    found: list[str]
+
+
+HANDLED_KINDS = frozenset({InboundMessage.Kind.TRANSFER, InboundMessage.Kind.STATEMENT})
+
+
+def _settle_group(
+    message_ids: list[int], credits: Mapping[int, Credit]
+) -> tuple[dict[int, str], list[int]]:
+    """One transaction of `statement_lines_settle`: (outcomes, lines left to the inbox handler).
+
+    `handle_transfer_message` step by step, for many messages at once.
+    """
+    messages = {
+        pk: (kind, partner_id, payment_id, processed_at, outcome)
+        for pk, kind, partner_id, payment_id, processed_at, outcome in (
+            InboundMessage.objects.select_for_update()
+            .filter(services.AnyOf(F("pk"), message_ids))
+            .order_by("pk")
+            .values_list("pk", "kind", "partner", "payment", "processed_at", "outcome")
+        )
+    }
+    unread = [pk for pk in message_ids if pk in messages and pk not in credits]
+    bodies = dict(
+        InboundMessage.objects.filter(services.AnyOf(F("pk"), unread)).values_list("pk", "body")
+        if unread
+        else []
+    )
+    outcomes: dict[int, str] = {}
+    rest: list[int] = []
+    # message id -> (outcome, detail, payment id or None), as the handler returns them
+    results: dict[int, tuple[str, str, Any]] = {}
+    readable: list[tuple[int, int | None, Credit]] = []  # (message, partner, credit)
+    claimed: dict[tuple[str, str], int] = {}
+    for message_id in message_ids:
+        row = messages.get(message_id)
+        if row is None or row[0] not in HANDLED_KINDS:
+            rest.append(message_id)  # not ours to batch: the inbox handler says what it is
+            continue
+        kind, partner_id, _payment, processed_at, outcome = row
+        if processed_at is not None:
+            outcomes[message_id] = outcome  # applied meanwhile (the inbox sweeper)
+            continue
+        credit = credits.get(message_id)
+        if credit is None:
+            try:
+                credit = credit_from_body(kind, bodies[message_id])
+            except InvalidCredit as exc:
+                results[message_id] = (REJECTED, f"Unreadable: {exc}", None)
+                continue
+        key = (credit.account_number, credit.external_id)
+        if claimed.setdefault(key, message_id) != message_id:
+            # The same credit twice in one group: once the first is decided, this one is a
+            # duplicate, which the handler says after this group commits.
+            rest.append(message_id)
+            continue
+        readable.append((message_id, partner_id, credit))
+    transfers = _lock_transfer_rows(readable)
+    named: list[_Line] = []
+    for message_id, _partner, credit in readable:
+        transfer = transfers[(credit.account_number, credit.external_id)]
+        if transfer.message_id != message_id and transfer.status != Status.RECEIVED:
+            detail = _duplicate_detail(transfer.pk, transfer.status, transfer.source)
+            results[message_id] = (DUPLICATE, detail, transfer.payment_id)
+            continue
+        decided = decide_without_payment(credit)
+        if isinstance(decided, Decision):
+            _decide(transfer, decided, None)
+            results[message_id] = (decided.outcome, decided.reason, None)
+            continue
+        named.append(_Line(message_id, credit, transfer, decided))
+    if named:
+        _settle_named(named, results)
+    services.bulk_update_rows(
+        BankTransfer,
+        ("status", "reason", "payment"),
+        [
+            (transfer.pk, transfer.status, transfer.reason, transfer.payment_id)
+            for transfer in transfers.values()
+            if transfer.reason
+        ],
+    )
+    now = timezone.now()
+    processed = []
+    for message_id, (outcome, detail, payment_id) in results.items():
+        # `inbox_mark_processed`: the payment is kept when the handler names none.
+        payment_id = messages[message_id][2] if payment_id is None else payment_id
+        processed.append((message_id, now, outcome, detail, payment_id))
+        outcomes[message_id] = outcome
+    services.bulk_update_rows(
+        InboundMessage, ("processed_at", "outcome", "outcome_detail", "payment"), processed
+    )
+    return outcomes, rest
+
+
+def _lock_transfer_rows(
+    readable: list[tuple[int, int | None, Credit]],
+) -> dict[tuple[str, str], _Transfer]:
+    """`_transfer_row` for many credits: insert the new rows (ours, and locked, until we commit),
+    then lock the rows that were there already, in id order."""
+    if not readable:
+        return {}
+    receiving: int | None = None
+    if any(partner_id is None for _message, partner_id, _credit in readable):
+        receiving = _receiving_partner_id()
+    now = timezone.now()
+    rows = [
+        {
+            "partner_id": partner_id or receiving,
+            **credit.transfer_fields(),
+            "received_at": now,
+            "message_id": message_id,
+        }
+        for message_id, partner_id, credit in readable
+    ]
+    inserted = _insert_new(
+        BankTransfer,
+        rows,
+        conflict=("account_number", "external_id"),
+        returning=("id", "account_number", "external_id", "message_id"),
+    )
+    transfers = {
+        (account, external): _Transfer(pk, message_id, Status.RECEIVED, "", None)
+        for pk, account, external, message_id in inserted
+    }
+    already = [
+        (credit.account_number, credit.external_id)
+        for _message, _partner, credit in readable
+        if (credit.account_number, credit.external_id) not in transfers
+    ]
+    for account, external, pk, message_id, status, source, payment_id in _transfers_by_key(
+        already, lock=True
+    ):
+        transfers[(account, external)] = _Transfer(pk, message_id, status, source, payment_id)
+    return transfers
+
+
+def _transfers_by_key(keys: list[tuple[str, str]], *, lock: bool) -> list[tuple[Any, ...]]:
+    """(account, bank reference, id, message, status, source, payment) of the transfers with
+    these keys, in id order; locked when `lock`."""
+    if not keys:
+        return []
+    columns = ("account_number", "external_id", "id", "message_id", "status", "source")
+    if connection.vendor != "postgresql":
+        wanted = set(keys)
+        queryset = BankTransfer.objects.filter(
+            account_number__in={account for account, _ in keys},
+            external_id__in={external for _, external in keys},
+        ).order_by("pk")
+        if lock:
+            queryset = queryset.select_for_update()
+        return [
+            row
+            for row in queryset.values_list(*columns, "payment_id")
+            if (row[0], row[1]) in wanted
+        ]
+    # One probe of the unique index per pair, whatever the planner thinks of the table (a
+    # statement's own rows are not in its statistics yet): OFFSET 0 keeps the lateral subquery
+    # from being turned into a join it might hash.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT t.account_number, t.external_id, t.id, t.message_id, t.status, t.source, "
+            "t.payment_id FROM unnest(%s::text[], %s::text[]) AS k(account, external) "
+            "CROSS JOIN LATERAL (SELECT * FROM payments_banktransfer AS b "
+            "WHERE b.account_number = k.account AND b.external_id = k.external OFFSET 0) AS t",
+            [
+                services.pg_array(account for account, _ in keys),
+                services.pg_array(external for _, external in keys),
+            ],
+        )
+        found = cursor.fetchall()
+        if not lock or not found:
+            return sorted(found, key=lambda row: row[2])
+        cursor.execute(
+            "SELECT account_number, external_id, id, message_id, status, source, payment_id "
+            "FROM payments_banktransfer WHERE id = ANY(%s::bigint[]) ORDER BY id FOR UPDATE",
+            [services.pg_array(row[2] for row in found)],
+        )
+        return cursor.fetchall()
+
+
+def _decide(transfer: _Transfer, decision: Decision, payment: Payment | None) -> None:
+    # `_save`, written later with the others.
+    transfer.status, transfer.reason = decision.status, decision.reason
+    transfer.payment_id = payment.pk if payment is not None else None
+
+
+def _settle_named(named: list[_Line], results: dict[int, tuple[str, str, Any]]) -> None:
+    """Choose each line's payment and settle them through `services.payments_mark_succeeded`.
+
+    Settlements go in line order, so a payment two lines pay is settled by the first and the
+    second brings money to give back, as one by one. Only which payment a note naming several
+    goes to depends on what earlier lines did to them: such a line waits until the lines
+    before it are settled.
+    """
+    references = sorted({reference for line in named for reference in line.found})
+    # Locked here, in id order: transfers, then payments, then (by the service) bills.
+    locked = list(
+        Payment.objects.select_for_update()
+        .filter(services.AnyOf(F("reference"), references))
+        .order_by("pk")
+        .only(*services.SETTLING_FIELDS)
+    )
+    position = {payment.pk: index for index, payment in enumerate(locked)}
+    by_reference = {payment.reference: payment.pk for payment in locked}
+    current = {payment.pk: payment for payment in locked}
+    pending: list[tuple[_Line, Payment]] = []
+
+    def settle() -> None:
+        settled = services.payments_mark_succeeded(
+            settlements=[
+                services.Settlement(
+                    payment_id=payment.pk,
+                    report=_report(line.transfer.pk, line.credit, line.message_id),
+                    amount=line.credit.amount,
+                    at=line.credit.occurred_at,
+                )
+                for line, payment in pending
+            ],
+            locked=current,
+        )
+        for (line, payment), result in zip(pending, settled, strict=True):
+            if result.previous in SETTLED_STATUSES:
+                decision = _settled_twice(payment.reference, line.credit, result.previous)
+            elif result.outcome is None:
+                decision = _wrong_amount(payment.reference, payment.amount, line.credit)
+            else:
+                decision = _applied(payment.reference, result.previous, result.outcome)
+            _decide(line.transfer, decision, payment)
+            results[line.message_id] = (decision.outcome, decision.reason, payment.pk)
+        pending.clear()
+
+    for line in named:
+        # The payments the note names, in id order, as the handler's locking query lists them.
+        pks = sorted(
+            {by_reference[r] for r in line.found if r in by_reference}, key=position.__getitem__
+        )
+        candidates = [current[pk] for pk in pks]
+        vietqr = {p.pk for p in candidates if p.method == Payment.Method.VIETQR}
+        if len(vietqr) > 1 and vietqr & {payment.pk for _line, payment in pending}:
+            settle()
+        chosen = _choose(line.credit, line.found, candidates)
+        if isinstance(chosen, Decision):
+            _decide(line.transfer, chosen, None)
+            results[line.message_id] = (chosen.outcome, chosen.reason, None)
+            continue
+        pending.append((line, chosen))
+    if pending:
+        settle()
+
+
 def _existing_transfers(credits: Iterable[Credit]) -> dict[tuple[str, str], tuple[int, str, str]]:
     """(account, bank reference) -> (id, status, source) of the transfers already recorded."""
-    keys = {(credit.account_number, credit.external_id) for credit in credits}
-    if not keys:
-        return {}
-    rows = BankTransfer.objects.filter(
-        account_number__in={account for account, _ in keys},
-        external_id__in={external for _, external in keys},
-    ).values_list("account_number", "external_id", "pk", "status", "source")
+    keys = list({(credit.account_number, credit.external_id) for credit in credits})
     return {
         (account, external): (pk, status, source)
-        for account, external, pk, status, source in rows
-        if (account, external) in keys
+        for account, external, pk, _message, status, source, _payment in _transfers_by_key(
+            keys, lock=False
+        )
     }
 
 

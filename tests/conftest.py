@@ -123,7 +123,11 @@ class WorkerProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.kill()  # a worker that failed to start must not outlive the test
+            raise
 
     def _wait_ready(self, timeout: float = 30) -> None:
         from portal.celery import app
@@ -153,6 +157,18 @@ class WorkerProcess:
                 self.proc.wait(timeout=10)
 
 
+def mailing_worker(mail_dir: Path) -> WorkerProcess:
+    """A worker (not started) whose e-mails are written as files into `mail_dir`."""
+    return WorkerProcess(
+        _worker_env(
+            {
+                "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+                "EMAIL_FILE_PATH": str(mail_dir),
+            }
+        )
+    )
+
+
 def purge_broker() -> None:
     from portal.celery import app
 
@@ -163,17 +179,40 @@ def purge_broker() -> None:
 
 
 @pytest.fixture
+def broker_down(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Point the real Celery app at a port where no broker listens, then put it back."""
+    from portal.celery import app
+
+    dead = "redis://127.0.0.1:1/0"
+
+    def forget_pools() -> None:
+        # Forget the app's cached pools (not close them: kombu's registry shares them), so the
+        # next publish connects to the broker URL now configured.
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    # The raw settings, not the properties: `broker_write_url` resolves to `broker_url` (and that
+    # to the environment) when read, and a resolved value put back would outlive this test and
+    # leave the later ones publishing to the dead port.
+    saved = {key: app.conf.get(key) for key in ("broker_url", "broker_write_url")}
+    # Celery reads CELERY_BROKER_URL from the environment before its own configuration.
+    monkeypatch.setenv("CELERY_BROKER_URL", dead)
+    app.conf.update(broker_url=dead, broker_write_url=dead)
+    forget_pools()
+    yield
+    monkeypatch.undo()
+    app.conf.update(saved)
+    forget_pools()
+
+
+@pytest.fixture
 def celery_worker(transactional_db: Any) -> Iterator[WorkerProcess]:
     """A worker for this test. Needs the real broker (CELERY_BROKER_URL=redis://...)."""
     if not settings.CELERY_BROKER_URL.startswith("redis"):
         pytest.fail("integration tests need CELERY_BROKER_URL=redis://... (make test sets it)")
     purge_broker()
     worker = WorkerProcess(_worker_env())
-    try:
-        worker.start()
-    except BaseException:
-        worker.kill()  # a worker that failed to start must not outlive the test
-        raise
+    worker.start()
     try:
         yield worker
     finally:

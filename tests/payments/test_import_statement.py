@@ -5,15 +5,21 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import re
+import threading
+import time
 from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection, transaction
+from django.test import Client
 
 from customers.models import Bill
 from payments import inbox, matching, references, services
 from payments.models import BankTransfer, InboundMessage, Payment, PaymentEvent
 from tests.factories import customer_with_bills
+from tests.payments.test_settle_batch import both_ways, same_books
 
 pytestmark = pytest.mark.django_db
 
@@ -293,3 +299,278 @@ def test_batches_decide_exactly_as_the_one_by_one_handler(tmp_path):
 
     assert decided("A") == decided("B")
     assert len(decided("A")) == len(kinds)
+
+
+def _statement_of_every_kind(client, agent, tmp_path: Path) -> Path:
+    """Payments in every state, and a statement with every kind of line about them."""
+    fresh, _ = vietqr_payment()
+    short, _ = vietqr_payment(amount=300_000)
+    expired, _ = vietqr_payment()
+    services.payment_expire(payment_id=expired.pk, now=expired.expires_at)
+    cancelled, _ = vietqr_payment()
+    services.payment_cancel(payment_id=cancelled.pk, report=services.Report(source="api"))
+    twice, _ = vietqr_payment()
+    retried, _ = vietqr_payment()
+    # Announced by notifications before the statement: one with the statement's own
+    # transaction id, one with another bank reference (the statement's line is more money).
+    announced, _ = vietqr_payment()
+    assert _notify(client, announced, "FT-HOOK") == matching.MATCHED
+    settled, _ = vietqr_payment()
+    assert _notify(client, settled, "FT-OTHER") == matching.MATCHED
+    # A bill paid at the counter meanwhile, and two checkouts of the same bill.
+    counter, counter_bills = customer_with_bills(unpaid=2, amounts=[120_000, 80_000])
+    at_counter = services.payment_create(customer_code=counter.code, method="vietqr")
+    services.payment_record_cash(
+        customer_code=counter.code, bill_numbers=[counter_bills[0].number], actor=agent
+    )
+    first_of_two, shared = vietqr_payment(amount=250_000)
+    second_of_two = services.payment_create(
+        customer_code=first_of_two.customer.code,
+        method="vietqr",
+        bill_numbers=[shared[0].number],
+    )
+    # Two payments of one amount named in one note: the one still open takes the money.
+    named_first, _ = vietqr_payment(amount=100_000)
+    named_second, _ = vietqr_payment(amount=100_000)
+    customer, _ = customer_with_bills(unpaid=1)
+    redirect = services.payment_create(
+        customer_code=customer.code, method="redirect", partner_code="SANDBOX"
+    )
+    repeated = line(fresh, tx="FT-1")
+    return statement(
+        tmp_path,
+        repeated,
+        line(short, tx="FT-2", amount=299_000),
+        line(expired, tx="FT-3"),
+        line(cancelled, tx="FT-4"),
+        line(twice, tx="FT-5"),
+        line(twice, tx="FT-6"),
+        line(retried, tx="FT-7", amount=retried.amount + 1),
+        line(retried, tx="FT-8"),
+        line(announced, tx="FT-HOOK", content=f"MBVCB.FT-HOOK.{announced.reference}"),
+        line(settled, tx="FT-9"),
+        line(tx="FT-10", amount=at_counter.amount, content=f"CT {at_counter.reference}"),
+        line(second_of_two, tx="FT-11"),
+        line(first_of_two, tx="FT-12"),
+        line(named_second, tx="FT-13"),
+        line(
+            tx="FT-14", amount=100_000, content=f"{named_first.reference} {named_second.reference}"
+        ),
+        line(redirect, tx="FT-15"),
+        line(tx="FT-16", content="chuyen tien nha"),
+        line(fresh, tx="FT-17", amount=-50_000, content="phi dich vu"),
+        line(fresh, tx="FT-18", account="9999888877"),
+        repeated,
+    )
+
+
+@pytest.mark.parametrize("batch_size", ["5000", "4"])
+def test_settling_in_batches_leaves_the_same_books_as_settling_one_by_one(
+    client, agent, tmp_path, monkeypatch, caplog, batch_size
+):
+    """The same mixed statement, on two copies of the same books: once with each line that
+    names a payment applied one by one through the inbox handler (the path of notifications),
+    once in batches. Payments, bills, transfers, events and inbox rows come out the same, the
+    command says the same, and the integrity check passes after both."""
+    path = _statement_of_every_kind(client, agent, tmp_path)
+
+    def import_and_check() -> tuple[str, str, str]:
+        out, err = run(path, "--batch-size", batch_size)
+        integrity = io.StringIO()
+        call_command("check_integrity", stdout=integrity)
+        return re.sub(r"in [0-9.]+ s", "", out), err, integrity.getvalue()
+
+    def one_by_one():
+        with monkeypatch.context() as patched:
+            patched.setattr(
+                matching,
+                "statement_lines_settle",
+                lambda *, message_ids, **_: matching.statement_apply_each(message_ids=message_ids),
+            )
+            return import_and_check()
+
+    single, single_books, batched, batch_books = both_ways(one_by_one, import_and_check)
+    assert "after a failed batch" not in caplog.text  # the batches did the work
+    assert batched[:2] == single[:2]
+    assert "OK: no breach." in single[2] and "OK: no breach." in batched[2]
+    same_books(single_books, batch_books)
+    transfers = {row[0]: row[4] for row in batch_books["transfers"]}
+    assert transfers == {
+        "FT-1": Status.MATCHED,
+        "FT-2": Status.WRONG_AMOUNT,
+        "FT-3": Status.MATCHED,
+        "FT-4": Status.NEEDS_REFUND,
+        "FT-5": Status.MATCHED,
+        "FT-6": Status.NEEDS_REFUND,
+        "FT-7": Status.WRONG_AMOUNT,
+        "FT-8": Status.MATCHED,
+        "FT-HOOK": Status.MATCHED,
+        "FT-OTHER": Status.MATCHED,
+        "FT-9": Status.NEEDS_REFUND,
+        "FT-10": Status.MATCHED,
+        "FT-11": Status.MATCHED,
+        "FT-12": Status.MATCHED,
+        "FT-13": Status.MATCHED,
+        "FT-14": Status.MATCHED,
+        "FT-15": Status.UNMATCHED,
+        "FT-16": Status.UNMATCHED,
+        "FT-17": Status.IGNORED,
+        "FT-18": Status.UNMATCHED,
+    }
+    outcomes = dict(
+        InboundMessage.objects.filter(kind="statement").values_list("dedupe_key", "outcome")
+    )
+    assert outcomes[f"statement:{ACCOUNT}:FT-HOOK"] == matching.DUPLICATE
+    assert outcomes[f"statement:{ACCOUNT}:FT-3"] == matching.MATCHED_LATE
+    refunds = dict(
+        Payment.objects.filter(needs_refund=True).values_list("reference", "refund_amount")
+    )
+    assert len(refunds) == 2 and sorted(refunds.values()) == [120_000, 250_000]
+    assert Payment.objects.filter(needs_review=True).count() == 1
+    assert "1  already recorded" in batched[0] and "1  repeated lines" in batched[0]
+
+
+def test_a_batch_that_fails_is_applied_line_by_line_instead(tmp_path, monkeypatch, caplog):
+    payments = [vietqr_payment()[0] for _ in range(3)]
+
+    def broken(**kwargs):
+        # A settlement of one is how a single payment settles: only batches break.
+        if len(kwargs["settlements"]) > 1:
+            raise RuntimeError("the batch broke")
+        return settle_batch(**kwargs)
+
+    settle_batch = services.payments_mark_succeeded
+    monkeypatch.setattr(services, "payments_mark_succeeded", broken)
+    out, err = run(statement(tmp_path, *(line(payment) for payment in payments)))
+    assert "settled apart after a failed batch" in caplog.text
+    assert "one by one after a failed batch" in caplog.text
+    assert err == "" and "3  matched to a payment" in out
+    assert Payment.objects.filter(status=Payment.Status.SUCCEEDED).count() == 3
+    assert not InboundMessage.objects.filter(processed_at__isnull=True).exists()
+
+
+def test_a_line_that_fails_one_by_one_is_reported_and_left_to_the_inbox(tmp_path, monkeypatch):
+    payment, _ = vietqr_payment()
+    other, _ = vietqr_payment()
+
+    def broken(**kwargs):
+        # A settlement of one is how a single payment settles: only batches break.
+        if len(kwargs["settlements"]) > 1:
+            raise RuntimeError("the batch broke")
+        return settle_batch(**kwargs)
+
+    def refuse(**kwargs):
+        if kwargs["payment_id"] == other.pk:
+            raise RuntimeError("database said no")
+        return settle_one(**kwargs)
+
+    settle_one = services.payment_mark_succeeded
+    settle_batch = services.payments_mark_succeeded
+    monkeypatch.setattr(services, "payments_mark_succeeded", broken)
+    monkeypatch.setattr(services, "payment_mark_succeeded", refuse)
+    out, err, error = run_failing(statement(tmp_path, line(payment), line(other)))
+    assert error.returncode == 1 and "1 not applied yet" in str(error)
+    assert "line 3: not applied now, the inbox will retry" in err and "database said no" in err
+    assert "1  matched to a payment" in out
+    waiting = InboundMessage.objects.get(processed_at__isnull=True)
+    assert waiting.attempts == 1 and json.loads(waiting.body)["line"] == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_notifications_racing_the_statement_for_the_same_credits_apply_each_once(tmp_path):
+    """The bank's notifications of the very credits a statement lists arrive while it is being
+    imported, newest first: each credit is one transfer, each payment settled once, no deadlock."""
+    payments = [vietqr_payment()[0] for _ in range(40)]
+    path = statement(
+        tmp_path, *(line(payment, tx=f"RACE-{i}") for i, payment in enumerate(payments))
+    )
+    barrier = threading.Barrier(2)
+    failures: list[BaseException] = []
+
+    def importing():
+        try:
+            barrier.wait()
+            run(path, "--batch-size", "10")
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            connection.close()
+
+    def notifying():
+        try:
+            client = Client()
+            barrier.wait()
+            for i, payment in reversed(list(enumerate(payments))):
+                _notify(client, payment, f"RACE-{i}")
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=importing), threading.Thread(target=notifying)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not failures, failures
+    assert BankTransfer.objects.count() == 40
+    assert set(BankTransfer.objects.values_list("status", flat=True)) == {Status.MATCHED}
+    for payment in payments:
+        assert payment.events.filter(to_status="succeeded").count() == 1
+    outcomes = sorted(
+        InboundMessage.objects.filter(kind="statement").values_list("outcome", flat=True)
+    )
+    notified = sorted(
+        InboundMessage.objects.filter(kind="transfer").values_list("outcome", flat=True)
+    )
+    assert set(outcomes) | set(notified) <= {matching.MATCHED, matching.DUPLICATE}
+    assert outcomes.count(matching.MATCHED) + notified.count(matching.MATCHED) == 40
+    integrity = io.StringIO()
+    call_command("check_integrity", stdout=integrity)
+    assert "OK: no breach." in integrity.getvalue()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_credit_a_notification_records_while_the_line_is_stored_goes_to_the_handler(tmp_path):
+    """The notification's transfer row is written (not yet committed) before the statement
+    looks, and committed while the statement waits to insert the same row."""
+    payment, _ = vietqr_payment()
+    stored = threading.Event()
+    failures: list[BaseException] = []
+
+    def notifying():
+        try:
+            with transaction.atomic():
+                message, _ = inbox.inbox_store(
+                    kind=InboundMessage.Kind.TRANSFER, dedupe_key="transfer:held", body="{}"
+                )
+                BankTransfer.objects.create(
+                    source=BankTransfer.Source.WEBHOOK,
+                    external_id="HELD-1",
+                    account_number=ACCOUNT,
+                    amount=payment.amount,
+                    occurred_at=payment.created_at,
+                    status=Status.MATCHED,
+                    payment=payment,
+                    message=message,
+                    reason="held",
+                )
+                stored.set()
+                time.sleep(2)
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=notifying)
+    thread.start()
+    assert stored.wait(10)
+    out, _err = run(statement(tmp_path, line(payment, tx="HELD-1")))
+    thread.join(timeout=30)
+    assert not failures, failures
+    message = InboundMessage.objects.get(kind="statement")
+    assert message.processed_at is not None and message.outcome == matching.DUPLICATE
+    assert BankTransfer.objects.get().reason == "held"
+    payment.refresh_from_db()
+    assert payment.status == Payment.Status.PENDING  # the held row says matched; nothing ran
+    assert "1  already recorded" in out

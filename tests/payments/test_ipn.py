@@ -254,24 +254,6 @@ def test_it_answers_99_when_the_database_is_unavailable(client):
     assert client.get(ipn_url(params)).json()["RspCode"] == "00"
 
 
-@pytest.fixture
-def broker_down():
-    """Point the Celery app at a port where no broker listens, then restore it."""
-    from portal.celery import app
-
-    def reset_pools():
-        # Forget (without closing: kombu keeps pools per URL) the pools of the current URL.
-        app._pool = None
-        app.amqp._producer_pool = None
-
-    saved = app.conf.broker_url
-    app.conf.broker_url = "redis://127.0.0.1:1/0"
-    reset_pools()
-    yield
-    app.conf.broker_url = saved
-    reset_pools()
-
-
 @pytest.mark.django_db(transaction=True)
 def test_a_broker_outage_still_answers_00_and_the_sweeper_sends_the_row_later(client, broker_down):
     payment = redirect_payment()

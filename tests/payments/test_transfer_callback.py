@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from payments import inbox, matching, services
 from payments.models import BankTransfer, InboundMessage, Payment
-from portal.celery import app as celery_app
 from tests.factories import customer_with_bills
 
 KEY = "test-transfer-key"
@@ -221,28 +220,6 @@ def test_an_outgoing_transfer_is_accepted_and_recorded_as_ignored(client):
 
 
 # --- A broker outage --------------------------------------------------------------------------
-@pytest.fixture
-def broker_down(monkeypatch):
-    """Point the real Celery app at a port where no broker listens, then put it back."""
-    dead = "redis://127.0.0.1:1/0"
-
-    def forget_pools() -> None:
-        # Forget the app's cached pools (not close them: kombu's registry shares them), so the
-        # next publish connects to the broker URL now configured.
-        celery_app._pool = None
-        celery_app.amqp._producer_pool = None
-
-    # Celery reads CELERY_BROKER_URL from the environment before its own configuration.
-    monkeypatch.setenv("CELERY_BROKER_URL", dead)
-    monkeypatch.setattr(celery_app.conf, "broker_url", dead)
-    # Once resolved, the write URL is kept apart from broker_url: point it at the dead port too.
-    monkeypatch.setattr(celery_app.conf, "broker_write_url", dead)
-    forget_pools()
-    yield
-    monkeypatch.undo()
-    forget_pools()
-
-
 @pytest.mark.django_db(transaction=True)
 def test_a_broker_outage_still_gets_success_and_the_sweeper_sends_it_later(
     client, broker_down, settings, caplog

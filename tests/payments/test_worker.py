@@ -13,7 +13,7 @@ from django.utils import timezone
 from customers.models import Bill
 from payments import services, tasks
 from payments.models import InboundMessage, Payment
-from tests.conftest import WorkerProcess, _worker_env, purge_broker, wait_until
+from tests.conftest import mailing_worker, purge_broker, wait_until
 from tests.factories import customer_with_bills
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.django_db(transaction=True)]
@@ -79,14 +79,7 @@ def test_an_inbox_row_whose_task_was_lost_is_picked_up_by_the_sweeper(celery_wor
 def test_a_settled_payment_sends_its_receipt_through_the_worker(transactional_db, tmp_path):
     mail_dir = tmp_path / "mail"
     purge_broker()
-    worker = WorkerProcess(
-        _worker_env(
-            {
-                "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
-                "EMAIL_FILE_PATH": str(mail_dir),
-            }
-        )
-    )
+    worker = mailing_worker(mail_dir)
     worker.start()
     try:
         customer, _ = customer_with_bills(unpaid=1)
