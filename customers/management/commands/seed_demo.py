@@ -48,6 +48,8 @@ def _indexes_built_after_load(tables: list[str]) -> Iterator[None]:
         return
     quote = connection.ops.quote_name
     with connection.cursor() as cursor:
+        # Room to sort each index in memory while building it (this transaction only).
+        cursor.execute("SET LOCAL maintenance_work_mem = '512MB'")
         cursor.execute(
             """
             SELECT conrelid::regclass::text, conname, contype, pg_get_constraintdef(oid)
@@ -128,6 +130,7 @@ class Command(BaseCommand):
         write = self._copy if connection.vendor == "postgresql" else self._orm
         with (
             transaction.atomic(),
+            _indexes_built_after_load(list(MODELS)),
             progress_bar(total=count, unit="customers", description="seed") as bar,
         ):
             for tables in province.batches():
