@@ -63,7 +63,11 @@ format: install-dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# The lookup benchmark's load generator is Debian's wrk, installed here when it is missing.
 bench: install-dev
+	@command -v wrk >/dev/null 2>&1 || apt-get install -y wrk >/dev/null 2>&1 \
+		|| (apt-get update >/dev/null && apt-get install -y wrk >/dev/null) \
+		|| echo "warning: could not install wrk; the lookup benchmark will fail" >&2
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/portal_bench} \
 	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-redis://127.0.0.1:6379/12} \
 	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/13} \

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib
+import re
 import time
 import traceback
 
@@ -18,7 +19,39 @@ BENCHMARKS = ("qr", "import", "lookup", "settlement", "statement")
 OUTPUT = ROOT / "docs" / "benchmarks.md"
 
 
-def _render(sections: list[Section], seeded: float | None, started: float) -> str:
+MARKER = "<!-- bench:{} -->"
+
+
+def _section(name: str, section: Section) -> str:
+    verdict = {True: "target met", False: "target missed", None: ""}[section.passed]
+    lines = [MARKER.format(name), f"## {section.title}" + (f" — {verdict}" if verdict else ""), ""]
+    lines += [
+        f"Command: `{section.command}`; measured "
+        f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
+        "",
+    ]
+    if section.rows:
+        lines += ["| measure | value | against baseline | target |", "| --- | --- | --- | --- |"]
+        lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in section.rows]
+        lines.append("")
+    lines += [f"{note}" if note.startswith(("-", "|")) else f"- {note}" for note in section.notes]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _earlier_sections() -> dict[str, str]:
+    """The sections of the document as it stands, by benchmark name."""
+    if not OUTPUT.exists():
+        return {}
+    text = OUTPUT.read_text(encoding="utf-8")
+    found = re.split(r"^<!-- bench:(\w+) -->\n", text, flags=re.MULTILINE)
+    return {
+        name: MARKER.format(name) + "\n" + body
+        for name, body in zip(found[1::2], found[2::2], strict=True)
+    }
+
+
+def _render(sections: dict[str, str], ran: list[str], seeded: float | None, started: float) -> str:
     info = machine()
     lines = [
         "# Benchmarks",
@@ -26,30 +59,17 @@ def _render(sections: list[Section], seeded: float | None, started: float) -> st
         "Produced by `make bench` (`python -m bench`), which seeds the benchmark database with the "
         "whole province when it is not there yet (`seed_demo --customers 467636`: 467,636 "
         "customers, 12 months, ~5.6 million bills and ~5.3 million payments), then runs each "
-        "benchmark against a baseline measured in the same run.",
+        "benchmark against a baseline measured in the same run. `python -m bench NAME` re-runs "
+        "one benchmark and replaces its section only.",
         "",
-        f"- run: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, "
-        f"{(time.monotonic() - started) / 60:.1f} minutes",
+        f"- last run: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, "
+        f"{(time.monotonic() - started) / 60:.1f} minutes, benchmarks {', '.join(ran)}",
     ]
     lines += [f"- {name}: {value}" for name, value in info.items()]
     if seeded is not None:
         lines.append(f"- seeding the province took {seeded:.0f} s in this run")
     lines.append("")
-    for section in sections:
-        verdict = {True: "target met", False: "target missed", None: ""}[section.passed]
-        lines += [f"## {section.title}" + (f" — {verdict}" if verdict else ""), ""]
-        lines += [f"Command: `{section.command}`", ""]
-        if section.rows:
-            lines += [
-                "| measure | value | against baseline | target |",
-                "| --- | --- | --- | --- |",
-            ]
-            lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in section.rows]
-            lines.append("")
-        lines += [
-            f"{note}" if note.startswith(("-", "|")) else f"- {note}" for note in section.notes
-        ]
-        lines.append("")
+    lines += [sections[name] for name in BENCHMARKS if name in sections]
     return "\n".join(lines)
 
 
@@ -66,8 +86,9 @@ def main() -> None:
 
     seeded = ensure_province()
     setup_django()
-    sections: list[Section] = []
-    for name in options.names or BENCHMARKS:
+    ran = options.names or list(BENCHMARKS)
+    sections = _earlier_sections() if options.names else {}
+    for name in ran:
         print(f"== {name}", flush=True)
         module = importlib.import_module(f"bench.bench_{name}")
         try:
@@ -75,10 +96,10 @@ def main() -> None:
         except Exception:
             section = Section(name, f"python -m bench {name}", passed=False)
             section.notes.append("failed:\n\n```\n" + traceback.format_exc() + "```")
-        sections.append(section)
+        sections[name] = _section(name, section)
         for row in section.rows:
             print("   ", " | ".join(row), flush=True)
-    text = _render(sections, seeded, started)
+    text = _render(sections, ran, seeded, started)
     if options.no_write:
         print(text)
     else:
