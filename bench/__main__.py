@@ -58,7 +58,7 @@ def _render(sections: dict[str, str], ran: list[str], seeded: float | None, star
         "",
         "Produced by `make bench` (`python -m bench`), which seeds the benchmark database with the "
         "whole province when it is not there yet (`seed_demo --customers 467636`: 467,636 "
-        "customers, 12 months, ~5.6 million bills and ~5.3 million payments), then runs each "
+        "customers, 12 months, ~5.6 million bills and ~5.6 million payments), then runs each "
         "benchmark against a baseline measured in the same run. `python -m bench NAME` re-runs "
         "one benchmark and replaces its section only.",
         "",
