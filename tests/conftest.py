@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
 from django.conf import settings
 from django.db import connection
@@ -19,6 +20,15 @@ from django.db import connection
 from tests import factories
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# The test machine is shared and noisy: speed is the benchmarks' concern, so no property test
+# fails because one example, or drawing it, was slow.
+hypothesis.settings.register_profile(
+    "portal",
+    deadline=None,
+    suppress_health_check=[hypothesis.HealthCheck.too_slow],
+)
+hypothesis.settings.load_profile("portal")
 
 
 @pytest.fixture(autouse=True)

@@ -196,7 +196,10 @@ def test_other_methods_get_a_json_405(client):
 
 
 @pytest.mark.django_db
-@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(
     body=st.dictionaries(
         st.sampled_from(list(notification())),
