@@ -259,7 +259,7 @@ def run() -> Section:
                 "What would meet it: the server's own settings, which a benchmark on a shared "
                 "server should not change — shared_buffers large enough for the indexes of "
                 "payments, bills and bill lines (a few GB, not 128 MB) and a max_wal_size above "
-                "the 2 GB of WAL a 100,000-line statement writes, so no checkpoint falls inside "
+                "the 1.8 GB of WAL a 100,000-line statement wrote, so no checkpoint falls inside "
                 "it — and the importer's Python on a core of its own. Profiled and already done: "
                 "lines read and checked by a thread while the previous batch is applied, "
                 "transfers and inbox rows written by COPY, settlement in batches of set-based "
