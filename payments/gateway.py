@@ -36,8 +36,7 @@ Status = Payment.Status
 Result = vnpay.Result
 
 # Statuses a bank's report may still change (expired→succeeded: the bank's word wins).
-SETTLEABLE = frozenset({Status.PENDING, Status.EXPIRED})
-# (connect, read) seconds for every call to a bank; settings.GATEWAY_HTTP_TIMEOUT overrides.
+SETTLEABLE = services.SETTLEABLE
 
 
 class GatewayNotConfigured(Exception):

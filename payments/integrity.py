@@ -210,7 +210,7 @@ def integrity_check(
     _breach(
         report,
         "payment matched by more than one transfer",
-        BankTransfer.objects.filter(status=BankTransfer.Status.MATCHED)
+        BankTransfer.objects.filter(status=BankTransfer.Status.MATCHED, payment__isnull=False)
         .values("payment__reference")
         .annotate(n=Count("id"))
         .filter(n__gt=1)

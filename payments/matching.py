@@ -70,10 +70,6 @@ IGNORED = "ignored"
 DUPLICATE = "duplicate"
 REJECTED = "rejected"
 
-SETTLED_STATUSES = frozenset(
-    {Payment.Status.SUCCEEDED, Payment.Status.REFUNDED, Payment.Status.REVERSED}
-)
-
 
 class InvalidCredit(ValueError):
     """A notification or statement line that cannot be read; `fields` says what is wrong."""
@@ -149,6 +145,10 @@ def _text(data: Mapping[str, Any], name: str, *, limit: int, required: bool) -> 
         raise ValueError("must be text")
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")  # PostgreSQL text cannot hold them
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a JSON escape: no database can store it
+        raise ValueError("must be valid Unicode text") from None
     value = value.strip()
     if required and not value:
         raise ValueError("must not be empty")
@@ -371,7 +371,7 @@ def _choose(credit: Credit, found: list[str], payments: Iterable[Payment]) -> Pa
         return _no_such_payment(found)
     if len(candidates) > 1:
         exact = [p for p in candidates if p.amount == credit.amount]
-        open_ = [p for p in exact if p.status not in SETTLED_STATUSES]
+        open_ = [p for p in exact if p.status not in services.SETTLED]
         chosen = open_ if len(open_) == 1 else exact
         if len(chosen) != 1:
             return Decision(
@@ -385,7 +385,8 @@ def _choose(credit: Credit, found: list[str], payments: Iterable[Payment]) -> Pa
     return candidates[0]
 
 
-def _receiving_partner_id() -> int | None:
+def receiving_partner_id() -> int | None:
+    """The partner whose account receives VietQR transfers (the utility's bank)."""
     return (
         Partner.objects.filter(napas_bin=settings.VIETQR_BIN).values_list("pk", flat=True).first()
     )
@@ -401,7 +402,7 @@ def _transfer_row(credit: Credit, message: InboundMessage) -> tuple[BankTransfer
     BankTransfer.objects.bulk_create(
         [
             BankTransfer(
-                partner_id=message.partner_id or _receiving_partner_id(),
+                partner_id=message.partner_id or receiving_partner_id(),
                 message=message,
                 **credit.transfer_fields(),
             )
@@ -457,7 +458,7 @@ def _settle(
     transfer: BankTransfer, credit: Credit, payment: Payment, message: InboundMessage
 ) -> tuple[str, str, Payment | None]:
     """Decide and apply, with the transfer and the payment (read under lock) locked."""
-    if payment.status in SETTLED_STATUSES:
+    if payment.status in services.SETTLED:
         decision = _settled_twice(payment.reference, credit, payment.status)
     elif credit.amount != payment.amount:
         decision = _wrong_amount(payment.reference, payment.amount, credit)
@@ -736,7 +737,7 @@ def _promise(
         reference = present[0]
         pk, amount, _status = vietqr[reference]
         current = status[reference]
-        if current in SETTLED_STATUSES:
+        if current in services.SETTLED:
             decision = _settled_twice(reference, credit, current)
         elif credit.amount != amount:
             decision = _wrong_amount(reference, amount, credit)
@@ -1014,7 +1015,7 @@ def _lock_transfer_rows(
         return {}
     receiving: int | None = None
     if any(partner_id is None for _message, partner_id, _credit in readable):
-        receiving = _receiving_partner_id()
+        receiving = receiving_partner_id()
     now = timezone.now()
     rows = [
         {
@@ -1132,7 +1133,7 @@ def _settle_named(named: list[_Line], results: dict[int, tuple[str, str, Any]]) 
             locked=current,
         )
         for (line, payment), result in zip(pending, settled, strict=True):
-            if result.previous in SETTLED_STATUSES:
+            if result.previous in services.SETTLED:
                 decision = _settled_twice(payment.reference, line.credit, result.previous)
             elif result.outcome is None:
                 decision = _wrong_amount(payment.reference, payment.amount, line.credit)

@@ -50,12 +50,15 @@ def receipt_send(*, payment_id: str, force: bool = False) -> bool:
     """Send the receipt of a succeeded payment once (again only when `force`, by an agent).
 
     The claim is a compare-and-set on `receipt_sent_at`, so a task delivered twice sends once;
-    if sending fails the claim is released and the task retries.
+    if sending fails the claim is given back as it was and the task retries.
     """
     claimed = Payment.objects.filter(pk=payment_id, status=Payment.Status.SUCCEEDED)
+    previous = claimed.values_list("receipt_sent_at", flat=True).first()
+    claimed = claimed.filter(receipt_sent_at=previous) if previous else claimed
     if not force:
         claimed = claimed.filter(receipt_sent_at__isnull=True)
-    if not claimed.update(receipt_sent_at=timezone.now()):
+    mine = timezone.now()
+    if not claimed.update(receipt_sent_at=mine):
         return False
     payment = Payment.objects.select_related("customer", "partner").get(pk=payment_id)
     email = payment.contact_email or payment.customer.email
@@ -84,6 +87,8 @@ def receipt_send(*, payment_id: str, force: bool = False) -> bool:
                     ),
                 )
     except Exception:
-        Payment.objects.filter(pk=payment_id).update(receipt_sent_at=None)
+        # Give back only our own claim, as it was: a forced resend that fails keeps the first
+        # receipt's time, and a claim another task has taken since is left alone.
+        Payment.objects.filter(pk=payment_id, receipt_sent_at=mine).update(receipt_sent_at=previous)
         raise
     return True

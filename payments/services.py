@@ -263,13 +263,20 @@ def payment_create(
 
 # --- Settling -----------------------------------------------------------------------------------
 SETTLEABLE = frozenset({Status.PENDING, Status.EXPIRED})
+# Statuses a bank's success has already reached: a repeat changes nothing.
+SETTLED = frozenset({Status.SUCCEEDED, Status.REFUNDED, Status.REVERSED})
+
+
+def _review_reason_with(payment: Payment, reason: str) -> str:
+    """The payment's review reason with `reason` added once: a bank repeating the same report
+    (a poll, a retried callback) is recorded as an event but does not grow the reason."""
+    known = payment.review_reason.splitlines() if payment.needs_review else []
+    return "\n".join(known if reason in known else [*known, reason])
 
 
 def _flag(payment: Payment, *, report: Report, reason: str, detail: dict | None = None) -> Outcome:
+    payment.review_reason = _review_reason_with(payment, reason)
     payment.needs_review = True
-    payment.review_reason = (
-        f"{payment.review_reason}\n{reason}".strip() if payment.review_reason else reason
-    )
     payment.save(update_fields=["needs_review", "review_reason", "updated_at"])
     _record(
         payment,
@@ -320,7 +327,7 @@ def payment_mark_failed(*, payment_id: Any, report: Report, reason: str = "") ->
     payment = _lock_payment(payment_id)
     if payment.status == Status.FAILED:
         return Outcome.ALREADY_DONE
-    if payment.status in (Status.SUCCEEDED, Status.REFUNDED, Status.REVERSED):
+    if payment.status in SETTLED:
         return _flag(
             payment,
             report=report,
@@ -802,7 +809,7 @@ def _settle_many(settlements: Sequence[Settlement], locked: Mapping[Any, Payment
         outcome: Outcome | None
         if settlement.amount is not None and settlement.amount != payment.amount:
             outcome = None
-        elif previous in (Status.SUCCEEDED, Status.REFUNDED, Status.REVERSED):
+        elif previous in SETTLED:
             txn = settlement.provider_txn_id
             if txn and payment.provider_txn_id and txn != payment.provider_txn_id:
                 outcome = batch.flag(
@@ -887,10 +894,8 @@ class _Batch:
     def flag(
         self, payment: Payment, *, report: Report, reason: str, detail: dict[str, Any]
     ) -> Outcome:
+        payment.review_reason = _review_reason_with(payment, reason)
         payment.needs_review = True
-        payment.review_reason = (
-            f"{payment.review_reason}\n{reason}".strip() if payment.review_reason else reason
-        )
         payment.updated_at = self.now
         self.payments[payment.pk] = payment
         self.event(

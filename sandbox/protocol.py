@@ -142,7 +142,7 @@ def _fields(text: str) -> dict[str, str]:
         if position + 4 > len(text):
             raise NotVietQR("a field is cut short")
         tag, size = text[position : position + 2], text[position + 2 : position + 4]
-        if not (tag.isdigit() and size.isdigit()):
+        if not (tag.isascii() and tag.isdigit() and size.isascii() and size.isdigit()):
             raise NotVietQR(f"unreadable field at {position}")
         end = position + 4 + int(size)
         if end > len(text):
@@ -179,7 +179,7 @@ def read_vietqr(payload: str) -> QRTransfer:
         raise NotVietQR("not a NAPAS (VietQR) account")
     beneficiary = _fields(merchant.get("01", ""))
     amount_text = top.get("54", "")
-    if amount_text and not amount_text.isdigit():
+    if amount_text and not (amount_text.isascii() and amount_text.isdigit()):
         raise NotVietQR("the amount is not a whole number of dong")
     extra = _fields(top["62"]) if "62" in top else {}
     return QRTransfer(

@@ -144,7 +144,7 @@ def querydr(request: HttpRequest) -> JsonResponse:
     """The merchant API's status query (POST JSON), answered signed."""
     try:
         body = json.loads(request.body or b"null")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         body = None
     return JsonResponse(bank.query_answer(body))
 
@@ -163,7 +163,9 @@ def _transfer_from_form(form: dict[str, str]) -> tuple[_Transfer, list[str]]:
         return _Transfer(), [_("Use printable characters only.")]
     transfer = _Transfer(
         account=form["account"],
-        amount=int(form["amount"]) if form["amount"].isdigit() else None,
+        amount=int(form["amount"])
+        if form["amount"].isascii() and form["amount"].isdigit()
+        else None,
         content=form["content"],
     )
     if form["payload"]:

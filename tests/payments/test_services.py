@@ -284,3 +284,15 @@ def test_a_wrong_amount_transfer_cannot_be_assigned_but_can_be_resolved(agent):
     transfer.refresh_from_db()
     assert transfer.status == "resolved" and transfer.resolved_by == agent
     assert agent.audit_entries.get().action == "transfer_resolve"
+
+
+def test_the_same_report_repeated_is_recorded_each_time_but_flags_the_reason_once():
+    customer, _ = customer_with_bills(unpaid=1)
+    payment = _start(customer)
+    services.payment_mark_failed(payment_id=payment.id, report=IPN, reason="51")
+    for _ in range(3):  # e.g. the poller asking the bank again
+        services.payment_mark_succeeded(payment_id=payment.id, report=IPN)
+    services.payment_mark_failed(payment_id=payment.id, report=IPN, reason="51")
+    payment.refresh_from_db()
+    assert payment.review_reason == "The bank reported success for a failed payment."
+    assert payment.events.filter(detail__has_key="flagged").count() == 3

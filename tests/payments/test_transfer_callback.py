@@ -240,3 +240,14 @@ def test_a_broker_outage_still_gets_success_and_the_sweeper_sends_it_later(
     assert inbox.inbox_process(message_id=message.pk) == matching.MATCHED
     payment.refresh_from_db()
     assert payment.status == Payment.Status.SUCCEEDED
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("field", ["content", "referenceCode", "gateway"])
+def test_a_lone_surrogate_is_refused_not_accepted_and_left_unappliable(client, field):
+    # "\ud800" is valid JSON but no text a database can store: it must not get a success.
+    raw = json.dumps(notification(**{field: "CT EVN \ud800"}))
+    response = post(client, raw)
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["fields"][field]
+    assert not InboundMessage.objects.exists()

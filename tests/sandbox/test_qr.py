@@ -123,3 +123,11 @@ def test_control_characters_are_refused_not_stored(client):
     response = client.post("/sandbox/qr/", {"account": "1\x00", "amount": "1", "content": "x"})
     assert response.status_code == 400
     assert not Notification.objects.exists()
+
+
+def test_a_non_ascii_digit_amount_is_refused_on_the_page_not_a_500(client):
+    response = client.post(
+        "/sandbox/qr/", {"account": "0011004321987", "amount": "²", "content": "evn abc"}
+    )
+    assert response.status_code < 500
+    assert not Notification.objects.exists()

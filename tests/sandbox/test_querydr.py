@@ -128,3 +128,9 @@ def test_request_ids_are_unique_per_day_only():
 
 def test_only_post_is_served(client):
     assert client.get(URL).status_code == 405
+
+
+def test_a_body_nested_beyond_the_parser_gets_a_signed_refusal_not_a_500(client):
+    response = client.post(URL, data="[" * 100_000, content_type="application/json")
+    assert response.status_code == 200
+    assert vnpay.verify_query_response(response.json(), _config().secret)

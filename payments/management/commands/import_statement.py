@@ -25,13 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 from tqdm import tqdm
 
 from payments import matching
-from payments.models import InboundMessage, Partner
+from payments.models import InboundMessage
 
 OUTCOME_LABELS = {
     matching.MATCHED: "matched to a payment",
@@ -70,11 +69,7 @@ class Command(BaseCommand):
         self.rejected: list[tuple[int, str]] = []
         self.counts: Counter[str] = Counter()
         self.errors: list[tuple[int, str]] = []
-        self.partner_id = (
-            Partner.objects.filter(napas_bin=settings.VIETQR_BIN)
-            .values_list("pk", flat=True)
-            .first()
-        )
+        self.partner_id = matching.receiving_partner_id()
         started = timezone.now()
         try:
             self._read(path, batch_size)
