@@ -316,8 +316,6 @@ def _load_postgres(rows: Iterable[BillRow], result: ImportResult, *, strict: boo
     with a handful of set-based statements."""
     now = timezone.now()
     areas = _known_areas()
-    last_line: dict[str, int] = {}  # customer code -> its last valid row
-    earlier: list[int] = []  # rows of a customer that a later row of the file supersedes
     with connection.cursor() as cursor:
         # Dropped at commit, and here too: an import may run inside a longer transaction.
         cursor.execute("DROP TABLE IF EXISTS import_staging, import_lookup, import_search")
@@ -338,10 +336,6 @@ def _load_postgres(rows: Iterable[BillRow], result: ImportResult, *, strict: boo
         # PostgreSQL stores while Python reads and validates: the two run side by side.
         with cursor.cursor.copy(copy_sql) as copy:
             for row in rows:
-                previous = last_line.get(row.customer_code)
-                if previous is not None:
-                    earlier.append(previous)
-                last_line[row.customer_code] = row.line
                 area_id = areas.get(row.service_area.casefold())
                 copy.write_row(
                     (
@@ -362,10 +356,6 @@ def _load_postgres(rows: Iterable[BillRow], result: ImportResult, *, strict: boo
                 )
         if strict and result.errors:
             return
-        if earlier:
-            cursor.execute(
-                "UPDATE import_staging SET is_last = false WHERE line = ANY(%s)", [earlier]
-            )
         cursor.execute("SELECT DISTINCT area FROM import_staging WHERE area_id IS NULL")
         for (value,) in cursor.fetchall():
             if value.casefold() not in areas:
@@ -439,6 +429,17 @@ def _load_postgres(rows: Iterable[BillRow], result: ImportResult, *, strict: boo
         result.errors.extend(conflicts)
         if strict and conflicts:
             return
+        # A customer's details come from its last row that loads, as on the ORM path: a later
+        # row refused for its bill must not hide an earlier row's new address.
+        cursor.execute(
+            """
+            UPDATE import_staging s SET is_last = (s.line = m.line)
+            FROM (SELECT s2.customer_code, max(s2.line) AS line
+                  FROM import_staging s2 JOIN import_lookup l ON l.line = s2.line
+                  WHERE l.ok GROUP BY s2.customer_code) m
+            WHERE s.customer_code = m.customer_code
+            """
+        )
         cursor.execute("SELECT count(*) FROM import_lookup l WHERE l.bill_exists AND l.ok")
         result.bills_skipped = cursor.fetchone()[0]
         # Folded search text only for the customers this file creates or changes: in a monthly

@@ -202,3 +202,14 @@ def test_within_one_file_the_last_row_of_a_customer_wins(fast_path):
     again = import_bills(_file([moved, earlier]), fast_path=fast_path)
     assert again.customers_updated == 1
     assert Customer.objects.get(code="PA14HT0000001").name == "Nguyễn Văn An"
+
+
+def test_a_later_row_refused_for_its_bill_does_not_hide_an_earlier_rows_new_address(fast_path):
+    import_bills(_file([GOOD[0]]), fast_path=fast_path)
+    moved = [GOOD[0][0], "Nguyễn Văn An", "Số 9, đường Lê Duẩn, phường Nam Hà, TP Hà Tĩnh",
+             *GOOD[0][3:6], "HD2611000001", "2026-11", "200", "474768", "2026-12-20"]  # fmt: skip
+    conflicting = [*GOOD[0][:9], "999999", GOOD[0][10]]  # an existing bill, other amount
+    result = import_bills(_file([moved, conflicting]), fast_path=fast_path)
+    assert [e.line for e in result.errors] == [3]
+    assert result.customers_updated == 1 and result.bills_created == 1
+    assert "Lê Duẩn" in Customer.objects.get(code="PA14HT0000001").address
