@@ -300,6 +300,32 @@ def test_a_batch_has_exactly_the_effects_of_the_same_settlements_one_by_one(agen
         Outcome.APPLIED,
     ]
     same_books(single_books, batch_books)
+    # The effects themselves, not only that two runs agree (both now share one implementation).
+    payment = [Payment.objects.get(pk=settlement.payment_id) for settlement in settlements]
+    fresh, expired, settled, _, cancelled, failed, _, retried, twice = payment[:9]
+    second_of_two, first_of_two, counter, with_txn = payment[10:]
+    for paid, at in ((fresh, AT), (expired, AT + datetime.timedelta(minutes=1))):
+        assert paid.status == Payment.Status.SUCCEEDED and paid.succeeded_at == at
+        assert {b.paid_by_id for b in Bill.objects.filter(payment_lines__payment=paid)} == {paid.pk}
+    assert retried.status == twice.status == Payment.Status.SUCCEEDED
+    assert twice.events.filter(to_status=Payment.Status.SUCCEEDED).count() == 1
+    assert with_txn.provider_txn_id == "T-9"
+    # Whoever settles first pays the shared bill; the other owes its amount back.
+    shared = second_of_two.lines.get().bill
+    assert shared.paid_by_id == second_of_two.pk and not second_of_two.needs_refund
+    assert (first_of_two.needs_refund, first_of_two.refund_amount) == (True, 100_000)
+    assert first_of_two.events.get(to_status="succeeded").detail["bills_already_paid"] == [
+        shared.number
+    ]
+    assert (counter.needs_refund, counter.refund_amount) == (True, 120_000)
+    assert settled.provider_txn_id == "T-1" and settled.review_reason == (
+        "A second bank transaction T-2 reported success."
+    )
+    assert cancelled.status == Payment.Status.CANCELLED and cancelled.review_reason == (
+        "The bank reported success for a cancelled payment."
+    )
+    assert failed.status == Payment.Status.FAILED and failed.needs_review
+    assert not fresh.needs_review and not fresh.needs_refund
 
 
 def test_each_result_says_the_status_the_settlement_found(agent):

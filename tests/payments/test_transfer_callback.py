@@ -208,10 +208,16 @@ def test_other_methods_get_a_json_405(client):
     )
 )
 def test_no_body_gives_a_500(client, body):
-    response = post(client, {**notification(), **body})
+    sent = {**notification(), **body}
+    response = post(client, sent)
     assert response.status_code in (200, 400), response.content
     if response.status_code == 400:
-        assert set(response.json()["error"]) == {"code", "message", "fields"}
+        error = response.json()["error"]
+        assert set(error) == {"code", "message", "fields"}
+        assert set(error["fields"]) <= set(body), error  # only what was made wrong is named
+        assert not InboundMessage.objects.filter(dedupe_key=f"transfer:{sent['id']}").exists()
+    else:
+        assert InboundMessage.objects.filter(dedupe_key=f"transfer:{sent['id']}").count() == 1
 
 
 @pytest.mark.django_db

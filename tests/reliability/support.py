@@ -19,7 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,8 @@ import psycopg
 import redis
 from django.conf import settings
 from django.db import connection
+
+from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 VAR = ROOT / "var" / "reliability"
@@ -113,16 +115,6 @@ def _stop(proc: subprocess.Popen | None, *, timeout: float = 20) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 30, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 # --- Redis ---------------------------------------------------------------------------------------

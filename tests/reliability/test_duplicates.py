@@ -16,9 +16,10 @@ import pytest
 from customers.models import Bill
 from payments import services
 from payments.models import BankTransfer, InboundMessage, Payment, PaymentEvent
+from tests.conftest import wait_until
 from tests.factories import customer_with_bills
 from tests.reliability import books, traffic
-from tests.reliability.support import Figures, wait_until
+from tests.reliability.support import Figures
 from tests.sandbox.support import redirect_payment
 
 pytestmark = [pytest.mark.slow, pytest.mark.celery_worker]

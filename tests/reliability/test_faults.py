@@ -26,9 +26,10 @@ from django.utils import timezone
 
 from payments import gateway, services
 from payments.models import InboundMessage, Payment, PaymentEvent
+from tests.conftest import wait_until
 from tests.factories import customer_with_bills
 from tests.reliability import books, support, traffic
-from tests.reliability.support import Figures, wait_until
+from tests.reliability.support import Figures
 from tests.sandbox.support import redirect_payment
 
 pytestmark = [pytest.mark.slow, pytest.mark.celery_worker]

@@ -100,12 +100,9 @@ def test_a_hostile_ipn_gets_its_protocol_code_and_changes_nothing(client, case):
 
 
 def test_an_ipn_for_another_terminal_gets_01_and_does_not_block_the_genuine_one(client):
-    """BUG (payments/gateway.py): `ipn_dedupe_key` leaves vnp_TmnCode out, so a signed message
-    for another terminal, stored first as `wrong_terminal` (already processed), takes the key of
-    the genuine message: the genuine IPN is then told 02 and never applied (only the querydr
-    poller can still settle the payment). Fix: put the terminal in the fingerprint, i.e. add
-    `str(params.get("vnp_TmnCode", ""))` to the `inbox.fingerprint(...)` call in
-    `ipn_dedupe_key`."""
+    """Regression: the IPN dedupe key once left vnp_TmnCode out, so a signed message for another
+    terminal, stored first as `wrong_terminal`, took the key of the genuine message and the
+    genuine IPN was told 02 and never applied. The terminal is now part of the fingerprint."""
     payment = redirect_payment()
     before = _snapshot(payment)
     assert _ipn(client, bank_message(payment, tmn_code="OTHERTMN")) == "01"
@@ -241,7 +238,8 @@ def test_a_stale_collection_request_is_refused_and_a_fresh_replay_has_no_second_
     assert (first.status_code, again.status_code) == (201, 200)
     assert first.json() == again.json() and Payment.objects.count() == 1
     wrong = signed_post(client, PAYMENTS, {**body, "transaction_id": "VCB-STALE-2", "amount": 1})
-    assert wrong.status_code in (409, 422)  # the bill is paid now; either way nothing recorded
+    # The bill is paid now, which is said before the wrong amount; nothing is recorded.
+    assert (wrong.status_code, wrong.json()["error"]["code"]) == (409, "bill_already_paid")
     assert Payment.objects.count() == 1
     reversal = signed_post(client, REVERSALS, {"transaction_id": "VCB-NOPE", "reason": "test"})
     assert reversal.status_code == 404

@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django.utils import timezone
 
 from payments.models import InboundMessage, Payment
@@ -173,17 +174,24 @@ def test_two_couriers_never_send_the_same_notification(merchant):
     now = timezone.now()
     barrier = threading.Barrier(2)
     counts: list[int] = []
+    failures: list[BaseException] = []
 
     def courier() -> None:
-        barrier.wait()
-        counts.append(delivery.deliver_due(now=now))
+        try:
+            barrier.wait()
+            counts.append(delivery.deliver_due(now=now))
+        except BaseException as exc:  # a courier that broke must fail the test, not vanish
+            failures.append(exc)
+        finally:
+            connection.close()
 
     threads = [threading.Thread(target=courier) for _index in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert sum(counts) == 6 and len(merchant.seen) == 6
+    assert not failures, failures
+    assert len(counts) == 2 and sum(counts) == 6 and len(merchant.seen) == 6
 
 
 @transactional
