@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl
 
 import requests
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -88,12 +89,19 @@ def payment_start_redirect(payment: Payment, *, client_ip: str, locale: str) -> 
     return url
 
 
+# A return page refreshes until the payment is final, and its URL can be replayed from the
+# browser's history: one query to the bank per payment in this window is enough.
+POLL_REQUEST_SECONDS = 30
+
+
 def payment_request_poll(*, payment_id: object) -> None:
-    """Ask a worker to query the bank about this payment now (after the current commit)."""
+    """Ask a worker to query the bank about this payment now (after the current commit), at
+    most once per POLL_REQUEST_SECONDS for a payment."""
     from payments import tasks
     from payments.queue import enqueue_after_commit
 
-    enqueue_after_commit(tasks.poll_gateway_payment, str(payment_id))
+    if cache.add(f"gateway:poll-request:{payment_id}", 1, POLL_REQUEST_SECONDS):
+        enqueue_after_commit(tasks.poll_gateway_payment, str(payment_id))
 
 
 # --- Shared reading of a bank's report ----------------------------------------------------------

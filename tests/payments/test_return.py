@@ -152,3 +152,19 @@ def test_junk_returns_get_the_clear_page_not_an_error(english, path):
     response = english.get(path)
     assert response.status_code == 400
     assert "We could not verify this answer from the bank" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_replayed_return_asks_the_bank_once_not_once_per_replay(
+    english, django_capture_on_commit_callbacks
+):
+    payment = redirect_payment()
+    message = bank_message(payment)
+    with django_capture_on_commit_callbacks() as asked:
+        for _replay in range(5):
+            assert _return(english, message).status_code == 302
+    assert len(asked) == 1
+    other = redirect_payment()
+    with django_capture_on_commit_callbacks() as asked:
+        _return(english, bank_message(other))
+    assert len(asked) == 1  # the limit is per payment
