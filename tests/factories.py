@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import datetime
 import importlib
+import itertools
+import time
 from typing import Any
 
 import factory
+from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
@@ -99,3 +102,39 @@ def staff_user(role: str, username: str | None = None, password: str = "S3cure-p
     group, _ = Group.objects.get_or_create(name=role)
     user.groups.add(group)
     return user
+
+
+# --- What a bank sends -----------------------------------------------------------------------------
+# Sender ids differ between runs too: fault tests share brokers and inbox keys across processes.
+_sender_ids = itertools.count(int(time.time()) % 10_000 * 100_000)
+
+
+def new_sender_id() -> int:
+    return next(_sender_ids)
+
+
+def transfer_body(
+    payment: Any, *, sender_id: int | None = None, reference_code: str = "", **changes: Any
+) -> dict[str, Any]:
+    """A SePay-shaped notification of the credit for a VietQR payment: the bank's own text
+    around the lower-cased reference, and a phone number, as people write their notes."""
+    from payments import matching
+
+    number = sender_id if sender_id is not None else new_sender_id()
+    body = {
+        "id": number,
+        "gateway": "Vietcombank",
+        "transactionDate": timezone.now()
+        .astimezone(matching.BANK_TIME_ZONE)
+        .strftime(matching.DATE_FORMAT),
+        "accountNumber": settings.VIETQR_ACCOUNT,
+        "code": None,
+        "content": f"MBVCB.{number}.{payment.reference.lower()}.CT tu 0912345678",
+        "transferType": "in",
+        "transferAmount": payment.amount,
+        "accumulated": None,
+        "subAccount": None,
+        "referenceCode": reference_code or f"FT{number}",
+    }
+    body.update(changes)
+    return body

@@ -13,13 +13,11 @@ import re
 import pytest
 import requests
 from django.conf import settings
-from django.utils import timezone
 from playwright.sync_api import expect
 
-from payments import matching
 from payments.models import BankTransfer, Payment
 from tests.conftest import DESKTOP, axe_violations, screenshot
-from tests.factories import customer_with_bills
+from tests.factories import customer_with_bills, transfer_body
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -35,24 +33,15 @@ def _start_vietqr_checkout(page, live_server, customer) -> Payment:
     return Payment.objects.get(customer=customer)
 
 
-def _notify(live_server, payment: Payment, **overrides) -> requests.Response:
-    body = {
-        "id": 4_200_001,
-        "gateway": "Vietcombank",
-        "transactionDate": timezone.now()
-        .astimezone(matching.BANK_TIME_ZONE)
-        .strftime(matching.DATE_FORMAT),
-        "accountNumber": settings.VIETQR_ACCOUNT,
-        "code": None,
+def _notify(live_server, payment: Payment) -> requests.Response:
+    body = transfer_body(
+        payment,
+        sender_id=4_200_001,
         # The bank's own prefix and suffix around a lower-cased reference.
-        "content": f"MBVCB.3278907687.{payment.reference.lower()}.CT tu 0912345678 NGUYEN VAN AN",
-        "transferType": "in",
-        "transferAmount": payment.amount,
-        "accumulated": 19_077_000,
-        "subAccount": None,
-        "referenceCode": "FT26331000042",
-    }
-    body.update(overrides)
+        content=f"MBVCB.3278907687.{payment.reference.lower()}.CT tu 0912345678 NGUYEN VAN AN",
+        accumulated=19_077_000,
+        referenceCode="FT26331000042",
+    )
     return requests.post(
         f"{live_server.url}/callbacks/transfers/",
         data=json.dumps(body),

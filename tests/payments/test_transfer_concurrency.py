@@ -11,16 +11,14 @@ import json
 import threading
 
 import pytest
-from django.conf import settings
 from django.db import connection
 from django.test import Client
-from django.utils import timezone
 
 from customers.models import Bill
 from payments import inbox, matching, services
 from payments.models import BankTransfer, InboundMessage, Payment, PaymentEvent
 from tests.conftest import wait_until
-from tests.factories import customer_with_bills
+from tests.factories import customer_with_bills, transfer_body
 
 KEY = "dev-transfer-webhook-key"  # the worker process reads its settings from the environment
 THREADS = 20
@@ -36,24 +34,7 @@ def _key(settings):
 
 
 def notification(payment: Payment, **overrides):
-    number = next(_ids)
-    body = {
-        "id": number,
-        "gateway": "Vietcombank",
-        "transactionDate": timezone.now()
-        .astimezone(matching.BANK_TIME_ZONE)
-        .strftime(matching.DATE_FORMAT),
-        "accountNumber": settings.VIETQR_ACCOUNT,
-        "code": None,
-        "content": f"MBVCB.{number}.{payment.reference.lower()}.CT tu 0912345678",
-        "transferType": "in",
-        "transferAmount": payment.amount,
-        "accumulated": None,
-        "subAccount": None,
-        "referenceCode": f"FT{number}",
-    }
-    body.update(overrides)
-    return body
+    return transfer_body(payment, sender_id=next(_ids), **overrides)
 
 
 def _payment():

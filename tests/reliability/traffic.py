@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import threading
 import time
@@ -12,18 +11,15 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import requests
-from django.conf import settings
-from django.utils import timezone
 
-from payments import matching
 from payments.collection.signing import sign
 from payments.models import Payment
+from tests.factories import new_sender_id, transfer_body  # noqa: F401 - the scenarios' vocabulary
 from tests.reliability import support
 from tests.sandbox.support import bank_message
 
 T = TypeVar("T")
 _local = threading.local()
-_sender_ids = itertools.count(int(time.time()) % 10_000 * 100_000)
 
 
 def session() -> requests.Session:
@@ -85,35 +81,6 @@ def send_ipn(base_url: str, params: dict[str, str]) -> str:
 
 
 # --- Transfer notifications -----------------------------------------------------------------------
-def new_sender_id() -> int:
-    return next(_sender_ids)
-
-
-def transfer_body(
-    payment: Payment, *, sender_id: int | None = None, reference_code: str = "", **changes: Any
-) -> dict[str, Any]:
-    """A SePay-shaped notification of the credit for a VietQR payment (the phone number in the
-    note is how people write them)."""
-    number = sender_id if sender_id is not None else new_sender_id()
-    body = {
-        "id": number,
-        "gateway": "Vietcombank",
-        "transactionDate": timezone.now()
-        .astimezone(matching.BANK_TIME_ZONE)
-        .strftime(matching.DATE_FORMAT),
-        "accountNumber": settings.VIETQR_ACCOUNT,
-        "code": None,
-        "content": f"MBVCB.{number}.{payment.reference.lower()}.CT tu 0912345678",
-        "transferType": "in",
-        "transferAmount": payment.amount,
-        "accumulated": None,
-        "subAccount": None,
-        "referenceCode": reference_code or f"FT{number}",
-    }
-    body.update(changes)
-    return body
-
-
 def send_transfer(base_url: str, body: dict[str, Any], *, key: str = support.WEBHOOK_KEY) -> int:
     """POST the notification; the HTTP status (0 when the connection failed)."""
     try:
