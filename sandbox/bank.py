@@ -243,18 +243,7 @@ def transaction_decide(
 
 
 # --- querydr ------------------------------------------------------------------------------------
-QUERY_FIELDS = (
-    "vnp_RequestId",
-    "vnp_Version",
-    "vnp_Command",
-    "vnp_TmnCode",
-    "vnp_TxnRef",
-    "vnp_TransactionDate",
-    "vnp_CreateDate",
-    "vnp_IpAddr",
-    "vnp_OrderInfo",
-    "vnp_SecureHash",
-)
+QUERY_FIELDS = (*protocol.QUERY_REQUEST_ORDER, "vnp_SecureHash")
 QUERY_MESSAGES = {
     "00": "Request processed successfully",
     "02": "Invalid merchant terminal",
