@@ -316,6 +316,8 @@ def _load_postgres(rows: Iterable[BillRow], result: ImportResult, *, strict: boo
     with a handful of set-based statements."""
     now = timezone.now()
     areas = _known_areas()
+    seen: set[str] = set()
+    repeated: set[str] = set()  # customers with more than one row in the file
     with connection.cursor() as cursor:
         # Dropped at commit, and here too: an import may run inside a longer transaction.
         cursor.execute("DROP TABLE IF EXISTS import_staging, import_lookup, import_search")
@@ -336,6 +338,9 @@ def _load_postgres(rows: Iterable[BillRow], result: ImportResult, *, strict: boo
         # PostgreSQL stores while Python reads and validates: the two run side by side.
         with cursor.cursor.copy(copy_sql) as copy:
             for row in rows:
+                if row.customer_code in seen:
+                    repeated.add(row.customer_code)
+                seen.add(row.customer_code)
                 area_id = areas.get(row.service_area.casefold())
                 copy.write_row(
                     (
@@ -429,17 +434,19 @@ def _load_postgres(rows: Iterable[BillRow], result: ImportResult, *, strict: boo
         result.errors.extend(conflicts)
         if strict and conflicts:
             return
-        # A customer's details come from its last row that loads, as on the ORM path: a later
-        # row refused for its bill must not hide an earlier row's new address.
-        cursor.execute(
-            """
-            UPDATE import_staging s SET is_last = (s.line = m.line)
-            FROM (SELECT s2.customer_code, max(s2.line) AS line
-                  FROM import_staging s2 JOIN import_lookup l ON l.line = s2.line
-                  WHERE l.ok GROUP BY s2.customer_code) m
-            WHERE s.customer_code = m.customer_code
-            """
-        )
+        if repeated:
+            # A customer's details come from its last row that loads, as on the ORM path: a
+            # later row refused for its bill must not hide an earlier row's new address.
+            cursor.execute(
+                """
+                UPDATE import_staging s SET is_last = false
+                FROM (SELECT s2.customer_code, max(s2.line) AS line
+                      FROM import_staging s2 JOIN import_lookup l ON l.line = s2.line
+                      WHERE l.ok AND s2.customer_code = ANY(%s) GROUP BY s2.customer_code) m
+                WHERE s.customer_code = m.customer_code AND s.line <> m.line
+                """,
+                [sorted(repeated)],
+            )
         cursor.execute("SELECT count(*) FROM import_lookup l WHERE l.bill_exists AND l.ok")
         result.bills_skipped = cursor.fetchone()[0]
         # Folded search text only for the customers this file creates or changes: in a monthly
