@@ -1,4 +1,4 @@
-"""Load the utility's monthly billing file (CONTRACT.md, "Billing data file").
+"""Load the utility's monthly billing file (docs/interfaces.md, "Billing data file").
 
 Every row is validated in Python (one set of rules for every database); rows that pass are then
 loaded set-based. On PostgreSQL the rows are streamed with COPY into a temporary staging table and

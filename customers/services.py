@@ -99,7 +99,7 @@ def audit_record(
 
 # --- Actions that ask, without changing a payment ------------------------------------------------
 # A bank status query applies to redirect payments that have not settled: VietQR and cash have no
-# query API, and payments.gateway.payment_poll asks only about pending or expired ones.
+# query API, and payments.poller.payment_poll asks only about pending or expired ones.
 RECHECKABLE = frozenset({Payment.Status.PENDING, Payment.Status.EXPIRED})
 
 
@@ -110,10 +110,10 @@ def payment_can_recheck(payment: Payment) -> bool:
 def payment_recheck(*, payment_id: Any, actor: Any, reason: str) -> AuditEntry:
     """Ask a worker to query the bank about this payment now; audited.
 
-    The query runs in a worker (`payments.gateway.payment_request_poll`), enqueued only once this
+    The query runs in a worker (`payments.poller.payment_request_poll`), enqueued only once this
     transaction commits, and whatever the bank answers is applied by `payments.services`.
     """
-    from payments.gateway import payment_request_poll
+    from payments.poller import payment_request_poll
 
     if not reason.strip():
         raise ConsoleError("reason_required", "Say why the bank is asked again.")

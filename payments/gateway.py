@@ -2,11 +2,11 @@
 
 Three ways a bank tells us how a redirect payment ended, trusted differently:
 - the IPN (server to server, signed): stored in the inbox and answered at once by
-  `ipn_receive`, then applied by a worker through `handle_ipn_message`;
+  `ipn_receive` (two queries), then applied by an applier through `apply_reports`;
 - the return URL (the customer's browser, signed): shown, never applied; it asks for a status
-  check (`return_verify`, `payment_request_poll`);
-- the status query `querydr` (we ask, the bank answers signed): `payment_poll`, run on a backoff
-  schedule by the poller so a payment whose IPN never came still settles.
+  check (`return_verify`, `payments.poller.payment_request_poll`);
+- the status query `querydr` (we ask, the bank answers signed): `payments.poller` stores the
+  answer, and `apply_reports` applies it like an IPN.
 """
 
 from __future__ import annotations
@@ -14,20 +14,19 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-import requests
 from django.conf import settings
-from django.core.cache import cache
-from django.db import connection, transaction
+from django.db.models import F
 from django.urls import reverse
-from django.utils import timezone
 
-from payments import inbox, services
+from payments import inbox, services, states
+from payments.bulk import AnyOf
+from payments.inbox import Applied, Claimed
 from payments.models import InboundMessage, Partner, Payment
 from payments.providers import vnpay
 
@@ -35,9 +34,7 @@ logger = logging.getLogger(__name__)
 
 Status = Payment.Status
 Result = vnpay.Result
-
-# Statuses a bank's report may still change (expired→succeeded: the bank's word wins).
-SETTLEABLE = services.SETTLEABLE
+Outcome = InboundMessage.Outcome
 
 
 class GatewayNotConfigured(Exception):
@@ -89,23 +86,10 @@ def payment_start_redirect(payment: Payment, *, client_ip: str, locale: str) -> 
     return url
 
 
-# A return page refreshes until the payment is final, and its URL can be replayed from the
-# browser's history: one query to the bank per payment in this window is enough.
-POLL_REQUEST_SECONDS = 30
-
-
-def payment_request_poll(*, payment_id: object) -> None:
-    """Ask a worker to query the bank about this payment now (after the current commit), at
-    most once per POLL_REQUEST_SECONDS for a payment."""
-    from payments import tasks
-    from payments.queue import enqueue_after_commit
-
-    if cache.add(f"gateway:poll-request:{payment_id}", 1, POLL_REQUEST_SECONDS):
-        enqueue_after_commit(tasks.poll_gateway_payment, str(payment_id))
-
-
 # --- Shared reading of a bank's report ----------------------------------------------------------
 _PARTNER_CODE = re.compile(r"[A-Z0-9]{1,20}")
+# Wider than our references (`payments.references`), so a bank's junk is still "not found".
+_REFERENCE = re.compile(r"[A-Za-z0-9_.-]{1,40}")
 
 
 def gateway_partner(code: str) -> Partner | None:
@@ -147,79 +131,6 @@ def _reason(response_code: str) -> str:
     return f"vnp_ResponseCode {response_code}: {meaning}"
 
 
-def _apply_checked(
-    payment: Payment,
-    *,
-    reported: Mapping[str, Any],
-    result: Result,
-    report: services.Report,
-    transaction_no: str,
-    reason: str,
-    teller: str,
-) -> str:
-    """Check the amount a verified IPN or status answer reports, then apply it.
-
-    A bank that says money moved, but not our amount, is not applied: a person must sort it out.
-    """
-    amount = _amount_of(reported)
-    if amount != payment.amount:
-        if result is not Result.FAILED:
-            services.payment_flag_review(
-                payment_id=payment.pk,
-                report=report,
-                reason=f"{teller} reported {reported.get('vnp_Amount')} (x100) for a payment of "
-                f"{payment.amount} VND.",
-            )
-        return "amount_mismatch"
-    return _apply(
-        payment,
-        result=result,
-        report=report,
-        amount=amount,
-        # A cancelled payment has no bank transaction ("0"): nothing to remember.
-        transaction_no=transaction_no if result is Result.SUCCESS else "",
-        reason=reason,
-        paid_at=_paid_at(str(reported.get("vnp_PayDate", "") or "")),
-    )
-
-
-def _apply(
-    payment: Payment,
-    *,
-    result: Result,
-    report: services.Report,
-    amount: int | None,
-    transaction_no: str,
-    reason: str,
-    paid_at: datetime | None,
-) -> str:
-    """Apply one verified report to the payment through the services; returns the outcome."""
-    if result is Result.SUCCESS:
-        try:
-            outcome = services.payment_mark_succeeded(
-                payment_id=payment.pk,
-                report=report,
-                amount=amount,
-                provider_txn_id=transaction_no,
-                at=paid_at,
-            )
-        except services.AmountMismatch as exc:
-            services.payment_flag_review(payment_id=payment.pk, report=report, reason=exc.message)
-            return "amount_mismatch"
-        return f"succeeded:{outcome}"
-    if result is Result.FAILED:
-        outcome = services.payment_mark_failed(payment_id=payment.pk, report=report, reason=reason)
-        return f"failed:{outcome}"
-    if result is Result.REVIEW:
-        services.payment_flag_review(
-            payment_id=payment.pk,
-            report=report,
-            reason=f"The bank reported something to check ({reason}).",
-        )
-        return "review:flagged"
-    return "pending"
-
-
 # --- IPN ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class IpnAnswer:
@@ -237,7 +148,8 @@ def _answer(pair: tuple[str, str]) -> IpnAnswer:
 _UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
 
 
-def _safe(text: str, length: int) -> str:
+def safe_key(text: str, length: int) -> str:
+    """`text` cut to `length`, with anything but letters, digits and `_.-` made `_`."""
     return _UNSAFE_KEY_CHARS.sub("_", text)[:length]
 
 
@@ -254,7 +166,7 @@ def ipn_dedupe_key(partner_code: str, params: Mapping[str, str]) -> str:
         str(params.get("vnp_TransactionStatus", "")),
         str(params.get("vnp_Amount", "")),
     )
-    return f"ipn:{_safe(partner_code, 20)}:{_safe(reference, 40)}:{identity[:40]}"
+    return f"ipn:{safe_key(partner_code, 20)}:{safe_key(reference, 40)}:{identity[:40]}"
 
 
 def ipn_invalid_dedupe_key(partner_code: str, params: Mapping[str, str], raw_query: str) -> str:
@@ -263,8 +175,8 @@ def ipn_invalid_dedupe_key(partner_code: str, params: Mapping[str, str], raw_que
     It can never equal the key of a genuine message (different prefix), so a forged message
     stored first cannot make the real one look like a repeat.
     """
-    signature = _safe(str(params.get("vnp_SecureHash", "")) or "none", 128)
-    return f"ipn-bad:{_safe(partner_code, 20)}:{signature}:{inbox.fingerprint(raw_query)[:32]}"
+    signature = safe_key(str(params.get("vnp_SecureHash", "")) or "none", 128)
+    return f"ipn-bad:{safe_key(partner_code, 20)}:{signature}:{inbox.fingerprint(raw_query)[:32]}"
 
 
 def _address_allowed(partner: Partner, remote_addr: str) -> bool:
@@ -276,6 +188,23 @@ def _address_allowed(partner: Partner, remote_addr: str) -> bool:
     return not allowed or remote_addr in allowed
 
 
+def _ipn_payment(code: str, reference: str) -> Payment | None:
+    """The redirect payment an IPN names, with its partner: one query for both."""
+    if not _REFERENCE.fullmatch(reference) or not _PARTNER_CODE.fullmatch(code):
+        return None
+    return (
+        Payment.objects.select_related("partner")
+        .filter(
+            reference=reference,
+            partner__code=code,
+            partner__offers_redirect=True,
+            method=Payment.Method.REDIRECT,
+        )
+        .only("id", "amount", "status", "partner")
+        .first()
+    )
+
+
 def ipn_receive(
     *,
     partner_code: str,
@@ -284,86 +213,102 @@ def ipn_receive(
     headers: Mapping[str, str] | None = None,
     remote_addr: str = "",
 ) -> IpnAnswer:
-    """Store a gateway notification, hand it to a worker and decide the protocol's answer.
+    """Store a gateway notification, decide the protocol's answer and wake an applier.
 
-    Checks run in the order of PROTOCOLS.md §2: signature (97), terminal, order exists (01),
-    amount (04), still pending (02), else 00. Every message is stored before it is answered. Of
-    several identical messages only the one that stored the row first is answered 00; the
-    others, and any message about a payment that is already final, get 02. The answer is
-    computed each time, never replayed, so nothing a forger sends can change what the genuine
-    message is told. Database errors propagate: the view answers 99 so the bank retries.
+    Checks run in the protocol's order: signature (97), terminal, order exists (01), amount
+    (04), still pending (02), else 00. Every message is stored, with its answer, before it is
+    answered: two queries for a genuine notification (its payment with its partner, then the
+    inbox row), and no task of its own. Of several identical messages only the one that stored
+    the row first is answered 00; the others, and any message about a payment that is already
+    final, get 02. The answer is computed each time, never replayed, so nothing a forger sends
+    can change what the genuine message is told. Database errors propagate: the view answers
+    99 so the bank retries.
     """
-    partner = gateway_partner(partner_code)
+    code = partner_code.strip().upper()
+    payment = _ipn_payment(code, str(params.get("vnp_TxnRef", "")))
+    partner = payment.partner if payment is not None else gateway_partner(code)
     kept_headers = inbox.keep_headers(headers or {}, remote_addr)
-    code = partner.code if partner else partner_code.upper()
+    partner_id = partner.pk if partner else None
     if partner is None or not vnpay.verify(params, partner.secret):
         refusal = _answer(vnpay.RSP_INVALID_SIGNATURE)
-        message, created = inbox.inbox_store(
+        inbox.inbox_receive(
             kind=InboundMessage.Kind.IPN,
             dedupe_key=ipn_invalid_dedupe_key(code, params, raw_query),
             body=raw_query,
-            partner=partner,
+            partner_id=partner_id,
             headers=kept_headers,
             signature_valid=False,
-            processed=("invalid_signature", "the signature did not verify; nothing applied"),
+            processed=Applied(
+                Outcome.INVALID_SIGNATURE, "the signature did not verify; nothing applied"
+            ),
+            response=(200, refusal.as_json()),
         )
-        if created:
-            inbox.inbox_set_response(message_id=message.pk, status=200, body=refusal.as_json())
         return refusal
     if not _address_allowed(partner, remote_addr):
         # A genuine signature from an address we do not know: keep it, apply nothing, and let
         # the bank retry (99) while someone updates PARTNER_<CODE>_ALLOWED_IPS.
         logger.warning("IPN for %s from unlisted address %s", partner.code, remote_addr)
-        inbox.inbox_store(
+        inbox.inbox_receive(
             kind=InboundMessage.Kind.IPN,
             dedupe_key=ipn_invalid_dedupe_key(code, params, raw_query + "|" + remote_addr),
             body=raw_query,
-            partner=partner,
+            partner_id=partner_id,
             headers=kept_headers,
             signature_valid=True,
-            processed=("address_not_allowed", remote_addr),
+            processed=Applied(Outcome.ADDRESS_NOT_ALLOWED, remote_addr),
         )
         return _answer(vnpay.RSP_UNKNOWN_ERROR)
 
-    payment: Payment | None = None
     answer: IpnAnswer | None = None
     # Nothing to apply without a payment of ours: such a row is stored already processed.
-    unmatched: tuple[str, str] | None = None
+    unmatched: Applied | None = None
     if params.get("vnp_TmnCode") != _terminal(partner):
+        payment = None
         answer = _answer(vnpay.RSP_WRONG_TERMINAL)
-        unmatched = ("wrong_terminal", str(params.get("vnp_TmnCode", "")))
-    else:
-        payment = _payment_for(partner, str(params.get("vnp_TxnRef", "")))
-        if payment is None:
-            answer = _answer(vnpay.RSP_ORDER_NOT_FOUND)
-            unmatched = ("order_not_found", str(params.get("vnp_TxnRef", "")))
-        elif _amount_of(params) != payment.amount:
-            answer = _answer(vnpay.RSP_INVALID_AMOUNT)
-        elif payment.status not in SETTLEABLE:
-            answer = _answer(vnpay.RSP_ALREADY_CONFIRMED)
-
-    message, created = inbox.inbox_store(
+        unmatched = Applied(Outcome.WRONG_TERMINAL, str(params.get("vnp_TmnCode", "")))
+    elif payment is None:
+        answer = _answer(vnpay.RSP_ORDER_NOT_FOUND)
+        unmatched = Applied(Outcome.ORDER_NOT_FOUND, str(params.get("vnp_TxnRef", "")))
+    elif _amount_of(params) != payment.amount:
+        answer = _answer(vnpay.RSP_INVALID_AMOUNT)
+    elif payment.status not in states.SETTLEABLE:
+        answer = _answer(vnpay.RSP_ALREADY_CONFIRMED)
+    first = answer or _answer(vnpay.RSP_CONFIRM_SUCCESS)
+    message_id = inbox.inbox_receive(
         kind=InboundMessage.Kind.IPN,
         dedupe_key=ipn_dedupe_key(code, params),
         body=raw_query,
-        partner=partner,
+        partner_id=partner_id,
         headers=kept_headers,
         signature_valid=True,
-        payment=payment,
+        payment_id=payment.pk if payment is not None else None,
         processed=unmatched,
+        response=(200, first.as_json()),
     )
-    if answer is None:
+    if message_id is None:
         # The unique dedupe key decided who was first: that request alone answers 00.
-        answer = _answer(vnpay.RSP_CONFIRM_SUCCESS if created else vnpay.RSP_ALREADY_CONFIRMED)
-    if created:
-        inbox.inbox_set_response(message_id=message.pk, status=200, body=answer.as_json())
-        if payment is not None:
-            # A broker outage only delays this: the inbox sweeper sends unprocessed rows again.
-            inbox.inbox_enqueue(message.pk)
-    return answer
+        return answer or _answer(vnpay.RSP_ALREADY_CONFIRMED)
+    if unmatched is None:
+        # A broker outage only delays this: the inbox sweeper wakes an applier again.
+        inbox.inbox_wake()
+    return first
 
 
-def _ipn_params(message: InboundMessage) -> dict[str, str]:
+# --- Applying notifications and status answers (the gateway channel of the applier) -----------
+@dataclass(frozen=True)
+class _Report:
+    """A verified report about one of our payments, read from a stored message."""
+
+    reference: str
+    reported: Mapping[str, Any]  # the values the bank signed
+    result: Result | None  # None: the bank had nothing to say about it (yet)
+    report: services.Report
+    transaction_no: str
+    reason: str
+    teller: str
+
+
+def _ipn_params(message: Claimed) -> dict[str, str]:
     return {
         name: value
         for name, value in parse_qsl(message.body, keep_blank_values=True)
@@ -371,44 +316,185 @@ def _ipn_params(message: InboundMessage) -> dict[str, str]:
     }
 
 
-def handle_ipn_message(message: InboundMessage) -> tuple[str, str, Payment | None]:
-    """Apply a stored IPN (the inbox calls this with the message row locked, once).
-
-    The checks are made again here, under the payment's row lock (taken by the services),
-    because the payment may have changed since the notification was answered.
-    """
+def _read_ipn(message: Claimed, partner: Partner | None) -> _Report | Applied:
     params = _ipn_params(message)
-    partner = message.partner
     if partner is None or not vnpay.verify(params, partner.secret):
-        return "invalid_signature", "the signature did not verify", None
+        return Applied(Outcome.INVALID_SIGNATURE, "the signature did not verify")
     if params.get("vnp_TmnCode") != _terminal(partner):
-        return "wrong_terminal", str(params.get("vnp_TmnCode", "")), None
-    payment = _payment_for(partner, params.get("vnp_TxnRef", ""))
-    if payment is None:
-        return "order_not_found", params.get("vnp_TxnRef", ""), None
+        return Applied(Outcome.WRONG_TERMINAL, str(params.get("vnp_TmnCode", "")))
     response_code = params.get("vnp_ResponseCode", "")
     status = params.get("vnp_TransactionStatus", "")
-    result = vnpay.transaction_result(response_code, status)
     transaction_no = params.get("vnp_TransactionNo", "")
-    report = services.Report(
-        source=services.Source.IPN,
-        message=message,
-        detail={
-            "vnp_ResponseCode": response_code,
-            "vnp_TransactionStatus": status,
-            "vnp_TransactionNo": transaction_no,
-        },
-    )
-    outcome = _apply_checked(
-        payment,
+    return _Report(
+        reference=params.get("vnp_TxnRef", ""),
         reported=params,
-        result=result,
-        report=report,
+        result=vnpay.transaction_result(response_code, status),
+        report=services.Report(
+            source=services.Source.IPN,
+            message=message,
+            detail={
+                "vnp_ResponseCode": response_code,
+                "vnp_TransactionStatus": status,
+                "vnp_TransactionNo": transaction_no,
+            },
+        ),
         transaction_no=transaction_no,
         reason=f"{_reason(response_code)}, vnp_TransactionStatus {status}",
         teller="The bank",
     )
-    return outcome, _reason(response_code), payment
+
+
+def _read_query_answer(message: Claimed, partner: Partner | None) -> _Report | Applied:
+    try:
+        body = json.loads(message.body)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        return Applied(Outcome.UNREADABLE)
+    if partner is None or not vnpay.verify_query_response(body, partner.secret):
+        return Applied(Outcome.INVALID_SIGNATURE)
+    if str(body.get("vnp_TmnCode", "")) != _terminal(partner):
+        return Applied(Outcome.WRONG_PAYMENT, "the answer is about another terminal")
+    transaction_no = str(body.get("vnp_TransactionNo", "") or "")
+    status = str(body.get("vnp_TransactionStatus", ""))
+    result = vnpay.query_result(body)
+    reason = f"querydr: vnp_TransactionStatus {status}"
+    if result is None:
+        # 91 and friends: the bank has nothing to say about it (yet). Never a failure.
+        reason = f"vnp_ResponseCode {body.get('vnp_ResponseCode', '')}: " + str(
+            body.get("vnp_Message", "")
+        )
+    return _Report(
+        reference=str(body.get("vnp_TxnRef", "")),
+        reported=body,
+        result=result,
+        report=services.Report(
+            source=services.Source.QUERY,
+            message=message,
+            detail={"vnp_TransactionStatus": status, "vnp_TransactionNo": transaction_no},
+        ),
+        transaction_no=transaction_no,
+        reason=reason,
+        teller="The bank's status query",
+    )
+
+
+_READERS: dict[str, Any] = {
+    InboundMessage.Kind.IPN: _read_ipn,
+    InboundMessage.Kind.QUERY: _read_query_answer,
+}
+
+
+def apply_reports(messages: Sequence[Claimed]) -> dict[int, Applied]:
+    """The gateway channel of the applier: apply stored IPNs and status answers (claimed,
+    locked), in message order; returns what each came to.
+
+    The checks are made again here, under the payments' row locks, because a payment may have
+    changed since its notification was answered. The payments named are locked in id order
+    first; the successes are settled together (`services.payments_mark_succeeded`), and a
+    failure or a report to flag waits for the successes before it.
+    """
+    partners = {partner.pk: partner for partner in Partner.objects.filter(offers_redirect=True)}
+    read: dict[int, _Report | Applied] = {
+        message.pk: _READERS[message.kind](message, partners.get(message.partner_id or 0))
+        for message in messages
+    }
+    wanted = {
+        (message.partner_id, report.reference)
+        for message in messages
+        if isinstance(report := read[message.pk], _Report)
+    }
+    locked = (
+        {
+            (payment.partner_id, payment.reference): payment
+            for payment in Payment.objects.select_for_update()
+            .filter(
+                AnyOf(F("reference"), sorted({reference for _partner, reference in wanted})),
+                method=Payment.Method.REDIRECT,
+            )
+            .order_by("pk")
+            .only(*services.SETTLING_FIELDS, "partner")
+        }
+        if wanted
+        else {}
+    )
+    results: dict[int, Applied] = {}
+    settling: list[tuple[int, Payment, _Report]] = []
+
+    def settle() -> None:
+        settled = services.payments_mark_succeeded(
+            settlements=[
+                services.Settlement(
+                    payment_id=payment.pk,
+                    report=report.report,
+                    amount=payment.amount,
+                    provider_txn_id=report.transaction_no,
+                    at=_paid_at(str(report.reported.get("vnp_PayDate", "") or "")),
+                )
+                for _message, payment, report in settling
+            ],
+            locked={payment.pk: payment for _message, payment, _report in settling},
+        )
+        for (message_id, payment, _report), result in zip(settling, settled, strict=True):
+            outcome = Outcome(f"succeeded:{result.outcome}")
+            results[message_id] = Applied(outcome, _reason("00"), payment.pk)
+        settling.clear()
+
+    for message in messages:
+        report = read[message.pk]
+        if isinstance(report, Applied):
+            results[message.pk] = report
+            continue
+        payment = locked.get((message.partner_id, report.reference))
+        if payment is None or (message.payment_id and message.payment_id != payment.pk):
+            if payment is None and not message.payment_id:
+                results[message.pk] = Applied(Outcome.ORDER_NOT_FOUND, report.reference)
+            else:
+                results[message.pk] = Applied(
+                    Outcome.WRONG_PAYMENT, "the answer is about another payment"
+                )
+            continue
+        if report.result is None:
+            results[message.pk] = Applied(Outcome.NOTHING_YET, report.reason, payment.pk)
+            continue
+        if report.result is Result.PENDING:
+            results[message.pk] = Applied(Outcome.PENDING, report.reason, payment.pk)
+            continue
+        if report.result is Result.SUCCESS and _amount_of(report.reported) == payment.amount:
+            settling.append((message.pk, payment, report))
+            continue
+        if settling:
+            settle()  # what came before this report, first
+        results[message.pk] = Applied(_apply_other(payment, report), report.reason, payment.pk)
+        # The service wrote the row: what the next report of this batch sees is read again.
+        payment.refresh_from_db(fields=[f for f in services.SETTLING_FIELDS if f != "id"])
+    if settling:
+        settle()
+    return results
+
+
+def _apply_other(payment: Payment, report: _Report) -> Outcome:
+    """A verified report that is not a success for the right amount: flag it or fail it."""
+    if _amount_of(report.reported) != payment.amount:
+        if report.result is not Result.FAILED:
+            services.payment_flag_review(
+                payment_id=payment.pk,
+                report=report.report,
+                reason=f"{report.teller} reported {report.reported.get('vnp_Amount')} (x100) "
+                f"for a payment of {payment.amount} VND.",
+            )
+        return Outcome.AMOUNT_MISMATCH
+    if report.result is Result.FAILED:
+        outcome = services.payment_mark_failed(
+            payment_id=payment.pk, report=report.report, reason=report.reason
+        )
+        return Outcome(f"failed:{outcome}")
+    services.payment_flag_review(
+        payment_id=payment.pk,
+        report=report.report,
+        reason=f"The bank reported something to check ({report.reason}).",
+    )
+    return Outcome.REVIEW_FLAGGED
 
 
 # --- Return URL ---------------------------------------------------------------------------------
@@ -428,216 +514,13 @@ class InvalidReturn(Exception):
 def return_verify(*, partner: Partner, params: Mapping[str, str]) -> ReturnReport:
     """Verify a return over the values as received; never changes the payment.
 
-    Asks for a status check of a payment that is not final yet: the return is a hint, the
-    bank's query API is the proof. Raises InvalidReturn when the signature or terminal is wrong.
+    The return is a hint, the bank's query API is the proof: the page asks for a status check
+    of a payment that is not final yet. Raises InvalidReturn when the signature or terminal is
+    wrong.
     """
     if not vnpay.verify(params, partner.secret) or params.get("vnp_TmnCode") != _terminal(partner):
         raise InvalidReturn
     payment = _payment_for(partner, params.get("vnp_TxnRef", ""))
     response_code = params.get("vnp_ResponseCode", "")
     result = vnpay.transaction_result(response_code, params.get("vnp_TransactionStatus", ""))
-    if payment is not None and payment.status in SETTLEABLE:
-        payment_request_poll(payment_id=payment.pk)
     return ReturnReport(payment=payment, result=result, response_code=response_code)
-
-
-# --- Status queries (the poller) ----------------------------------------------------------------
-def poll_next_at(*, payment: Payment, now: datetime) -> datetime | None:
-    """When to ask the bank next: the schedule's steps after the start, then every last step,
-    until expiry plus the grace period; None once that has passed."""
-    steps: list[timedelta] = list(settings.GATEWAY_POLL_SCHEDULE) or [timedelta(minutes=15)]
-    start = payment.created_at
-    expires_at = payment.expires_at or start + settings.PAYMENT_TTL
-    horizon = expires_at + settings.GATEWAY_POLL_GRACE
-    moment = next((start + step for step in steps if start + step > now), None)
-    if moment is None:
-        interval = steps[-1]
-        last = start + steps[-1]
-        periods = (now - last) // interval + 1
-        moment = last + periods * interval
-    if moment > horizon:
-        # One last question exactly at the horizon, then the bank has had its chance.
-        return horizon if horizon > now else None
-    return moment
-
-
-def payments_due_for_poll(*, now: datetime | None = None, limit: int = 500) -> list[Any]:
-    """Ids of pending or expired redirect payments whose next status check is due."""
-    now = now or timezone.now()
-    return list(
-        Payment.objects.filter(
-            method=Payment.Method.REDIRECT,
-            status__in=list(SETTLEABLE),
-            next_poll_at__lte=now,
-        )
-        .order_by("next_poll_at")
-        .values_list("id", flat=True)[:limit]
-    )
-
-
-def _http_timeout() -> tuple[float, float]:
-    connect, read = settings.GATEWAY_HTTP_TIMEOUT
-    return (float(connect), float(read))
-
-
-def _server_ip() -> str:
-    return str(settings.GATEWAY_SERVER_IP)
-
-
-def _ask_bank(url: str, body: dict[str, str]) -> dict[str, Any] | None:
-    """POST a querydr; the bank's JSON answer, or None when it did not answer usefully."""
-    if connection.in_atomic_block:
-        # Holding locks while a bank takes its time would stall every other worker.
-        raise RuntimeError("HTTP to a bank must not run inside a database transaction")
-    try:
-        response = requests.post(url, json=body, timeout=_http_timeout())
-        answer = response.json()
-    except (requests.RequestException, ValueError) as exc:
-        logger.warning("querydr to %s got no usable answer: %s", url, exc)
-        return None
-    return answer if isinstance(answer, dict) else None
-
-
-def handle_query_message(message: InboundMessage) -> tuple[str, str, Payment | None]:
-    """Apply a stored querydr answer (called with the message row locked, once)."""
-    try:
-        body = _message_json(message)
-    except ValueError:
-        return "unreadable", "", None
-    partner = message.partner
-    if partner is None or not vnpay.verify_query_response(body, partner.secret):
-        return "invalid_signature", "", None
-    payment = message.payment or _payment_for(partner, str(body.get("vnp_TxnRef", "")))
-    if payment is None:
-        return "order_not_found", str(body.get("vnp_TxnRef", "")), None
-    reference, terminal = str(body.get("vnp_TxnRef", "")), str(body.get("vnp_TmnCode", ""))
-    if reference != payment.reference or terminal != _terminal(partner):
-        return "wrong_payment", "the answer is about another payment or terminal", payment
-    result = vnpay.query_result(body)
-    query_code = str(body.get("vnp_ResponseCode", ""))
-    if result is None:
-        # 91 and friends: the bank has nothing to say about it (yet). Never a failure.
-        return f"query:{query_code}", str(body.get("vnp_Message", "")), payment
-    if result is Result.PENDING:
-        return "pending", "", payment
-    transaction_no = str(body.get("vnp_TransactionNo", "") or "")
-    report = services.Report(
-        source=services.Source.QUERY,
-        message=message,
-        detail={
-            "vnp_TransactionStatus": str(body.get("vnp_TransactionStatus", "")),
-            "vnp_TransactionNo": transaction_no,
-        },
-    )
-    outcome = _apply_checked(
-        payment,
-        reported=body,
-        result=result,
-        report=report,
-        transaction_no=transaction_no,
-        reason=f"querydr: vnp_TransactionStatus {body.get('vnp_TransactionStatus', '')}",
-        teller="The bank's status query",
-    )
-    return outcome, "", payment
-
-
-def _message_json(message: InboundMessage) -> dict[str, Any]:
-    value = json.loads(message.body)
-    if not isinstance(value, dict):
-        raise ValueError("not a JSON object")
-    return value
-
-
-def _process_query_message(message_id: int) -> str:
-    """Apply a stored answer exactly once, like `inbox.inbox_process` does for callbacks."""
-    with transaction.atomic():
-        message = InboundMessage.objects.select_for_update().get(pk=message_id)
-        if message.processed_at is not None:
-            return message.outcome
-        outcome, detail, payment = handle_query_message(message)
-        inbox.inbox_mark_processed(
-            message_id=message.pk, outcome=outcome, detail=detail, payment=payment
-        )
-        return outcome
-
-
-def payment_poll(*, payment_id: Any, now: datetime | None = None) -> str:
-    """Ask the bank (querydr) how a redirect payment ended and settle it when it says so.
-
-    The answer is stored in the inbox (kind `query`) before it is acted on, and settles the
-    payment only on the bank's definite word: success, or a definite failure. No answer, a
-    timeout or an unsigned answer changes nothing but the time of the next check.
-    Returns what happened: an inbox outcome, "no_answer", "not_pollable", ...
-    """
-    payment = Payment.objects.select_related("partner").filter(pk=payment_id).first()
-    if payment is None:
-        return "not_found"
-    if (
-        payment.method != Payment.Method.REDIRECT
-        or payment.partner is None
-        or payment.status not in SETTLEABLE
-    ):
-        return "not_pollable"
-    partner = payment.partner
-    now = now or timezone.now()
-    try:
-        config = gateway_config(partner)
-    except GatewayNotConfigured:
-        config = None
-    if config is None or not config.api_url:
-        logger.warning("cannot ask %s about %s: no API URL", partner.code, payment.reference)
-        _reschedule(payment, now=now)
-        return "not_configured"
-    request_id = vnpay.new_request_id()
-    body = vnpay.build_query_request(
-        config,
-        request_id=request_id,
-        txn_ref=payment.reference,
-        order_info=payment.provider_data.get("vnp_OrderInfo") or order_info(payment),
-        transaction_date=payment.provider_data.get("vnp_CreateDate")
-        or vnpay.format_time(payment.created_at),
-        created_at=now,
-        ip_address=_server_ip(),
-    )
-    answer = _ask_bank(config.api_url, body)
-    if answer is None:
-        _reschedule(payment, now=now)
-        return "no_answer"
-    text = _json_text(answer)
-    if not vnpay.verify_query_response(answer, config.secret):
-        signature = _safe(str(answer.get("vnp_SecureHash", "")) or "none", 128)
-        inbox.inbox_store(
-            kind=InboundMessage.Kind.QUERY,
-            dedupe_key=f"query-bad:{_safe(partner.code, 20)}:{request_id}:{signature}",
-            body=text,
-            partner=partner,
-            signature_valid=False,
-            payment=payment,
-            processed=("invalid_signature", "the answer's signature did not verify"),
-        )
-        _reschedule(payment, now=now)
-        return "invalid_signature"
-    message, _created = inbox.inbox_store(
-        kind=InboundMessage.Kind.QUERY,
-        dedupe_key=f"query:{_safe(partner.code, 20)}:{request_id}",
-        body=text,
-        partner=partner,
-        signature_valid=True,
-        payment=payment,
-    )
-    try:
-        return _process_query_message(message.pk)
-    finally:
-        # Even if applying the answer failed, the next check stays on the schedule.
-        _reschedule(payment, now=now)
-
-
-def _json_text(answer: Mapping[str, Any]) -> str:
-    return json.dumps(answer, ensure_ascii=False, sort_keys=True)
-
-
-def _reschedule(payment: Payment, *, now: datetime) -> None:
-    # Only a payment still open gets a next check; the service ignores settled ones anyway.
-    services.payment_set_poll_schedule(
-        payment_id=payment.pk, next_poll_at=poll_next_at(payment=payment, now=now)
-    )

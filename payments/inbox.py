@@ -1,12 +1,18 @@
-"""The inbox: the one way to keep a bank's message before acting on it, and to act on it once.
+"""The inbox: where every bank message is kept before it is acted on, and the one module that
+says a message was applied.
 
-1. `inbox_store` saves the message under its dedupe key (unique in the database). A repeat of
-   the same message finds the first row and is told so (`created=False`).
-2. `inbox_process` runs the handler for the message's kind with the message row locked, and
-   marks it processed in the same transaction: a message is applied exactly once even when the
-   task is delivered twice or two workers race.
-3. `inbox_due_for_retry` lists rows that no worker finished; the sweeper enqueues them again, so
-   a lost task or a broker outage loses nothing.
+1. Receive: `inbox_store` (or `inbox_receive`, the callbacks' one-statement form) saves the
+   message under its dedupe key, unique in the database: a repeat finds the first row and is
+   told so. `inbox_wake` then asks for an applier after the commit, unless one is awake: no
+   task per message.
+2. Apply: an applier (`payments.applier`) claims stored rows with `inbox_claim`
+   (`FOR UPDATE SKIP LOCKED`: two appliers never take the same row), has their channel decide
+   them, and writes the outcomes with `inbox_mark_applied` in the same transaction: a message
+   is applied exactly once, whoever claims it and however often it is delivered. A batch that
+   fails is rolled back and its rows counted with `inbox_mark_failed`; they wait
+   INBOX_RETRY_AFTER and, after MAX_ATTEMPTS, are set aside for an agent.
+3. Answer: a synchronous channel (the collection API) applies and answers in one transaction
+   and keeps its answer with `inbox_finish`, so a repeat gets the same answer.
 """
 
 from __future__ import annotations
@@ -14,31 +20,31 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.db.models import F, Field, Q
 from django.utils import timezone
-from django.utils.module_loading import import_string
 
+from payments.bulk import AnyOf, bulk_update_rows, insert_new
 from payments.models import InboundMessage, Partner, Payment
 
 logger = logging.getLogger(__name__)
 
-# Handlers take the locked message and return (outcome, detail, payment or None). Each channel
-# owns its handler; they are named here so the worker needs no import-time registration.
-HANDLERS: dict[str, str] = {
-    InboundMessage.Kind.IPN: "payments.gateway.handle_ipn_message",
-    InboundMessage.Kind.QUERY: "payments.gateway.handle_query_message",
-    InboundMessage.Kind.TRANSFER: "payments.matching.handle_transfer_message",
-    InboundMessage.Kind.STATEMENT: "payments.matching.handle_transfer_message",
-}
+Outcome = InboundMessage.Outcome
+Kind = InboundMessage.Kind
 
-# After this many failed attempts the sweeper stops; the row waits for an agent.
+# After this many failed attempts a message is set aside; it waits for an agent.
 MAX_ATTEMPTS = 10
+
+# The applier task, sent by name: the inbox sits below the tasks that drain it.
+APPLY_TASK = "payments.tasks.apply_inbox"
+WAKE_KEY = "inbox:wake"
 
 # Headers worth keeping; cookies and authorisation never are.
 _KEPT_HEADERS = (
@@ -49,6 +55,26 @@ _KEPT_HEADERS = (
     "X-Timestamp",
     "X-Request-Id",
 )
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What a channel decided for one message: kept on the row as it is marked processed."""
+
+    outcome: Outcome
+    detail: str = ""
+    payment_id: Any = None  # None keeps the payment the row already names
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A stored message an applier holds, as its channel reads it."""
+
+    pk: int
+    kind: str
+    partner_id: int | None
+    payment_id: Any
+    body: str
 
 
 def fingerprint(*parts: str) -> str:
@@ -62,6 +88,108 @@ def keep_headers(headers: Mapping[str, str], remote_addr: str = "") -> dict[str,
     return kept
 
 
+# --- Receiving ----------------------------------------------------------------------------------
+_STORED_FIELDS = (
+    "kind",
+    "dedupe_key",
+    "partner",
+    "body",
+    "headers",
+    "signature_valid",
+    "payment",
+    "received_at",
+    "processed_at",
+    "outcome",
+    "outcome_detail",
+    "attempts",
+    "response_status",
+    "response_body",
+)
+
+
+def _as_text(body: str | Mapping[str, Any]) -> str:
+    return body if isinstance(body, str) else json.dumps(body, ensure_ascii=False, sort_keys=True)
+
+
+def inbox_receive(
+    *,
+    kind: str,
+    dedupe_key: str,
+    body: str | Mapping[str, Any],
+    partner_id: int | None = None,
+    headers: Mapping[str, str] | None = None,
+    signature_valid: bool | None = None,
+    payment_id: Any = None,
+    processed: Applied | None = None,
+    response: tuple[int, Any] | None = None,
+) -> int | None:
+    """Store a message once, with the answer it gets, in one statement; the new row's id, or
+    None when a message with this key was stored before (the first keeps its answer).
+
+    `processed` stores a message that needs no further work (a forged signature, an order we
+    do not know) already marked with its outcome, so no applier ever takes it.
+    """
+    now = timezone.now()
+    values: dict[str, Any] = {
+        "kind": kind,
+        "dedupe_key": dedupe_key,
+        "partner": partner_id,
+        "body": _as_text(body),
+        "headers": dict(headers or {}),
+        "signature_valid": signature_valid,
+        "payment": payment_id,
+        "received_at": now,
+        "processed_at": now if processed else None,
+        "outcome": processed.outcome if processed else "",
+        "outcome_detail": processed.detail if processed else "",
+        "attempts": 0,
+        "response_status": response[0] if response else None,
+        "response_body": response[1] if response else None,
+    }
+    fields = [cast(Field, InboundMessage._meta.get_field(name)) for name in _STORED_FIELDS]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(str(field.column)) for field in fields)
+    params = [field.get_db_prep_save(values[field.name], connection) for field in fields]
+    table = quote(InboundMessage._meta.db_table)
+    with connection.cursor() as cursor:
+        # One statement, no savepoint: the unique key decides who was first.
+        cursor.execute(
+            f"INSERT INTO {table} ({columns}) "  # noqa: S608 - names only
+            f"VALUES ({', '.join(['%s'] * len(fields))}) "
+            f"ON CONFLICT ({quote('dedupe_key')}) DO NOTHING RETURNING {quote('id')}",
+            params,
+        )
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def inbox_receive_many(
+    *, kind: str, messages: Sequence[tuple[str, str]], partner_id: int | None
+) -> dict[str, int]:
+    """Store many messages of one kind at once, each (dedupe key, body) once; returns the ids of
+    those stored now by their key (a key stored before is left out). Unprocessed: an applier
+    applies them. Must run inside a transaction."""
+    now = timezone.now()
+    rows = [
+        {
+            "kind": kind,
+            "dedupe_key": key,
+            "body": body,
+            "partner_id": partner_id,
+            "received_at": now,
+            "processed_at": None,
+            "outcome": "",
+            "outcome_detail": "",
+            "payment_id": None,
+        }
+        for key, body in messages
+    ]
+    inserted = insert_new(
+        InboundMessage, rows, conflict=("dedupe_key",), returning=("dedupe_key", "id")
+    )
+    return dict(inserted)
+
+
 def inbox_store(
     *,
     kind: str,
@@ -71,40 +199,22 @@ def inbox_store(
     headers: Mapping[str, str] | None = None,
     signature_valid: bool | None = None,
     payment: Payment | None = None,
-    processed: tuple[str, str] | None = None,
+    processed: Applied | None = None,
 ) -> tuple[InboundMessage, bool]:
-    """Store a message once. Returns (message, created); a repeat returns the first row.
-
-    `processed=(outcome, detail)` stores a message that needs no further work (e.g. one whose
-    signature failed) already marked processed, so no worker ever acts on it.
-    """
-    text = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False, sort_keys=True)
-    now = timezone.now()
-    fields: dict[str, Any] = {
-        "kind": kind,
-        "partner": partner,
-        "body": text,
-        "headers": dict(headers or {}),
-        "signature_valid": signature_valid,
-        "payment": payment,
-        "received_at": now,
-    }
-    if processed:
-        fields.update(processed_at=now, outcome=processed[0], outcome_detail=processed[1])
-    try:
-        with transaction.atomic():
-            return InboundMessage.objects.create(dedupe_key=dedupe_key, **fields), True
-    except IntegrityError:
+    """Store a message once. Returns (message, created); a repeat returns the first row."""
+    message_id = inbox_receive(
+        kind=kind,
+        dedupe_key=dedupe_key,
+        body=body,
+        partner_id=partner.pk if partner else None,
+        headers=headers,
+        signature_valid=signature_valid,
+        payment_id=payment.pk if payment else None,
+        processed=processed,
+    )
+    if message_id is None:
         return InboundMessage.objects.get(dedupe_key=dedupe_key), False
-
-
-def inbox_enqueue(message_id: int) -> None:
-    """Hand a stored message to a worker once the storing transaction commits."""
-    from payments import tasks
-    from payments.queue import enqueue_after_commit
-
-    InboundMessage.objects.filter(pk=message_id).update(last_enqueued_at=timezone.now())
-    enqueue_after_commit(tasks.process_inbound_message, message_id)
+    return InboundMessage.objects.get(pk=message_id), True
 
 
 def inbox_set_response(*, message_id: int, status: int, body: Any) -> None:
@@ -112,65 +222,130 @@ def inbox_set_response(*, message_id: int, status: int, body: Any) -> None:
     InboundMessage.objects.filter(pk=message_id).update(response_status=status, response_body=body)
 
 
-def inbox_mark_processed(
-    *, message_id: int, outcome: str, detail: str = "", payment: Payment | None = None
-) -> bool:
-    """Compare-and-set: True only for the caller that marked the row processed."""
-    updates: dict[str, Any] = {
-        "processed_at": timezone.now(),
-        "outcome": outcome,
-        "outcome_detail": detail,
-    }
-    if payment is not None:
-        updates["payment"] = payment
-    return bool(
-        InboundMessage.objects.filter(pk=message_id, processed_at__isnull=True).update(**updates)
+def inbox_wake() -> None:
+    """Ask for an applier once the current transaction commits, unless one is awake already:
+    an awake applier takes this message in its next round. At most one task a second from
+    this process even when the cache is not shared (the key lives a second).
+
+    Never fails the caller: with the cache or the broker down the message is stored all the
+    same, and the inbox sweeper applies it."""
+
+    def wake() -> None:
+        from celery import current_app
+
+        try:
+            if cache.add(WAKE_KEY, 1, timeout=1):
+                current_app.send_task(APPLY_TASK)
+        except Exception:  # noqa: BLE001 - redis and kombu raise many kinds; all mean "not now"
+            logger.warning("applier not woken (cache or broker unavailable): the sweeper will")
+
+    transaction.on_commit(wake)
+
+
+def inbox_asleep() -> None:
+    """An applier found nothing left: a message stored from now on must wake one. The applier
+    looks once more after this, so a message stored just before is not left waiting."""
+    try:
+        cache.delete(WAKE_KEY)
+    except Exception:  # noqa: BLE001 - without the cache, wake-ups wait for the key's second
+        logger.warning("cache unavailable: the applier's wake key stays until it expires")
+
+
+# --- Applying -----------------------------------------------------------------------------------
+def _claimable(now: datetime) -> Q:
+    retry_from = now - settings.INBOX_RETRY_AFTER
+    return Q(processed_at__isnull=True, attempts__lt=MAX_ATTEMPTS) & (
+        Q(attempts=0) | Q(last_enqueued_at__isnull=True) | Q(last_enqueued_at__lte=retry_from)
     )
 
 
-HandlerResult = tuple[str, str, Payment | None]
+def inbox_claim(
+    *, kind: str | None = None, message_ids: Sequence[int] | None = None, limit: int = 300
+) -> list[Claimed]:
+    """Lock up to `limit` unprocessed messages (of one kind, or these ids) that no other
+    applier holds, oldest first. Must run inside the transaction that applies them."""
+    rows = InboundMessage.objects.filter(_claimable(timezone.now()))
+    if kind is not None:
+        rows = rows.filter(kind=kind)
+    if message_ids is not None:
+        rows = rows.filter(AnyOf(F("pk"), list(message_ids)))
+    return [
+        Claimed(*row)
+        for row in rows.select_for_update(skip_locked=True)
+        .order_by("pk")
+        .values_list("id", "kind", "partner_id", "payment_id", "body")[:limit]
+    ]
 
 
-def _handler_for(kind: str) -> Callable[[InboundMessage], HandlerResult]:
-    return import_string(HANDLERS[kind])  # type: ignore[no-any-return]
+def inbox_claimable_kinds() -> list[str]:
+    """The kinds that have messages waiting for an applier."""
+    return sorted(
+        InboundMessage.objects.filter(_claimable(timezone.now()))
+        .order_by()
+        .values_list("kind", flat=True)
+        .distinct()
+    )
 
 
-def inbox_process(*, message_id: int) -> str:
-    """Apply one stored message exactly once; returns its outcome.
+def inbox_mark_applied(messages: Sequence[Claimed], results: Mapping[int, Applied]) -> None:
+    """Mark claimed messages processed with what their channel decided (the same transaction).
 
-    A handler that raises leaves the row unprocessed (its attempt counted) for a retry.
+    Every claimed message must have its result: a channel that forgets one is a bug, and the
+    batch fails rather than leave the message to be applied again.
     """
-    try:
-        with transaction.atomic():
-            message = InboundMessage.objects.select_for_update().get(pk=message_id)
-            if message.processed_at is not None:
-                return message.outcome
-            if message.kind not in HANDLERS:
-                inbox_mark_processed(
-                    message_id=message.pk, outcome="no_handler", detail="kept for the record"
-                )
-                return "no_handler"
-            outcome, detail, payment = _handler_for(message.kind)(message)
-            inbox_mark_processed(
-                message_id=message.pk, outcome=outcome, detail=detail, payment=payment
+    missing = [message.pk for message in messages if message.pk not in results]
+    if missing:
+        raise RuntimeError(f"no outcome for inbox message(s) {missing}")
+    now = timezone.now()
+    bulk_update_rows(
+        InboundMessage,
+        ("processed_at", "outcome", "outcome_detail", "payment"),
+        [
+            (
+                message.pk,
+                now,
+                str(results[message.pk].outcome),
+                results[message.pk].detail,
+                results[message.pk].payment_id or message.payment_id,
             )
-            return outcome
-    except Exception as exc:
-        InboundMessage.objects.filter(pk=message_id, processed_at__isnull=True).update(
-            attempts=F("attempts") + 1, outcome="error", outcome_detail=repr(exc)[:2000]
-        )
-        raise
+            for message in messages
+        ],
+    )
 
 
-def inbox_due_for_retry(*, now: datetime | None = None, limit: int = 500) -> list[int]:
-    """Unprocessed rows no worker finished within the retry delay, oldest first."""
-    now = now or timezone.now()
-    cutoff = now - settings.INBOX_RETRY_AFTER
+def inbox_mark_failed(*, message_ids: Sequence[int], error: BaseException) -> None:
+    """Count a failed attempt on messages whose batch was rolled back; they wait before the
+    next try and are set aside after MAX_ATTEMPTS, each with its error for an agent."""
+    InboundMessage.objects.filter(
+        AnyOf(F("pk"), list(message_ids)), processed_at__isnull=True
+    ).update(
+        attempts=F("attempts") + 1,
+        outcome=Outcome.ERROR,
+        outcome_detail=repr(error)[:2000],
+        last_enqueued_at=timezone.now(),
+    )
+
+
+def inbox_finish(
+    *, message_id: int, applied: Applied, response: tuple[int, Any] | None = None
+) -> None:
+    """A synchronous channel applied its message and answered: both kept, in one UPDATE."""
+    updates: dict[str, Any] = {
+        "processed_at": timezone.now(),
+        "outcome": applied.outcome,
+        "outcome_detail": applied.detail,
+    }
+    if applied.payment_id is not None:
+        updates["payment"] = applied.payment_id
+    if response is not None:
+        updates.update(response_status=response[0], response_body=response[1])
+    InboundMessage.objects.filter(pk=message_id, processed_at__isnull=True).update(**updates)
+
+
+def inbox_set_aside(*, limit: int = 20) -> list[InboundMessage]:
+    """Messages no applier could apply MAX_ATTEMPTS times: for an agent, with their error."""
     return list(
-        InboundMessage.objects.filter(
-            processed_at__isnull=True, received_at__lte=cutoff, attempts__lt=MAX_ATTEMPTS
-        )
-        .filter(Q(last_enqueued_at__isnull=True) | Q(last_enqueued_at__lte=cutoff))
+        InboundMessage.objects.filter(processed_at__isnull=True, attempts__gte=MAX_ATTEMPTS)
         .order_by("received_at")
-        .values_list("id", flat=True)[:limit]
+        .only("id", "kind", "dedupe_key", "attempts", "outcome_detail", "received_at")[:limit]
     )

@@ -28,9 +28,11 @@ from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from customers.models import Bill
+from payments import states
 from payments.models import BankTransfer, InboundMessage, Payment, PaymentBill, PaymentEvent
 
-SETTLED = (Payment.Status.SUCCEEDED, Payment.Status.REFUNDED)
+# Settled on our side: the money moved and the partner kept it (a refund still moved money).
+SETTLED = states.COLLECTED
 SAMPLE = 20  # rows listed per breach; the count is always complete
 
 

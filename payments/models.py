@@ -86,9 +86,6 @@ class Payment(models.Model):
         COLLECTION = "collection", _("partner app or counter")
         CASH = "cash", _("cash")
 
-    FINAL_STATUSES = frozenset(
-        {Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.REFUNDED, Status.REVERSED}
-    )
     NON_CASH_METHODS = frozenset({Method.VIETQR, Method.REDIRECT, Method.COLLECTION})
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -177,10 +174,6 @@ class Payment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reference} {self.amount} {self.status}"
-
-    @property
-    def is_final(self) -> bool:
-        return self.status in self.FINAL_STATUSES
 
     @property
     def receipt_number(self) -> str:
@@ -299,6 +292,61 @@ class InboundMessage(models.Model):
         COLLECTION = "collection", _("collection payment")
         REVERSAL = "reversal", _("collection reversal")
 
+    class Outcome(models.TextChoices):
+        """What applying a message did: written only by `payments.inbox`."""
+
+        # Any channel
+        ERROR = "error", _("not applied yet: the last attempt failed")
+        NO_HANDLER = "no_handler", _("kept for the record")
+        UNREADABLE = "unreadable", _("unreadable")
+        INVALID_SIGNATURE = "invalid_signature", _("signature did not verify")
+        ADDRESS_NOT_ALLOWED = "address_not_allowed", _("sent from an address not allowed")
+        # Gateway notifications and status answers
+        WRONG_TERMINAL = "wrong_terminal", _("another terminal")
+        ORDER_NOT_FOUND = "order_not_found", _("no such payment")
+        WRONG_PAYMENT = "wrong_payment", _("about another payment")
+        AMOUNT_MISMATCH = "amount_mismatch", _("wrong amount: flagged for an agent")
+        SUCCEEDED_APPLIED = "succeeded:applied", _("success: payment settled")
+        SUCCEEDED_NEEDS_REFUND = "succeeded:needs_refund", _("success: part to refund")
+        SUCCEEDED_ALREADY_DONE = "succeeded:already_done", _("success: already settled")
+        SUCCEEDED_FLAGGED = "succeeded:flagged", _("success: flagged for an agent")
+        FAILED_APPLIED = "failed:applied", _("failure: payment failed")
+        FAILED_ALREADY_DONE = "failed:already_done", _("failure: nothing to change")
+        FAILED_FLAGGED = "failed:flagged", _("failure: flagged for an agent")
+        REVIEW_FLAGGED = "review:flagged", _("flagged for an agent")
+        PENDING = "pending", _("still pending at the bank")
+        NOTHING_YET = "nothing_yet", _("the bank has nothing on it yet")
+        # Transfers and statement lines
+        MATCHED = "matched", _("matched to a payment")
+        MATCHED_LATE = "matched_late", _("matched to a payment after it expired")
+        UNMATCHED = "unmatched", _("no payment found")
+        WRONG_AMOUNT = "wrong_amount", _("wrong amount")
+        NEEDS_REFUND = "needs_refund", _("money to give back")
+        FOREIGN_ACCOUNT = "foreign_account", _("another account")
+        IGNORED = "ignored", _("not a credit")
+        DUPLICATE = "duplicate", _("already recorded")
+        REJECTED = "rejected", _("rejected")
+        # Collection API
+        ANSWERED = "answered", _("answered")
+        ACCEPTED = "accepted", _("payment recorded")
+        APPLIED = "applied", _("applied")
+        ALREADY_DONE = "already_done", _("already done")
+        REPEAT = "repeat", _("repeated request")
+        UNAUTHORIZED = "unauthorized", _("not authorised")
+        MALFORMED_REQUEST = "malformed_request", _("malformed request")
+        INVALID_REQUEST = "invalid_request", _("invalid request")
+        INVALID_CUSTOMER_CODE = "invalid_customer_code", _("invalid customer code")
+        CUSTOMER_NOT_FOUND = "customer_not_found", _("no such customer")
+        BILL_NOT_FOUND = "bill_not_found", _("no such bill")
+        BILL_ALREADY_PAID = "bill_already_paid", _("bill already paid")
+        NOTHING_TO_PAY = "nothing_to_pay", _("nothing to pay")
+        INVALID_PARTNER = "invalid_partner", _("partner cannot collect")
+        INVALID_TRANSITION = "invalid_transition", _("payment cannot change now")
+        TRANSACTION_ID_REUSED = "transaction_id_reused", _("transaction id reused")
+        REQUEST_IN_PROGRESS = "request_in_progress", _("request in progress")
+        TRANSACTION_NOT_FOUND = "transaction_not_found", _("no such transaction")
+        REVERSAL_WINDOW_CLOSED = "reversal_window_closed", _("too late to reverse")
+
     partner = models.ForeignKey(
         Partner,
         on_delete=models.PROTECT,
@@ -324,10 +372,11 @@ class InboundMessage(models.Model):
         db_index=False,
     )
     processed_at = models.DateTimeField(_("processed at"), null=True, blank=True)
-    outcome = models.CharField(_("outcome"), max_length=64, blank=True)
+    outcome = models.CharField(_("outcome"), max_length=64, blank=True, choices=Outcome.choices)
     outcome_detail = models.TextField(_("outcome detail"), blank=True)
     attempts = models.PositiveSmallIntegerField(_("processing attempts"), default=0)
-    last_enqueued_at = models.DateTimeField(_("last enqueued at"), null=True, blank=True)
+    # When an applier last failed on it: the next try waits INBOX_RETRY_AFTER.
+    last_enqueued_at = models.DateTimeField(_("last failed attempt at"), null=True, blank=True)
     # What we answered, so a repeat of the same request gets the same answer.
     response_status = models.PositiveSmallIntegerField(_("response status"), null=True)
     response_body = models.JSONField(_("response body"), null=True, blank=True)

@@ -36,6 +36,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from customers.codes import InvalidCustomerCode, clean_customer_code
+from payments import states
 from payments.collection.business_day import BUSINESS_TZ, business_date, business_day_bounds
 from payments.collection.serializers import TRANSACTION_ID
 from payments.models import Partner, Payment, PaymentBill, SettlementReport
@@ -43,8 +44,8 @@ from payments.models import Partner, Payment, PaymentBill, SettlementReport
 logger = logging.getLogger(__name__)
 
 FILE_COLUMNS = ("transaction_id", "customer_code", "bill_numbers", "amount", "paid_at")
-# Settled on our side: the partner took the money (a refunded payment still moved money).
-SETTLED = (Payment.Status.SUCCEEDED, Payment.Status.REFUNDED)
+# Settled on our side: the money moved and the partner kept it (a refund still moved money).
+SETTLED = states.COLLECTED
 _AMOUNT = re.compile(r"^[0-9]{1,15}$")
 _DATE_TIME = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}")
 # `<PARTNER>_<YYYYMMDD>.csv`, e.g. VCB_20261127.csv

@@ -1,9 +1,10 @@
 """The number managers live by: the share of customers paying without cash, per area and month.
 
-Definition (DESIGN.md, "Reports"): for a billing month, the non-cash rate of an area is the number
-of customers whose bill for that month was paid through a non-cash channel (`Payment.method` in
-vietqr, redirect, collection) divided by the number of customers billed that month. A customer
-has one bill per month (unique `(customer, period)`), so counting bills counts customers.
+Definition (docs/architecture.md, "Reports"): for a billing month, the non-cash rate of an area is
+the number of customers whose bill for that month was paid through a non-cash channel
+(`Payment.method` in vietqr, redirect, collection) divided by the number of customers billed that
+month. A customer has one bill per month (unique `(customer, period)`), so counting bills counts
+customers.
 A bill's payer is `Bill.paid_by`: set only by the payment that actually paid it, cleared by a
 reversal, so refunded duplicates and reversed payments never count.
 

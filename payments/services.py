@@ -1,9 +1,10 @@
 """Every change to a payment's state, and to the bills it pays, happens here.
 
-Rules (DESIGN.md, "Payment state machine"):
+Rules (docs/architecture.md, "The payment state machine"):
 - each transition runs in `transaction.atomic()` and locks the payment row, then its bills in id
   order, so concurrent reports about one payment are applied one at a time and never deadlock;
-- each transition checks the current state and writes a `PaymentEvent`;
+- which transitions are allowed is `payments.states`, the table; this module applies it;
+- every change is written through a `Journal`: the event, the review flag, the payment's row;
 - the same outcome reported twice is a no-op (`Outcome.ALREADY_DONE`); a contradicting report
   is recorded and flagged for an agent, never applied;
 - success marks every covered bill paid; a bill already paid by another payment turns the money
@@ -13,24 +14,23 @@ Rules (DESIGN.md, "Payment state machine"):
 from __future__ import annotations
 
 import enum
-import json
 import logging
-import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
 from django.conf import settings
-from django.core.exceptions import EmptyResultSet
-from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Field, JSONField, Lookup, Model, QuerySet
+from django.db import IntegrityError, transaction
+from django.db.models import F, Field, QuerySet
 from django.utils import timezone
 
 from customers.models import AuditEntry, Bill, Customer
 from customers.selectors import bills_cache_forget
-from payments import references
+from payments import references, states
+from payments.bulk import AnyOf, bulk_insert_rows, bulk_update_rows
+from payments.inbox import Claimed
 from payments.models import (
     BankTransfer,
     InboundMessage,
@@ -40,6 +40,7 @@ from payments.models import (
     PaymentEvent,
 )
 from payments.queue import send_now
+from payments.states import SETTLEABLE, Event, Verdict
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ class Report:
     """Who says what about a payment: the source, the inbox message behind it, a staff member."""
 
     source: str
-    message: InboundMessage | None = None
+    message: InboundMessage | Claimed | None = None
     actor: Any = None
     detail: dict[str, Any] | None = None
 
@@ -115,24 +116,112 @@ def _lock_bills(payment: Payment) -> list[Bill]:
     return list(Bill.objects.select_for_update().filter(id__in=bill_ids).order_by("id"))
 
 
-def _record(
-    payment: Payment,
-    *,
-    report: Report,
-    from_status: str,
-    to_status: str,
-    detail: dict[str, Any] | None = None,
-) -> PaymentEvent:
-    merged = {**(report.detail or {}), **(detail or {})}
-    return PaymentEvent.objects.create(
-        payment=payment,
-        from_status=from_status,
-        to_status=to_status,
-        source=report.source,
-        detail=merged,
-        actor=report.actor,
-        message=report.message,
+class Journal:
+    """The one way to write what happened to payments: their changed rows, their events and
+    their review flags, kept in order in memory, then written in a few queries (`write`).
+
+    A single transition is a journal of one payment; a batch of settlements shares one.
+    """
+
+    PAYMENT_FIELDS = (
+        "status",
+        "succeeded_at",
+        "next_poll_at",
+        "provider_txn_id",
+        "needs_refund",
+        "refund_amount",
+        "refunded_at",
+        "needs_review",
+        "review_reason",
+        "updated_at",
     )
+    EVENT_FIELDS = (
+        "payment",
+        "at",
+        "from_status",
+        "to_status",
+        "source",
+        "detail",
+        "actor",
+        "message",
+    )
+
+    def __init__(self, *, now: datetime | None = None) -> None:
+        self.now = now or timezone.now()
+        self.payments: dict[Any, Payment] = {}
+        self.events: list[tuple[Any, ...]] = []
+
+    def changed(self, payment: Payment) -> None:
+        """The payment's row is written with the journal (its PAYMENT_FIELDS)."""
+        payment.updated_at = self.now
+        self.payments[payment.pk] = payment
+
+    def event(
+        self,
+        payment: Payment,
+        *,
+        report: Report,
+        from_status: str,
+        to_status: str,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        actor = report.actor.pk if report.actor is not None else None
+        message = report.message.pk if report.message is not None else None
+        merged = {**(report.detail or {}), **(detail or {})}
+        self.events.append(
+            (payment.pk, self.now, from_status, to_status, report.source, merged, actor, message)
+        )
+
+    def move(
+        self,
+        payment: Payment,
+        target: str,
+        *,
+        report: Report,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Change the payment's status (already allowed by `states.step`) and record it."""
+        previous = payment.status
+        payment.status = target
+        if target not in SETTLEABLE:
+            payment.next_poll_at = None
+        self.changed(payment)
+        self.event(payment, report=report, from_status=previous, to_status=target, detail=detail)
+
+    def flag(
+        self, payment: Payment, *, report: Report, reason: str, detail: dict[str, Any] | None = None
+    ) -> Outcome:
+        """A report that contradicts what we know: recorded, and flagged for an agent. The
+        reason is added once: a bank repeating the same report (a poll, a retried callback) is
+        recorded as an event but does not grow the reason."""
+        known = payment.review_reason.splitlines() if payment.needs_review else []
+        payment.review_reason = "\n".join(known if reason in known else [*known, reason])
+        payment.needs_review = True
+        self.changed(payment)
+        self.event(
+            payment,
+            report=report,
+            from_status=payment.status,
+            to_status=payment.status,
+            detail={"flagged": reason, **(detail or {})},
+        )
+        return Outcome.FLAGGED
+
+    def write(self) -> None:
+        bulk_update_rows(
+            Payment,
+            self.PAYMENT_FIELDS,
+            [
+                (payment.pk, *(getattr(payment, name) for name in self.PAYMENT_FIELDS))
+                for payment in self.payments.values()
+            ],
+        )
+        bulk_insert_rows(PaymentEvent, self.EVENT_FIELDS, self.events)
+        self.payments, self.events = {}, []
+
+
+def _refuse(payment: Payment, event: Event) -> InvalidTransition:
+    return InvalidTransition(f"A {payment.status} payment cannot {event}.")
 
 
 def _audit(
@@ -251,43 +340,19 @@ def payment_create(
     PaymentBill.objects.bulk_create(
         [PaymentBill(payment=payment, bill=bill, amount=bill.amount) for bill in bills]
     )
-    _record(
+    journal = Journal(now=now)
+    journal.event(
         payment,
         report=Report(source=source, actor=actor),
         from_status=Status.CREATED,
         to_status=Status.PENDING,
         detail={"bills": [bill.number for bill in bills], "amount": payment.amount},
     )
+    journal.write()
     return payment
 
 
-# --- Settling -----------------------------------------------------------------------------------
-SETTLEABLE = frozenset({Status.PENDING, Status.EXPIRED})
-# Statuses a bank's success has already reached: a repeat changes nothing.
-SETTLED = frozenset({Status.SUCCEEDED, Status.REFUNDED, Status.REVERSED})
-
-
-def _review_reason_with(payment: Payment, reason: str) -> str:
-    """The payment's review reason with `reason` added once: a bank repeating the same report
-    (a poll, a retried callback) is recorded as an event but does not grow the reason."""
-    known = payment.review_reason.splitlines() if payment.needs_review else []
-    return "\n".join(known if reason in known else [*known, reason])
-
-
-def _flag(payment: Payment, *, report: Report, reason: str, detail: dict | None = None) -> Outcome:
-    payment.review_reason = _review_reason_with(payment, reason)
-    payment.needs_review = True
-    payment.save(update_fields=["needs_review", "review_reason", "updated_at"])
-    _record(
-        payment,
-        report=report,
-        from_status=payment.status,
-        to_status=payment.status,
-        detail={"flagged": reason, **(detail or {})},
-    )
-    return Outcome.FLAGGED
-
-
+# --- Settling ---------------------------------------------------------------------------------
 def payment_mark_succeeded(
     *,
     payment_id: Any,
@@ -321,55 +386,51 @@ def payment_mark_succeeded(
     return settled.outcome
 
 
-@transaction.atomic
-def payment_mark_failed(*, payment_id: Any, report: Report, reason: str = "") -> Outcome:
-    """The bank says the payment did not go through (declined, cancelled at the bank, ...)."""
-    payment = _lock_payment(payment_id)
-    if payment.status == Status.FAILED:
+# How a report of each event reads on a payment's review flag.
+_REPORTED = {Event.FAIL: "failure", Event.SUCCEED: "success"}
+
+
+def _transition(payment: Payment, event: Event, *, report: Report, **detail: Any) -> Outcome:
+    """Apply `event` to a locked payment as `states.step` says."""
+    step = states.step(payment.status, event)
+    journal = Journal()
+    if step.verdict is Verdict.ALREADY:
         return Outcome.ALREADY_DONE
-    if payment.status in SETTLED:
-        return _flag(
+    if step.verdict is Verdict.REFUSE:
+        raise _refuse(payment, event)
+    if step.verdict is Verdict.FLAG:
+        outcome = journal.flag(
             payment,
             report=report,
-            reason=f"The bank reported failure ({reason}) for a {payment.status} payment.",
+            reason=f"The bank reported {_REPORTED.get(event, event)} "
+            f"({detail.get('reason', '')}) for a {payment.status} payment.",
         )
-    if payment.status not in SETTLEABLE:
-        # Cancelled by the customer, then declined by the bank: the same end, nothing to do.
-        _record(
+    elif step.verdict is Verdict.NOTE:
+        journal.event(
             payment,
             report=report,
             from_status=payment.status,
             to_status=payment.status,
-            detail={"ignored_failure": reason},
+            detail={f"ignored_{event}": detail.get("reason", "")},
         )
-        return Outcome.ALREADY_DONE
-    previous = payment.status
-    payment.status = Status.FAILED
-    payment.next_poll_at = None
-    payment.save(update_fields=["status", "next_poll_at", "updated_at"])
-    _record(
-        payment,
-        report=report,
-        from_status=previous,
-        to_status=Status.FAILED,
-        detail={"reason": reason},
-    )
-    return Outcome.APPLIED
+        outcome = Outcome.ALREADY_DONE
+    else:
+        journal.move(payment, cast(str, step.target), report=report, detail=detail or None)
+        outcome = Outcome.APPLIED
+    journal.write()
+    return outcome
+
+
+@transaction.atomic
+def payment_mark_failed(*, payment_id: Any, report: Report, reason: str = "") -> Outcome:
+    """The bank says the payment did not go through (declined, cancelled at the bank, ...)."""
+    return _transition(_lock_payment(payment_id), Event.FAIL, report=report, reason=reason)
 
 
 @transaction.atomic
 def payment_cancel(*, payment_id: Any, report: Report) -> Outcome:
     """The customer gave up on a pending payment (or an agent cancelled it)."""
-    payment = _lock_payment(payment_id)
-    if payment.status == Status.CANCELLED:
-        return Outcome.ALREADY_DONE
-    if payment.status != Status.PENDING:
-        raise InvalidTransition(f"A {payment.status} payment cannot be cancelled.")
-    payment.status = Status.CANCELLED
-    payment.next_poll_at = None
-    payment.save(update_fields=["status", "next_poll_at", "updated_at"])
-    _record(payment, report=report, from_status=Status.PENDING, to_status=Status.CANCELLED)
-    return Outcome.APPLIED
+    return _transition(_lock_payment(payment_id), Event.CANCEL, report=report)
 
 
 @transaction.atomic
@@ -377,21 +438,10 @@ def payment_expire(*, payment_id: Any, now: datetime | None = None) -> Outcome:
     """A pending payment whose time ran out. Late money may still settle it (expired→succeeded)."""
     now = now or timezone.now()
     payment = _lock_payment(payment_id)
-    if payment.status == Status.EXPIRED:
-        return Outcome.ALREADY_DONE
-    if payment.status != Status.PENDING:
-        raise InvalidTransition(f"A {payment.status} payment cannot expire.")
-    if payment.expires_at is None or payment.expires_at > now:
+    due = payment.expires_at is not None and payment.expires_at <= now
+    if not due and states.step(payment.status, Event.EXPIRE).verdict is Verdict.MOVE:
         raise InvalidTransition("This payment has not reached its expiry time.")
-    payment.status = Status.EXPIRED
-    payment.save(update_fields=["status", "updated_at"])
-    _record(
-        payment,
-        report=Report(source=Source.SYSTEM),
-        from_status=Status.PENDING,
-        to_status=Status.EXPIRED,
-    )
-    return Outcome.APPLIED
+    return _transition(payment, Event.EXPIRE, report=Report(source=Source.SYSTEM))
 
 
 def payments_expire_stale(*, now: datetime | None = None, limit: int = 1000) -> int:
@@ -415,7 +465,10 @@ def payments_expire_stale(*, now: datetime | None = None, limit: int = 1000) -> 
 @transaction.atomic
 def payment_flag_review(*, payment_id: Any, report: Report, reason: str) -> Outcome:
     """Record a report that does not fit what we know, for an agent to look at."""
-    return _flag(_lock_payment(payment_id), report=report, reason=reason)
+    journal = Journal()
+    outcome = journal.flag(_lock_payment(payment_id), report=report, reason=reason)
+    journal.write()
+    return outcome
 
 
 @transaction.atomic
@@ -430,21 +483,20 @@ def payment_refund(*, payment_id: Any, actor: Any, note: str) -> Outcome:
     payment = _lock_payment(payment_id)
     if not payment.needs_refund:
         raise InvalidTransition("This payment has nothing waiting to be refunded.")
-    applied = payment.lines.filter(applied=True).exists()
-    previous = payment.status
+    event = Event.REFUND_PART if payment.lines.filter(applied=True).exists() else Event.REFUND_WHOLE
+    step = states.step(payment.status, event)
+    if step.verdict is not Verdict.MOVE:
+        raise _refuse(payment, event)
+    journal = Journal()
     payment.needs_refund = False
-    payment.refunded_at = timezone.now()
-    if not applied:
-        payment.status = Status.REFUNDED
-    payment.save(update_fields=["needs_refund", "refunded_at", "status", "updated_at"])
-    report = Report(source=Source.AGENT, actor=actor)
-    _record(
+    payment.refunded_at = journal.now
+    journal.move(
         payment,
-        report=report,
-        from_status=previous,
-        to_status=payment.status,
+        cast(str, step.target),
+        report=Report(source=Source.AGENT, actor=actor),
         detail={"refunded": payment.refund_amount, "note": note},
     )
+    journal.write()
     _audit(
         actor=actor,
         action="payment_refund",
@@ -464,15 +516,17 @@ def payment_review_clear(*, payment_id: Any, actor: Any, note: str) -> Outcome:
     payment = _lock_payment(payment_id)
     if not payment.needs_review:
         raise InvalidTransition("This payment is not waiting for a review.")
+    journal = Journal()
     payment.needs_review = False
-    payment.save(update_fields=["needs_review", "updated_at"])
-    _record(
+    journal.changed(payment)
+    journal.event(
         payment,
         report=Report(source=Source.AGENT, actor=actor),
         from_status=payment.status,
         to_status=payment.status,
         detail={"reviewed": note},
     )
+    journal.write()
     _audit(actor=actor, action="payment_review", payment=payment, reason=note)
     return Outcome.APPLIED
 
@@ -481,10 +535,11 @@ def payment_review_clear(*, payment_id: Any, actor: Any, note: str) -> Outcome:
 def payment_reverse(*, payment_id: Any, report: Report, reason: str) -> Outcome:
     """The collecting partner took a payment back: its bills are unpaid again."""
     payment = _lock_payment(payment_id)
-    if payment.status == Status.REVERSED:
+    step = states.step(payment.status, Event.REVERSE)
+    if step.verdict is Verdict.ALREADY:
         return Outcome.ALREADY_DONE
-    if payment.status != Status.SUCCEEDED:
-        raise InvalidTransition(f"A {payment.status} payment cannot be reversed.")
+    if step.verdict is not Verdict.MOVE:
+        raise _refuse(payment, Event.REVERSE)
     bills = {bill.id: bill for bill in _lock_bills(payment)}
     restored = []
     for line in payment.lines.filter(applied=True):
@@ -494,17 +549,16 @@ def payment_reverse(*, payment_id: Any, report: Report, reason: str) -> Outcome:
         line.applied = False
         line.save(update_fields=["applied"])
         restored.append(bill.number)
-    payment.status = Status.REVERSED
     # Money for bills paid elsewhere goes back with the reversal too.
     payment.needs_refund = False
-    payment.save(update_fields=["status", "needs_refund", "updated_at"])
-    _record(
+    journal = Journal()
+    journal.move(
         payment,
+        cast(str, step.target),
         report=report,
-        from_status=Status.SUCCEEDED,
-        to_status=Status.REVERSED,
         detail={"reason": reason, "bills_unpaid_again": restored},
     )
+    journal.write()
     customer_code = payment.customer.code
     transaction.on_commit(lambda: bills_cache_invalidate(customer_code=customer_code))
     return Outcome.APPLIED
@@ -557,13 +611,15 @@ def payment_record_settled(
     PaymentBill.objects.bulk_create(
         [PaymentBill(payment=payment, bill=bill, amount=bill.amount) for bill in bills]
     )
-    _record(
+    journal = Journal(now=now)
+    journal.event(
         payment,
         report=report,
         from_status=Status.CREATED,
         to_status=Status.PENDING,
         detail={"bills": [bill.number for bill in bills], "amount": total},
     )
+    journal.write()
     payments_mark_succeeded(
         settlements=[
             Settlement(
@@ -695,22 +751,7 @@ RECEIPT_BATCH = 250
 
 
 # The payment columns `payments_mark_succeeded` reads or writes: enough for `locked` payments.
-SETTLING_FIELDS = (
-    "id",
-    "reference",
-    "customer",
-    "amount",
-    "method",
-    "status",
-    "provider_txn_id",
-    "succeeded_at",
-    "next_poll_at",
-    "needs_refund",
-    "refund_amount",
-    "needs_review",
-    "review_reason",
-    "updated_at",
-)
+SETTLING_FIELDS = ("id", "reference", "customer", "amount", "method", *Journal.PAYMENT_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -801,18 +842,19 @@ def _settle_many(settlements: Sequence[Settlement], locked: Mapping[Any, Payment
             .order_by("id")
             .values_list("id", "number", "status")
         }
-    batch = _Batch(now=timezone.now(), bills=bills)
+    batch = _Settling(bills)
     results: list[Settled] = []
     for settlement, pk in zip(settlements, wanted, strict=True):
         payment = payments[pk]
         previous = payment.status
         outcome: Outcome | None
+        step = states.step(previous, Event.SUCCEED)
+        txn = settlement.provider_txn_id
         if settlement.amount is not None and settlement.amount != payment.amount:
             outcome = None
-        elif previous in SETTLED:
-            txn = settlement.provider_txn_id
+        elif step.verdict is Verdict.ALREADY:
             if txn and payment.provider_txn_id and txn != payment.provider_txn_id:
-                outcome = batch.flag(
+                outcome = batch.journal.flag(
                     payment,
                     report=settlement.report,
                     reason=f"A second bank transaction {txn} reported success.",
@@ -820,15 +862,17 @@ def _settle_many(settlements: Sequence[Settlement], locked: Mapping[Any, Payment
                 )
             else:
                 outcome = Outcome.ALREADY_DONE
-        elif previous not in SETTLEABLE:
-            outcome = batch.flag(
+        elif step.verdict is Verdict.FLAG:
+            outcome = batch.journal.flag(
                 payment,
                 report=settlement.report,
                 reason=f"The bank reported success for a {previous} payment.",
-                detail={"provider_txn_id": settlement.provider_txn_id, "amount": settlement.amount},
+                detail={"provider_txn_id": txn, "amount": settlement.amount},
             )
-        else:
+        elif step.verdict is Verdict.MOVE:
             outcome = batch.succeed(payment, settlement, lines[pk])
+        else:
+            raise _refuse(payment, Event.SUCCEED)
         results.append(Settled(outcome, previous, payment))
     batch.write()
     return results
@@ -840,77 +884,20 @@ class _BillState:
     paid: bool
 
 
-class _Batch:
-    """The writes of `payments_mark_succeeded`, made in memory in order, then in a few queries."""
+class _Settling:
+    """What settling a batch changes beyond the journal: bills paid, lines applied."""
 
-    PAYMENT_FIELDS = (
-        "status",
-        "succeeded_at",
-        "next_poll_at",
-        "provider_txn_id",
-        "needs_refund",
-        "refund_amount",
-        "needs_review",
-        "review_reason",
-        "updated_at",
-    )
-    EVENT_FIELDS = (
-        "payment",
-        "at",
-        "from_status",
-        "to_status",
-        "source",
-        "detail",
-        "actor",
-        "message",
-    )
-
-    def __init__(self, *, now: datetime, bills: dict[int, _BillState]) -> None:
-        self.now = now
+    def __init__(self, bills: dict[int, _BillState]) -> None:
+        self.journal = Journal()
         self.bills = bills
-        self.payments: dict[Any, Payment] = {}
         self.paid_bills: list[tuple[Any, ...]] = []  # (bill, status, paid_at, paid_by)
         self.applied_lines: list[int] = []
-        self.events: list[tuple[Any, ...]] = []
         self.settled: dict[Any, Payment] = {}
-
-    def event(
-        self,
-        payment: Payment,
-        *,
-        report: Report,
-        from_status: str,
-        to_status: str,
-        detail: dict[str, Any] | None = None,
-    ) -> None:
-        # Written with the batch's other rows in `write`.
-        actor = report.actor.pk if report.actor is not None else None
-        message = report.message.pk if report.message is not None else None
-        merged = {**(report.detail or {}), **(detail or {})}
-        self.events.append(
-            (payment.pk, self.now, from_status, to_status, report.source, merged, actor, message)
-        )
-
-    def flag(
-        self, payment: Payment, *, report: Report, reason: str, detail: dict[str, Any]
-    ) -> Outcome:
-        payment.review_reason = _review_reason_with(payment, reason)
-        payment.needs_review = True
-        payment.updated_at = self.now
-        self.payments[payment.pk] = payment
-        self.event(
-            payment,
-            report=report,
-            from_status=payment.status,
-            to_status=payment.status,
-            detail={"flagged": reason, **detail},
-        )
-        return Outcome.FLAGGED
 
     def succeed(
         self, payment: Payment, settlement: Settlement, lines: list[tuple[int, int, int]]
     ) -> Outcome:
-        paid_at = settlement.at or self.now
+        paid_at = settlement.at or self.journal.now
         refund = 0
         already_paid: list[str] = []
         for line_id, bill_id, amount in lines:
@@ -922,28 +909,17 @@ class _Batch:
             bill.paid = True
             self.paid_bills.append((bill_id, Bill.Status.PAID, paid_at, payment.pk))
             self.applied_lines.append(line_id)
-        previous = payment.status
-        payment.status = Status.SUCCEEDED
         payment.succeeded_at = paid_at
-        payment.next_poll_at = None
         txn = settlement.provider_txn_id
         if txn and not payment.provider_txn_id:
             payment.provider_txn_id = txn
         if refund:
             payment.needs_refund = True
             payment.refund_amount = refund
-        payment.updated_at = self.now
-        self.payments[payment.pk] = payment
         detail: dict[str, Any] = {"provider_txn_id": txn} if txn else {}
         if refund:
             detail.update({"needs_refund": refund, "bills_already_paid": already_paid})
-        self.event(
-            payment,
-            report=settlement.report,
-            from_status=previous,
-            to_status=Status.SUCCEEDED,
-            detail=detail,
-        )
+        self.journal.move(payment, Status.SUCCEEDED, report=settlement.report, detail=detail)
         self.settled[payment.pk] = payment
         return Outcome.NEEDS_REFUND if refund else Outcome.APPLIED
 
@@ -951,15 +927,7 @@ class _Batch:
         bulk_update_rows(Bill, ("status", "paid_at", "paid_by"), self.paid_bills)
         if self.applied_lines:
             PaymentBill.objects.filter(AnyOf(F("id"), self.applied_lines)).update(applied=True)
-        bulk_update_rows(
-            Payment,
-            self.PAYMENT_FIELDS,
-            [
-                (payment.pk, *(getattr(payment, name) for name in self.PAYMENT_FIELDS))
-                for payment in self.payments.values()
-            ],
-        )
-        bulk_insert_rows(PaymentEvent, self.EVENT_FIELDS, self.events)
+        self.journal.write()
         if not self.settled:
             return
         # Side effects only once the transaction is committed.
@@ -977,144 +945,8 @@ class _Batch:
 def receipts_enqueue(*, payment_ids: Sequence[str]) -> None:
     """Hand receipts to the workers: one payment's in its own retrying task, many payments'
     RECEIPT_BATCH per task."""
-    from payments import tasks  # tasks import this module
-
     if len(payment_ids) == 1:
-        send_now(tasks.send_receipt, payment_ids[0])
+        send_now("payments.tasks.send_receipt", payment_ids[0])
         return
     for start in range(0, len(payment_ids), RECEIPT_BATCH):
-        send_now(tasks.send_receipts, list(payment_ids[start : start + RECEIPT_BATCH]))
-
-
-# --- Writing many rows at once ------------------------------------------------------------------
-class AnyOf(Lookup):  # type: ignore[type-arg]
-    """`column = ANY(%s)`, the list as one array parameter, where `__in` sends one parameter per
-    value: thousands for a batch, each converted, quoted and parsed. `IN (...)` off PostgreSQL.
-
-    Usage: `Model.objects.filter(AnyOf(F("field"), values))`.
-    """
-
-    lookup_name = "any_of"
-    prepare_rhs = False
-
-    def as_sql(self, compiler: Any, connection: Any) -> Any:
-        lhs, params = self.process_lhs(compiler, connection)
-        values = list(self.rhs)
-        if not values:
-            raise EmptyResultSet
-        field = self.lhs.output_field
-        prepped = [field.get_db_prep_value(value, connection) for value in values]
-        return f"{lhs} IN ({', '.join(['%s'] * len(prepped))})", (*params, *prepped)
-
-    def as_postgresql(self, compiler: Any, connection: Any) -> Any:
-        lhs, params = self.process_lhs(compiler, connection)
-        values = list(self.rhs)
-        if not values:
-            raise EmptyResultSet
-        kind = self.lhs.output_field.db_type(connection)
-        return f"{lhs} = ANY(%s::{kind}[])", (*params, pg_array(values))
-
-
-def _pg_text(value: Any) -> str:
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-# How each kind of value is written in an array literal; anything else is quoted as text.
-_PG_ELEMENT: dict[type, Any] = {
-    type(None): lambda value: "NULL",
-    bool: lambda value: "t" if value else "f",
-    int: str,
-    uuid.UUID: str,
-    datetime: datetime.isoformat,  # aware: '2026-11-27T02:15:00+00:00'
-    str: _pg_text,
-}
-
-
-def pg_array(values: Iterable[Any]) -> str:
-    """A PostgreSQL array literal (`{1,NULL,"a \\"b\\""}`) of ints, bools, text, UUIDs and aware
-    datetimes, to send as one text parameter cast to the column's array type.
-
-    A Python list as a parameter is converted element by element by the driver's generic
-    adapters, a few microseconds each: for the 2,000-row arrays of a batch that costs more than
-    PostgreSQL takes to use them.
-    """
-    element = _PG_ELEMENT.get
-    return "{" + ",".join([element(type(value), _pg_text)(value) for value in values]) + "}"
-
-
-def _columns(model: type[Model], names: Sequence[str]) -> list[Field]:
-    return [cast(Field, model._meta.get_field(name)) for name in names]
-
-
-def bulk_update_rows(
-    model: type[Model], fields: Sequence[str], rows: Sequence[tuple[Any, ...]]
-) -> None:
-    """Set `fields` of many rows in one UPDATE; each row is (pk, *values), values as Python has
-    them (str, int, bool, aware datetime, UUID, None: not JSON).
-
-    On PostgreSQL the values travel as one array per column (`UPDATE ... FROM unnest(...)`):
-    Django's `bulk_update` builds a CASE with a branch per row, which PostgreSQL evaluates for
-    every row, so its cost grows with the square of the batch. Elsewhere (the embedded SQLite of
-    `make run`) `bulk_update` it is.
-    """
-    if not rows:
-        return
-    columns = _columns(model, fields)
-    if connection.vendor != "postgresql":
-        instances = []
-        for pk, *values in rows:
-            instance = model(pk=pk)
-            for column, value in zip(columns, values, strict=True):
-                setattr(instance, column.attname, value)
-            instances.append(instance)
-        model._default_manager.bulk_update(instances, list(fields), batch_size=500)
-        return
-    meta = model._meta
-    pk = cast(Field, meta.pk)
-    quote = connection.ops.quote_name
-    names = [quote(str(pk.column)), *(quote(str(column.column)) for column in columns)]
-    types = [pk.rel_db_type(connection), *(column.db_type(connection) for column in columns)]
-    arrays = [pg_array(values) for values in zip(*rows, strict=True)]
-    table = quote(meta.db_table)
-    assignments = ", ".join(f"{name} = v.{name}" for name in names[1:])
-    unnest = ", ".join(f"%s::{kind}[]" for kind in types)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET {assignments} FROM unnest({unnest}) "  # noqa: S608 - names only
-            f"AS v({', '.join(names)}) WHERE {table}.{names[0]} = v.{names[0]}",
-            arrays,
-        )
-
-
-def bulk_insert_rows(
-    model: type[Model], fields: Sequence[str], rows: Sequence[tuple[Any, ...]]
-) -> None:
-    """INSERT many rows of `fields` (foreign keys as ids, JSON as Python values).
-
-    `COPY ... FROM STDIN` on PostgreSQL: a row costs a fraction of what a row of a multi-row
-    INSERT with thousands of parameters costs. `bulk_create` elsewhere.
-    """
-    if not rows:
-        return
-    columns = _columns(model, fields)
-    if connection.vendor != "postgresql":
-        model._default_manager.bulk_create(
-            [
-                model(**{column.attname: value for column, value in zip(columns, row, strict=True)})
-                for row in rows
-            ],
-            batch_size=500,
-        )
-        return
-    json_at = [i for i, column in enumerate(columns) if isinstance(column, JSONField)]
-    quote = connection.ops.quote_name
-    names = ", ".join(quote(str(column.column)) for column in columns)
-    with (
-        connection.cursor() as cursor,
-        cursor.cursor.copy(f"COPY {quote(model._meta.db_table)} ({names}) FROM STDIN") as copy,
-    ):
-        for row in rows:
-            values = list(row)
-            for i in json_at:  # JSON goes as its text
-                values[i] = json.dumps(values[i], cls=cast(JSONField, columns[i]).encoder)
-            copy.write_row(values)
+        send_now("payments.tasks.send_receipts", list(payment_ids[start : start + RECEIPT_BATCH]))

@@ -10,9 +10,8 @@ import logging
 
 from celery import shared_task
 from django.db import OperationalError
-from django.utils import timezone
 
-from payments import inbox, services
+from payments import applier, poller, services
 from payments.queue import send_now
 
 logger = logging.getLogger(__name__)
@@ -22,21 +21,22 @@ logger = logging.getLogger(__name__)
 TRANSIENT = (OperationalError,)
 
 
-@shared_task(bind=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=5)
-def process_inbound_message(self, message_id: int) -> str:  # type: ignore[no-untyped-def]
-    return inbox.inbox_process(message_id=message_id)
+@shared_task
+def apply_inbox() -> int:
+    """Apply the messages waiting in the inbox, a batch at a time, until none is left. Woken by
+    the callbacks (`inbox.inbox_wake`) when no applier is awake; any number may run at once,
+    each claiming other messages."""
+    return applier.apply_waiting()
 
 
 @shared_task
 def sweep_inbox() -> int:
-    """Send unprocessed inbox rows to a worker again (a lost task, a broker outage)."""
-    due = inbox.inbox_due_for_retry()
-    for message_id in due:
-        inbox.InboundMessage.objects.filter(pk=message_id).update(last_enqueued_at=timezone.now())
-        send_now(process_inbound_message, message_id)
-    if due:
-        logger.info("inbox sweeper re-enqueued %d message(s)", len(due))
-    return len(due)
+    """The safety net: apply what no woken applier took (a lost wake-up, a broker outage, a
+    message whose last attempt failed and whose wait is over)."""
+    applied = applier.apply_waiting()
+    if applied:
+        logger.info("inbox sweeper applied %d message(s)", applied)
+    return applied
 
 
 @shared_task(autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
@@ -47,9 +47,7 @@ def expire_stale_payments() -> int:
 @shared_task
 def poll_pending_gateway_payments() -> int:
     """Enqueue a status check for every redirect payment whose next check is due."""
-    from payments import gateway
-
-    due = gateway.payments_due_for_poll()
+    due = poller.payments_due_for_poll()
     for payment_id in due:
         send_now(poll_gateway_payment, str(payment_id))
     return len(due)
@@ -57,9 +55,7 @@ def poll_pending_gateway_payments() -> int:
 
 @shared_task(autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
 def poll_gateway_payment(payment_id: str) -> str:
-    from payments import gateway
-
-    return gateway.payment_poll(payment_id=payment_id)
+    return poller.payment_poll(payment_id=payment_id)
 
 
 @shared_task(autoretry_for=TRANSIENT, retry_backoff=True, max_retries=5)

@@ -173,7 +173,8 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
-    "payments.tasks.process_inbound_message": {"queue": "callbacks"},
+    "payments.tasks.apply_inbox": {"queue": "callbacks"},
+    "payments.tasks.sweep_inbox": {"queue": "callbacks"},
     "payments.tasks.reconcile_dropped_statements": {"queue": "reports"},
     "payments.tasks.warm_noncash_dashboard": {"queue": "reports"},
 }
@@ -197,7 +198,7 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
-# Inbox rows not processed this long after arrival are sent to a worker again.
+# An inbox message whose last attempt failed waits this long before the next one.
 INBOX_RETRY_AFTER = timedelta(seconds=env.int("INBOX_RETRY_AFTER_SECONDS", default=30))
 
 # --- Auth, sessions, lockout --------------------------------------------------------------------

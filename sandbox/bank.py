@@ -327,7 +327,7 @@ def query_answer(body: Any, *, now: datetime | None = None) -> dict[str, str]:
 def transfer_queue(
     *, account: str, amount: int, content: str, bank_bin: str = "", now: datetime | None = None
 ) -> Notification:
-    """A credit to `account`, announced to the portal like SePay does (PROTOCOLS.md §3)."""
+    """A credit to `account`, announced to the portal like SePay does (docs/protocols.md §3)."""
     now = now or timezone.now()
     with transaction.atomic():
         notification = Notification.objects.create(

@@ -2,7 +2,7 @@
 
 Nothing here comes from the portal's `payments` package: the sandbox bank must catch the
 portal's mistakes, not repeat them, so it signs and reads messages with its own code (the
-tests check both against the public vector of PROTOCOLS.md and against each other).
+tests check both against the public vector of docs/protocols.md and against each other).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Output shape of the lookup API (CONTRACT.md, "Bills of a customer").
+"""Output shape of the lookup API (docs/interfaces.md, "Bills of a customer").
 
 Built from `customers.selectors.CustomerBills`, which holds only masked, public data: there is
 no phone or e-mail field to leak, even by mistake.

@@ -1,4 +1,4 @@
-"""GET /api/v1/customers/{code}/bills/: the public lookup, as CONTRACT.md describes it."""
+"""GET /api/v1/customers/{code}/bills/: the public lookup, as docs/interfaces.md describes it."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from django.utils.translation import gettext_lazy as _
 
 from customers.codes import normalise
 from customers.models import AuditEntry, Bill, Customer
+from payments import inbox
 from payments import selectors as payments_selectors
 from payments.models import BankTransfer, InboundMessage, Payment, PaymentBill, PaymentEvent
 
@@ -28,7 +29,7 @@ class Queue:
     slug: str
     title: str | Promise
     description: str | Promise
-    kind: str  # "transfer" or "payment"
+    kind: str  # "transfer", "payment" or "message"
     rows: Callable[[datetime.datetime], QuerySet[Any]]
 
 
@@ -46,6 +47,15 @@ def _payments(**conditions: Any) -> Callable[[datetime.datetime], QuerySet[Any]]
         Payment.objects.filter(**conditions)
         .select_related("customer", "partner")
         .order_by("created_at")
+    )
+
+
+def _set_aside(now: datetime.datetime) -> QuerySet[Any]:
+    # Read through the partial index inbox_unprocessed: only unprocessed messages are in it.
+    return (
+        InboundMessage.objects.filter(processed_at__isnull=True, attempts__gte=inbox.MAX_ATTEMPTS)
+        .select_related("partner", "payment__customer")
+        .order_by("received_at")
     )
 
 
@@ -100,6 +110,13 @@ QUEUES: tuple[Queue, ...] = (
         _("A bank said something that contradicts what we recorded."),
         "payment",
         _payments(needs_review=True),
+    ),
+    Queue(
+        "set-aside-messages",
+        _("Bank messages set aside"),
+        _("Messages the workers failed to apply ten times: each waits with its last error."),
+        "message",
+        _set_aside,
     ),
 )
 QUEUES_BY_SLUG = {queue.slug: queue for queue in QUEUES}

@@ -1,4 +1,4 @@
-"""Input and output shapes of the public payments API (CONTRACT.md, "Start a payment")."""
+"""Input and output shapes of the public payments API (docs/interfaces.md, "Start a payment")."""
 
 from __future__ import annotations
 

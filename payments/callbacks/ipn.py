@@ -1,4 +1,4 @@
-"""GET /callbacks/{partner}/ipn/: VNPay 2.1.0 payment notifications (PROTOCOLS.md §2).
+"""GET /callbacks/{partner}/ipn/: VNPay 2.1.0 payment notifications (docs/protocols.md §2).
 
 Thin on purpose: `payments.gateway.ipn_receive` stores the message, decides the answer and hands
 the message to a worker, which applies it. Whatever goes wrong here, the bank gets the protocol's

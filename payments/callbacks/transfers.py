@@ -1,10 +1,10 @@
-"""POST /callbacks/transfers/: bank-transfer notifications (SePay shape, PROTOCOLS.md §3).
+"""POST /callbacks/transfers/: bank-transfer notifications (SePay shape, docs/architecture.md).
 
 The sender wants a 2xx within seconds and retries otherwise, so this view only authenticates,
 checks the shape, stores the notification in the inbox under the sender's id and answers
-`{"success": true}`; a worker matches it (`payments.matching`). A repeat of the same id finds the
-stored row and gets the same answer, and is applied once. A broker outage does not change the
-answer: the row is stored, and the inbox sweeper hands it to a worker later.
+`{"success": true}`; an applier matches it (`payments.matching.apply_credits`). A repeat of the
+same id finds the stored row and gets the same answer, and is applied once. A broker outage
+does not change the answer: the row is stored, and the inbox sweeper applies it later.
 
 Error messages are in English whatever the page language: a bank's server reads them.
 """
@@ -21,7 +21,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from payments import inbox, matching
-from payments.models import InboundMessage, Partner
+from payments.models import InboundMessage
 from portal.api import error_response
 
 logger = logging.getLogger(__name__)
@@ -64,17 +64,17 @@ def transfer_notification(request: HttpRequest) -> JsonResponse:
         return error_response(
             "invalid_request", "Some fields are missing or invalid.", 400, fields=exc.fields
         )
-    message, created = inbox.inbox_store(
+    message_id = inbox.inbox_receive(
         kind=InboundMessage.Kind.TRANSFER,
         dedupe_key=f"transfer:{sender_id}",
         body=text,
-        partner=Partner.objects.filter(napas_bin=settings.VIETQR_BIN).first(),
+        partner_id=matching.receiving_partner_id(),
         headers=inbox.keep_headers(request.headers, request.META.get("REMOTE_ADDR", "")),
         signature_valid=True,
     )
-    if created:
-        # Published after commit; if the broker is down this logs and the sweeper re-sends.
-        inbox.inbox_enqueue(message.pk)
-    elif message.body != text:
-        logger.warning("transfer notification %s repeated with a different body", sender_id)
+    if message_id is not None:
+        # After the commit; if the broker is down this logs and the sweeper applies it.
+        inbox.inbox_wake()
+    else:
+        logger.info("transfer notification %s repeated: stored once", sender_id)
     return JsonResponse({"success": True})

@@ -32,7 +32,7 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
 from payments.collection import signing
-from payments.inbox import inbox_set_response, inbox_store, keep_headers
+from payments.inbox import Applied, inbox_set_response, inbox_store, keep_headers
 from payments.models import InboundMessage, Partner
 from portal.api import ApiError, error_body
 from portal.ratelimit import client_address
@@ -186,7 +186,7 @@ def record_rejection(request: HttpRequest, *, kind: str, exc: Unauthorized) -> A
         partner=exc.partner,
         headers=headers,
         signature_valid=exc.signature_valid,
-        processed=("unauthorized", exc.reason),
+        processed=Applied(InboundMessage.Outcome.UNAUTHORIZED, exc.reason),
     )
     inbox_set_response(message_id=message.pk, status=status.HTTP_401_UNAUTHORIZED, body=answer)
     logger.info(

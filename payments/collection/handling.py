@@ -35,7 +35,7 @@ from payments.collection import signing
 from payments.collection.auth import PartnerCaller
 from payments.collection.business_day import BUSINESS_TZ, business_date
 from payments.collection.serializers import InquiryInput, PaymentNoticeInput, ReversalInput
-from payments.inbox import inbox_store
+from payments.inbox import Applied, inbox_finish, inbox_store
 from payments.models import InboundMessage, Payment
 from portal.api import error_body
 
@@ -126,15 +126,15 @@ def _answer_once(
 
 
 def _finish(message: InboundMessage, result: Result) -> None:
-    """Mark the row processed and keep the answer: what `inbox_mark_processed` and
-    `inbox_set_response` do, in one UPDATE (this runs on every partner request)."""
-    InboundMessage.objects.filter(pk=message.pk, processed_at__isnull=True).update(
-        processed_at=timezone.now(),
-        outcome=result.outcome,
-        outcome_detail=result.detail,
-        payment=result.payment,
-        response_status=result.answer.status,
-        response_body=result.answer.body,
+    """Mark the row processed and keep the answer, in one UPDATE (every partner request)."""
+    inbox_finish(
+        message_id=message.pk,
+        applied=Applied(
+            InboundMessage.Outcome(result.outcome),
+            result.detail,
+            result.payment.pk if result.payment is not None else None,
+        ),
+        response=(result.answer.status, result.answer.body),
     )
 
 
@@ -192,7 +192,7 @@ def _parse(caller: PartnerCaller, serializer_class: type[serializers.Serializer]
 
 
 def _domain_error(exc: services.PaymentError) -> Result:
-    """A service's refusal as the contract's error (codes from CONTRACT.md)."""
+    """A service's refusal as the contract's error (codes from docs/interfaces.md)."""
     if isinstance(exc, services.CustomerNotFound):
         return _error(exc.code, _("No customer has this code."), exc.http_status)
     if isinstance(exc, services.BillNotFound):
@@ -410,7 +410,7 @@ def _repeat_answer(claim: InboundMessage, *, fingerprint: str) -> Result:
             _("This request is already being handled; ask again in a moment."),
             status.HTTP_409_CONFLICT,
         )
-    # A success is answered 200 the second time (CONTRACT.md); a refusal stays what it was.
+    # A success is answered 200 the second time (docs/interfaces.md); a refusal stays what it was.
     again = status.HTTP_200_OK if first.status == status.HTTP_201_CREATED else first.status
     return Result(
         Answer(again, first.body, replayed=True),

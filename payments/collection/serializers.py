@@ -1,4 +1,4 @@
-"""Input and output shapes of the collection API (CONTRACT.md, "Collection API")."""
+"""Input and output shapes of the collection API (docs/interfaces.md, "Collection API")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Mounted at /api/v1/collection/ (CONTRACT.md, "Collection API")."""
+"""Mounted at /api/v1/collection/ (docs/interfaces.md, "Collection API")."""
 
 from django.urls import URLPattern, URLResolver, path
 

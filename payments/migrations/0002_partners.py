@@ -1,4 +1,4 @@
-"""The utility's collecting partners (CONTRACT.md), the cash channels and the sandbox bank."""
+"""The utility's collecting partners (docs/interfaces.md), the cash channels and the sandbox bank."""
 
 from django.db import migrations
 

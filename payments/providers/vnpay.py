@@ -2,7 +2,7 @@
 
 Signing: sort the vnp_* parameters by name, join `name=quote_plus(value)` with '&', HMAC-SHA512
 with the partner's secret, lower-case hex. Verifying uses the values exactly as received: never a
-value we parsed, rescaled or re-formatted (PROTOCOLS.md §2, "known traps").
+value we parsed, rescaled or re-formatted (docs/protocols.md §2, "known traps").
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ GMT7 = ZoneInfo("Asia/Ho_Chi_Minh")  # GMT+7 all year: Vietnam has no daylight s
 TIME_FORMAT = "%Y%m%d%H%M%S"
 _UNSIGNED = frozenset({"vnp_SecureHash", "vnp_SecureHashType"})
 
-# IPN answers, in the order the checks run (PROTOCOLS.md §2).
+# IPN answers, in the order the checks run (docs/protocols.md §2).
 RSP_INVALID_SIGNATURE = ("97", "Invalid signature")
 # The protocol has no code of its own for a message addressed to another terminal: for us such
 # an order does not exist, so it is answered like an unknown order.

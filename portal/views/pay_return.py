@@ -15,7 +15,7 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from payments import gateway
+from payments import gateway, poller, states
 from payments.providers import vnpay
 
 # What the bank's vnp_ResponseCode means, in words a household understands.
@@ -68,7 +68,8 @@ def pay_return(request: HttpRequest, partner: str) -> HttpResponse:
             ),
             status=404,
         )
-    if report.payment.status in gateway.SETTLEABLE:
+    if report.payment.status in states.SETTLEABLE:
+        poller.payment_request_poll(payment_id=report.payment.pk)
         if report.result is vnpay.Result.SUCCESS:
             messages.info(
                 request,

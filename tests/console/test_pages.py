@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from payments import services
+from payments import inbox, services
 from payments.models import BankTransfer, InboundMessage, Partner, Payment
 from tests.console import factories
 from tests.factories import customer_with_bills
@@ -127,6 +127,14 @@ def _one_in_each_queue() -> dict[str, object]:
         "needs-refund": factories.payment_needing_refund(),
         "overdue-pending": stale,
         "needs-review": review,
+        "set-aside-messages": InboundMessage.objects.create(
+            kind=InboundMessage.Kind.TRANSFER,
+            dedupe_key="transfer:set-aside-1",
+            body="{}",
+            attempts=inbox.MAX_ATTEMPTS,
+            outcome=InboundMessage.Outcome.ERROR,
+            outcome_detail="RuntimeError('a rule the database refused')",
+        ),
     }
 
 
@@ -139,6 +147,7 @@ def test_the_console_home_counts_every_queue_and_each_queue_lists_its_items(agen
         "needs-refund": 0,
         "overdue-pending": 0,
         "needs-review": 0,
+        "set-aside-messages": 0,
     }
     items = _one_in_each_queue()
     home = agent_client.get(reverse("console:home"))
@@ -149,7 +158,10 @@ def test_the_console_home_counts_every_queue_and_each_queue_lists_its_items(agen
         page = agent_client.get(reverse("console:queue", args=[slug]))
         assert page.status_code == 200
         shown = page.content.decode()
-        key = item.external_id if isinstance(item, BankTransfer) else item.reference
+        if isinstance(item, InboundMessage):
+            key = "a rule the database refused"
+        else:
+            key = item.external_id if isinstance(item, BankTransfer) else item.reference
         assert key in shown, slug
     review = agent_client.get(reverse("console:queue", args=["needs-review"])).content.decode()
     assert "Ngân hàng báo thất bại sau khi đã thành công." in review

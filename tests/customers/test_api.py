@@ -1,4 +1,4 @@
-"""GET /api/v1/customers/{code}/bills/ as CONTRACT.md describes it, errors included."""
+"""GET /api/v1/customers/{code}/bills/ as docs/interfaces.md describes it, errors included."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from customers.masking import mask_address, mask_name
 @pytest.mark.parametrize(
     ("name", "masked"),
     [
-        ("Nguyễn Văn An", "Nguyễn V** A**"),  # CONTRACT.md's own example
+        ("Nguyễn Văn An", "Nguyễn V** A**"),  # docs/interfaces.md's own example
         ("Trần Thị Hồng Nhung", "Trần T** H** N**"),
         ("Đặng Đình Đức", "Đặng Đ** Đ**"),
         ("  Lê   Ánh  ", "Lê Á**"),

@@ -1,4 +1,4 @@
-"""POST /api/v1/payments/ and GET /api/v1/payments/{id}/ as CONTRACT.md describes them."""
+"""POST /api/v1/payments/ and GET /api/v1/payments/{id}/ as docs/interfaces.md describes them."""
 
 from __future__ import annotations
 

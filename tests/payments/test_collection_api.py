@@ -1,4 +1,4 @@
-"""The collection API's three operations, as CONTRACT.md describes them."""
+"""The collection API's three operations, as docs/interfaces.md describes them."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from customers.models import Bill
-from payments import gateway, services, tasks
+from payments import poller, services, tasks
 from payments.models import InboundMessage, Payment, PaymentEvent
 from payments.providers import vnpay
 from sandbox import bank
@@ -46,7 +46,7 @@ def test_the_bank_is_asked_1_2_5_and_15_minutes_in_then_every_15_until_expiry_an
     asked = []
     moment: datetime.datetime | None = start
     while moment is not None:
-        moment = gateway.poll_next_at(payment=payment, now=moment)
+        moment = poller.poll_next_at(payment=payment, now=moment)
         if moment is not None:
             asked.append(int((moment - start) / MIN))
     # Expiry at 15 minutes, plus 30 minutes of grace: the last question is at 45.
@@ -56,10 +56,10 @@ def test_the_bank_is_asked_1_2_5_and_15_minutes_in_then_every_15_until_expiry_an
 def test_a_check_made_between_steps_keeps_the_schedule():
     start = datetime.datetime(2026, 2, 1, 8, 0, tzinfo=datetime.UTC)
     payment = _payment_started_at(start)
-    assert gateway.poll_next_at(payment=payment, now=start + 90 * MIN / 60) == start + 2 * MIN
-    assert gateway.poll_next_at(payment=payment, now=start + 16 * MIN) == start + 30 * MIN
-    assert gateway.poll_next_at(payment=payment, now=start + 44 * MIN) == start + 45 * MIN
-    assert gateway.poll_next_at(payment=payment, now=start + 46 * MIN) is None
+    assert poller.poll_next_at(payment=payment, now=start + 90 * MIN / 60) == start + 2 * MIN
+    assert poller.poll_next_at(payment=payment, now=start + 16 * MIN) == start + 30 * MIN
+    assert poller.poll_next_at(payment=payment, now=start + 44 * MIN) == start + 45 * MIN
+    assert poller.poll_next_at(payment=payment, now=start + 46 * MIN) is None
 
 
 def test_the_schedule_and_grace_come_from_settings(settings):
@@ -68,7 +68,7 @@ def test_the_schedule_and_grace_come_from_settings(settings):
     start = datetime.datetime(2026, 2, 1, 8, 0, tzinfo=datetime.UTC)
     payment = _payment_started_at(start)
     asked, moment = [], start
-    while (moment := gateway.poll_next_at(payment=payment, now=moment)) is not None:
+    while (moment := poller.poll_next_at(payment=payment, now=moment)) is not None:
         asked.append(int((moment - start) / MIN))
     assert asked == [1, 3, 6, 9, 12, 15]
 
@@ -87,16 +87,16 @@ def test_only_open_redirect_payments_whose_check_is_due_are_polled():
     Payment.objects.filter(pk=later.pk).update(next_poll_at=now + MIN)
     Payment.objects.filter(pk=expired.pk).update(status=Status.EXPIRED)
     services.payment_mark_succeeded(payment_id=settled.pk, report=services.Report(source="ipn"))
-    assert set(gateway.payments_due_for_poll(now=now)) == {due.pk, expired.pk}
-    assert len(gateway.payments_due_for_poll(now=now, limit=1)) == 1
+    assert set(poller.payments_due_for_poll(now=now)) == {due.pk, expired.pk}
+    assert len(poller.payments_due_for_poll(now=now, limit=1)) == 1
 
 
 @pytest.mark.django_db
 def test_a_new_redirect_payment_is_first_checked_a_minute_after_it_starts():
     payment = redirect_payment()
     assert payment.next_poll_at == payment.created_at + MIN
-    assert gateway.payments_due_for_poll(now=payment.created_at + MIN) == [payment.pk]
-    assert gateway.payments_due_for_poll(now=payment.created_at + MIN / 2) == []
+    assert poller.payments_due_for_poll(now=payment.created_at + MIN) == [payment.pk]
+    assert poller.payments_due_for_poll(now=payment.created_at + MIN / 2) == []
 
 
 # --- Asking the sandbox bank ----------------------------------------------------------------
@@ -126,7 +126,7 @@ def test_a_payment_approved_at_the_bank_settles_on_poll_and_the_answer_is_kept(
 ):
     payment = redirect_payment(amounts=[452_160, 310_000])
     tx = _decide(payment, approve=True)
-    assert gateway.payment_poll(payment_id=payment.pk) == "succeeded:applied"
+    assert poller.payment_poll(payment_id=payment.pk) == "succeeded:applied"
     payment.refresh_from_db()
     assert payment.status == Status.SUCCEEDED and payment.provider_txn_id == tx.transaction_no
     assert payment.next_poll_at is None
@@ -140,14 +140,14 @@ def test_a_payment_approved_at_the_bank_settles_on_poll_and_the_answer_is_kept(
     event = payment.events.get(to_status=Status.SUCCEEDED)
     assert event.source == PaymentEvent.Source.QUERY and event.message == message
     # Nothing more to ask: a second run changes nothing.
-    assert gateway.payment_poll(payment_id=payment.pk) == "not_pollable"
+    assert poller.payment_poll(payment_id=payment.pk) == "not_pollable"
 
 
 @pytestmark_transactional
 def test_a_definite_decline_from_the_bank_fails_the_payment(bank_on_live_server):  # noqa: F811
     payment = redirect_payment()
     _decide(payment, approve=False, code="51")
-    assert gateway.payment_poll(payment_id=payment.pk) == "failed:applied"
+    assert poller.payment_poll(payment_id=payment.pk) == "failed:applied"
     payment.refresh_from_db()
     assert payment.status == Status.FAILED and payment.next_poll_at is None
     assert not Bill.objects.filter(customer=payment.customer, status=Bill.Status.PAID).exists()
@@ -158,7 +158,7 @@ def test_a_payment_still_open_at_the_bank_is_asked_again_later(bank_on_live_serv
     payment = redirect_payment()
     _open_at_bank(payment)
     now = payment.created_at + MIN
-    assert gateway.payment_poll(payment_id=payment.pk, now=now) == "pending"
+    assert poller.payment_poll(payment_id=payment.pk, now=now) == "pending"
     payment.refresh_from_db()
     assert payment.status == Status.PENDING
     assert payment.next_poll_at == payment.created_at + 2 * MIN and payment.poll_count == 1
@@ -167,7 +167,7 @@ def test_a_payment_still_open_at_the_bank_is_asked_again_later(bank_on_live_serv
 @pytestmark_transactional
 def test_a_payment_the_bank_never_saw_is_not_failed(bank_on_live_server):  # noqa: F811
     payment = redirect_payment()
-    assert gateway.payment_poll(payment_id=payment.pk) == "query:91"
+    assert poller.payment_poll(payment_id=payment.pk) == "nothing_yet"
     payment.refresh_from_db()
     assert payment.status == Status.PENDING and payment.next_poll_at is not None
 
@@ -177,7 +177,7 @@ def test_a_late_success_settles_an_expired_payment(bank_on_live_server):  # noqa
     payment = redirect_payment()
     _decide(payment, approve=True)
     services.payment_expire(payment_id=payment.pk, now=payment.expires_at + MIN)
-    assert gateway.payment_poll(payment_id=payment.pk) == "succeeded:applied"
+    assert poller.payment_poll(payment_id=payment.pk) == "succeeded:applied"
     payment.refresh_from_db()
     assert payment.status == Status.SUCCEEDED
 
@@ -186,7 +186,7 @@ def test_a_late_success_settles_an_expired_payment(bank_on_live_server):  # noqa
 def test_the_poller_and_a_late_ipn_settle_the_payment_once(bank_on_live_server, client):  # noqa: F811
     payment = redirect_payment()
     tx = _decide(payment, approve=True)
-    assert gateway.payment_poll(payment_id=payment.pk) == "succeeded:applied"
+    assert poller.payment_poll(payment_id=payment.pk) == "succeeded:applied"
     params = bank.result_params(tx, bank.merchant().secret)
     assert client.get("/callbacks/SANDBOX/ipn/", params).json()["RspCode"] == "02"
     assert PaymentEvent.objects.filter(payment=payment, to_status=Status.SUCCEEDED).count() == 1
@@ -195,7 +195,7 @@ def test_the_poller_and_a_late_ipn_settle_the_payment_once(bank_on_live_server, 
 def test_http_to_the_bank_is_refused_inside_a_transaction(transactional_db):
     payment = redirect_payment()
     with transaction.atomic(), pytest.raises(RuntimeError, match="transaction"):
-        gateway.payment_poll(payment_id=payment.pk)
+        poller.payment_poll(payment_id=payment.pk)
 
 
 # --- Banks that do not answer well ----------------------------------------------------------
@@ -250,7 +250,7 @@ def test_a_bank_timeout_never_fails_the_payment(settings, silent_bank):
     _bank_api_at(settings, silent_bank)
     payment = redirect_payment()
     now = payment.created_at + MIN
-    assert gateway.payment_poll(payment_id=payment.pk, now=now) == "no_answer"
+    assert poller.payment_poll(payment_id=payment.pk, now=now) == "no_answer"
     payment.refresh_from_db()
     assert payment.status == Status.PENDING
     assert payment.next_poll_at == payment.created_at + 2 * MIN and payment.poll_count == 1
@@ -262,12 +262,12 @@ def test_a_bank_that_is_down_or_answers_nonsense_never_fails_the_payment(setting
     url, handler = canned_bank
     payment = redirect_payment()
     _bank_api_at(settings, "http://127.0.0.1:1/api")  # connection refused
-    assert gateway.payment_poll(payment_id=payment.pk) == "no_answer"
+    assert poller.payment_poll(payment_id=payment.pk) == "no_answer"
     _bank_api_at(settings, url)
     handler.answer = (502, b"<html>Bad gateway</html>")
-    assert gateway.payment_poll(payment_id=payment.pk) == "no_answer"
+    assert poller.payment_poll(payment_id=payment.pk) == "no_answer"
     handler.answer = (200, b"[1, 2]")
-    assert gateway.payment_poll(payment_id=payment.pk) == "no_answer"
+    assert poller.payment_poll(payment_id=payment.pk) == "no_answer"
     payment.refresh_from_db()
     assert payment.status == Status.PENDING and payment.poll_count == 3
 
@@ -300,7 +300,7 @@ def test_an_answer_with_a_bad_signature_is_kept_but_changes_nothing(settings, ca
     payment = redirect_payment(amounts=[1])
     probe = {"vnp_TmnCode": "EVNHT001", "vnp_TxnRef": payment.reference, "vnp_OrderInfo": "x"}
     handler.answer = (200, _answer_for(probe, "not-the-secret"))
-    assert gateway.payment_poll(payment_id=payment.pk) == "invalid_signature"
+    assert poller.payment_poll(payment_id=payment.pk) == "invalid_signature"
     payment.refresh_from_db()
     assert payment.status == Status.PENDING
     message = InboundMessage.objects.get()
@@ -314,7 +314,7 @@ def test_the_query_is_signed_and_names_the_pay_requests_create_date(settings, ca
     _bank_api_at(settings, url)
     payment = redirect_payment()
     handler.answer = (200, b"{}")
-    gateway.payment_poll(payment_id=payment.pk)
+    poller.payment_poll(payment_id=payment.pk)
     (request,) = handler.received
     assert request["vnp_Command"] == "querydr" and request["vnp_TxnRef"] == payment.reference
     assert request["vnp_TransactionDate"] == vnpay.format_time(payment.created_at)
@@ -340,7 +340,7 @@ def test_an_answer_about_another_amount_flags_the_payment_instead_of_settling_it
         "vnp_OrderInfo": payment.provider_data["vnp_OrderInfo"],
     }
     handler.answer = (200, _answer_for(request, secret, vnp_TransactionStatus="00"))
-    assert gateway.payment_poll(payment_id=payment.pk) == "amount_mismatch"
+    assert poller.payment_poll(payment_id=payment.pk) == "amount_mismatch"
     payment.refresh_from_db()
     assert payment.status == Status.PENDING and payment.needs_review
 

@@ -16,7 +16,7 @@ from django.db import connection, transaction
 from django.test import Client
 
 from customers.models import Bill
-from payments import inbox, matching, references, services
+from payments import applier, inbox, matching, references, services
 from payments.models import BankTransfer, InboundMessage, Payment, PaymentEvent
 from tests.factories import customer_with_bills
 from tests.payments.test_settle_batch import both_ways, same_books
@@ -224,7 +224,7 @@ def _notify(client, payment, reference_code):
     )
     assert response.status_code == 200
     message = InboundMessage.objects.get(dedupe_key=f"transfer:{body['id']}")
-    return inbox.inbox_process(message_id=message.pk)
+    return applier.apply_one(message.pk)
 
 
 def test_a_credit_a_webhook_already_announced_is_not_applied_again(client, tmp_path):
@@ -285,7 +285,7 @@ def test_batches_decide_exactly_as_the_one_by_one_handler(tmp_path):
             dedupe_key=matching.statement_dedupe_key(credit),
             body=matching.statement_body(row),
         )
-        inbox.inbox_process(message_id=message.pk)
+        applier.apply_one(message.pk)
 
     def decided(prefix):
         return [
@@ -368,29 +368,23 @@ def _statement_of_every_kind(client, agent, tmp_path: Path) -> Path:
 def test_settling_in_batches_leaves_the_same_books_as_settling_one_by_one(
     client, agent, tmp_path, monkeypatch, caplog, batch_size
 ):
-    """The same mixed statement, on two copies of the same books: once with each line that
-    names a payment applied one by one through the inbox handler (the path of notifications),
-    once in batches. Payments, bills, transfers, events and inbox rows come out the same, the
-    command says the same, and the integrity check passes after both."""
+    """The same mixed statement, on two copies of the same books: once with each line a batch of
+    its own (as a notification is applied), once in batches. Payments, bills, transfers, events
+    and inbox rows come out the same, the command says the same, and the integrity check
+    passes after both."""
     path = _statement_of_every_kind(client, agent, tmp_path)
 
-    def import_and_check() -> tuple[str, str, str]:
-        out, err = run(path, "--batch-size", batch_size)
+    def import_and_check(size: str = batch_size) -> tuple[str, str, str]:
+        out, err = run(path, "--batch-size", size)
         integrity = io.StringIO()
         call_command("check_integrity", stdout=integrity)
         return re.sub(r"in [0-9.]+ s", "", out), err, integrity.getvalue()
 
     def one_by_one():
-        with monkeypatch.context() as patched:
-            patched.setattr(
-                matching,
-                "statement_lines_settle",
-                lambda *, message_ids, **_: matching.statement_apply_each(message_ids=message_ids),
-            )
-            return import_and_check()
+        return import_and_check("1")
 
     single, single_books, batched, batch_books = both_ways(one_by_one, import_and_check)
-    assert "after a failed batch" not in caplog.text  # the batches did the work
+    assert "not applied" not in caplog.text  # no batch failed
     assert batched[:2] == single[:2]
     assert "OK: no breach." in single[2] and "OK: no breach." in batched[2]
     same_books(single_books, batch_books)
@@ -430,50 +424,42 @@ def test_settling_in_batches_leaves_the_same_books_as_settling_one_by_one(
     assert "1  already recorded" in batched[0] and "1  repeated lines" in batched[0]
 
 
-def test_a_batch_that_fails_is_applied_line_by_line_instead(tmp_path, monkeypatch, caplog):
-    payments = [vietqr_payment()[0] for _ in range(3)]
+def test_a_poison_line_is_set_aside_with_its_error_and_the_rest_of_its_batch_applies(
+    tmp_path, monkeypatch, caplog
+):
+    """A batch that fails is rolled back and split until the line that fails is alone: that
+    line waits in the inbox with its error, counted as one attempt; the others are applied."""
+    first, poison, last = (vietqr_payment()[0] for _ in range(3))
+    settle = services.payments_mark_succeeded
 
-    def broken(**kwargs):
-        # A settlement of one is how a single payment settles: only batches break.
-        if len(kwargs["settlements"]) > 1:
-            raise RuntimeError("the batch broke")
-        return settle_batch(**kwargs)
-
-    settle_batch = services.payments_mark_succeeded
-    monkeypatch.setattr(services, "payments_mark_succeeded", broken)
-    out, err = run(statement(tmp_path, *(line(payment) for payment in payments)))
-    assert "settled apart after a failed batch" in caplog.text
-    assert "one by one after a failed batch" in caplog.text
-    assert err == "" and "3  matched to a payment" in out
-    assert Payment.objects.filter(status=Payment.Status.SUCCEEDED).count() == 3
-    assert not InboundMessage.objects.filter(processed_at__isnull=True).exists()
-
-
-def test_a_line_that_fails_one_by_one_is_reported_and_left_to_the_inbox(tmp_path, monkeypatch):
-    payment, _ = vietqr_payment()
-    other, _ = vietqr_payment()
-
-    def broken(**kwargs):
-        # A settlement of one is how a single payment settles: only batches break.
-        if len(kwargs["settlements"]) > 1:
-            raise RuntimeError("the batch broke")
-        return settle_batch(**kwargs)
-
-    def refuse(**kwargs):
-        if kwargs["payment_id"] == other.pk:
+    def refuse_poison(**kwargs):
+        if any(item.payment_id == poison.pk for item in kwargs["settlements"]):
             raise RuntimeError("database said no")
-        return settle_one(**kwargs)
+        return settle(**kwargs)
 
-    settle_one = services.payment_mark_succeeded
-    settle_batch = services.payments_mark_succeeded
-    monkeypatch.setattr(services, "payments_mark_succeeded", broken)
-    monkeypatch.setattr(services, "payment_mark_succeeded", refuse)
-    out, err, error = run_failing(statement(tmp_path, line(payment), line(other)))
+    monkeypatch.setattr(services, "payments_mark_succeeded", refuse_poison)
+    out, err, error = run_failing(
+        statement(tmp_path, line(first), line(poison), line(last)), "--batch-size", "3"
+    )
     assert error.returncode == 1 and "1 not applied yet" in str(error)
     assert "line 3: not applied now, the inbox will retry" in err and "database said no" in err
-    assert "1  matched to a payment" in out
+    assert "2  matched to a payment" in out
     waiting = InboundMessage.objects.get(processed_at__isnull=True)
     assert waiting.attempts == 1 and json.loads(waiting.body)["line"] == 3
+    assert waiting.outcome == InboundMessage.Outcome.ERROR
+    assert "database said no" in waiting.outcome_detail
+    statuses = dict(Payment.objects.values_list("pk", "status"))
+    assert statuses == {
+        first.pk: Payment.Status.SUCCEEDED,
+        poison.pk: Payment.Status.PENDING,
+        last.pk: Payment.Status.SUCCEEDED,
+    }
+    # Its turn comes again once the wait is over, and then it applies.
+    monkeypatch.setattr(services, "payments_mark_succeeded", settle)
+    InboundMessage.objects.filter(pk=waiting.pk).update(last_enqueued_at=None)
+    assert applier.apply_waiting() == 1
+    poison.refresh_from_db()
+    assert poison.status == Payment.Status.SUCCEEDED
 
 
 @pytest.mark.django_db(transaction=True)

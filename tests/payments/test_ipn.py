@@ -9,10 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 from django.db import connection
-from django.utils import timezone
 
 from customers.models import Bill
-from payments import inbox, services
+from payments import applier, services
 from payments.models import InboundMessage, Payment, PaymentEvent
 from tests.conftest import wait_until
 from tests.factories import customer_with_bills
@@ -37,7 +36,7 @@ def _ipn(client, params, partner="SANDBOX"):
 def _apply_stored(payment):
     """What the worker does: process every stored, unprocessed IPN of the payment."""
     for message in InboundMessage.objects.filter(payment=payment, processed_at__isnull=True):
-        inbox.inbox_process(message_id=message.pk)
+        applier.apply_one(message.pk)
 
 
 def test_a_genuine_success_is_stored_answered_00_and_applied_by_the_worker(client):
@@ -260,8 +259,10 @@ def test_a_broker_outage_still_answers_00_and_the_sweeper_sends_the_row_later(cl
     assert _ipn(client, bank_message(payment))["RspCode"] == "00"
     message = InboundMessage.objects.get()
     assert message.processed_at is None
-    later = timezone.now() + datetime.timedelta(minutes=1)
-    assert inbox.inbox_due_for_retry(now=later) == [message.pk]
+    # No applier was woken: the sweeper's drain applies it.
+    assert applier.apply_waiting() == 1
+    message.refresh_from_db()
+    assert message.outcome == InboundMessage.Outcome.SUCCEEDED_APPLIED
 
 
 @pytest.mark.celery_worker
@@ -307,3 +308,24 @@ def test_junk_gets_the_protocols_answer_never_an_error_page(client, path):
     response = client.get(path)
     assert response.status_code == 200
     assert response.json() == {"RspCode": "97", "Message": "Invalid signature"}
+
+
+def test_a_genuine_ipn_costs_the_web_two_queries_and_no_task(
+    client, django_assert_num_queries, django_capture_on_commit_callbacks, monkeypatch
+):
+    """Its payment with its partner, then the inbox row with its answer; an applier is woken
+    unless one is awake, never a task per message."""
+    from celery import current_app
+    from django.core.cache import cache
+
+    from payments.inbox import WAKE_KEY
+
+    sent: list[str] = []
+    monkeypatch.setattr(current_app, "send_task", lambda name, **_: sent.append(name))
+    payment, other = redirect_payment(), redirect_payment()
+    cache.delete(WAKE_KEY)
+    for each in (payment, other):
+        with django_assert_num_queries(2), django_capture_on_commit_callbacks(execute=True):
+            assert _ipn(client, bank_message(each))["RspCode"] == "00"
+    assert sent == ["payments.tasks.apply_inbox"]  # the second one found the applier awake
+    assert InboundMessage.objects.filter(processed_at__isnull=True).count() == 2

@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from customers.models import Bill
-from payments import inbox, matching, references, services
+from payments import applier, inbox, matching, references, services
 from payments.models import BankTransfer, InboundMessage, Payment, PaymentEvent
 from tests.factories import customer_with_bills
 
@@ -66,7 +66,7 @@ def deliver(client, body) -> InboundMessage:
     assert response.status_code == 200, response.content
     assert response.json() == {"success": True}
     message = InboundMessage.objects.get(dedupe_key=f"transfer:{body['id']}")
-    inbox.inbox_process(message_id=message.pk)
+    applier.apply_one(message.pk)
     message.refresh_from_db()
     return message
 
@@ -293,7 +293,7 @@ def test_a_stored_message_that_cannot_be_read_is_kept_and_marked(client):
     message, _ = inbox.inbox_store(
         kind=InboundMessage.Kind.TRANSFER, dedupe_key="transfer:broken", body="{oops"
     )
-    assert inbox.inbox_process(message_id=message.pk) == matching.REJECTED
+    assert applier.apply_one(message.pk) == matching.REJECTED
     message.refresh_from_db()
     assert message.processed_at is not None and BankTransfer.objects.count() == 0
 
@@ -301,5 +301,5 @@ def test_a_stored_message_that_cannot_be_read_is_kept_and_marked(client):
 def test_processing_a_message_twice_applies_it_once(client):
     payment, _ = vietqr_payment()
     message = deliver(client, notification(payment))
-    assert inbox.inbox_process(message_id=message.pk) == matching.MATCHED
+    assert applier.apply_one(message.pk) == matching.MATCHED
     assert BankTransfer.objects.count() == 1 and successes(payment) == 1

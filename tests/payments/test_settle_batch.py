@@ -19,7 +19,7 @@ from django.db import connection, transaction
 
 from customers import selectors
 from customers.models import Bill
-from payments import services, tasks
+from payments import bulk, services, tasks
 from payments.models import (
     BankTransfer,
     InboundMessage,
@@ -552,11 +552,11 @@ def test_array_literals_carry_any_text_and_value_exactly():
         cursor.execute(
             "SELECT %s::text[], %s::uuid[], %s::timestamptz[], %s::bigint[], %s::boolean[]",
             [
-                services.pg_array(texts),
-                services.pg_array(ids),
-                services.pg_array(times),
-                services.pg_array([1, -2, None, 2**62]),
-                services.pg_array([True, False, None]),
+                bulk.pg_array(texts),
+                bulk.pg_array(ids),
+                bulk.pg_array(times),
+                bulk.pg_array([1, -2, None, 2**62]),
+                bulk.pg_array([True, False, None]),
             ],
         )
         assert cursor.fetchone() == (texts, ids, times, [1, -2, None, 2**62], [True, False, None])

@@ -15,7 +15,7 @@ from django.db import connection
 from django.test import Client
 
 from customers.models import Bill
-from payments import inbox, matching, services
+from payments import applier, matching, services
 from payments.models import BankTransfer, InboundMessage, Payment, PaymentEvent
 from tests.conftest import wait_until
 from tests.factories import customer_with_bills, transfer_body
@@ -61,7 +61,7 @@ def _all_at_once(bodies, *, process: bool) -> list[int]:
             statuses.append(response.status_code)
             if process:
                 message = InboundMessage.objects.get(dedupe_key=f"transfer:{body['id']}")
-                inbox.inbox_process(message_id=message.pk)
+                applier.apply_one(message.pk)
         except BaseException as exc:
             failures.append(exc)
         finally:

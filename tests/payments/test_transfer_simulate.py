@@ -8,7 +8,7 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
-from payments import inbox, matching, services
+from payments import applier, matching, services
 from payments.models import InboundMessage, Payment
 from tests.factories import customer_with_bills
 
@@ -46,7 +46,7 @@ def test_it_announces_a_transfer_that_settles_the_payment(live_server):
     assert body["transferAmount"] == payment.amount and body["transferType"] == "in"
     # The note wraps the reference in a bank's own text, as real ones do.
     assert body["content"] != payment.reference and payment.reference in body["content"]
-    assert inbox.inbox_process(message_id=message.pk) == matching.MATCHED
+    assert applier.apply_one(message.pk) == matching.MATCHED
     payment.refresh_from_db()
     assert payment.status == Payment.Status.SUCCEEDED
 
@@ -56,7 +56,7 @@ def test_it_can_send_a_wrong_amount_for_a_demo_of_what_agents_see(live_server):
     payment = services.payment_create(customer_code=customer.code, method="vietqr")
     _simulate(live_server, str(payment.pk), "--amount", "1000")
     message = InboundMessage.objects.get()
-    assert inbox.inbox_process(message_id=message.pk) == matching.WRONG_AMOUNT
+    assert applier.apply_one(message.pk) == matching.WRONG_AMOUNT
 
 
 def test_an_unknown_reference_needs_an_amount(live_server):

@@ -1,4 +1,4 @@
-"""VietQR payloads (PROTOCOLS.md §1), and the QR images of a payment."""
+"""VietQR payloads (docs/protocols.md §1), and the QR images of a payment."""
 
 from __future__ import annotations
 

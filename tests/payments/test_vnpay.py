@@ -15,7 +15,7 @@ import pytest
 from payments.providers import vnpay
 
 UTC = datetime.UTC
-# PROTOCOLS.md §2: the vector every implementation must reproduce.
+# docs/protocols.md §2: the vector every implementation must reproduce.
 VECTOR_SECRET = "test_secret"
 VECTOR_STRING = (
     "vnp_Amount=1000000&vnp_BankCode=NCB&vnp_BankTranNo=VNP14422574&vnp_CardType=ATM"
@@ -345,5 +345,5 @@ def test_request_ids_fit_the_protocol_and_do_not_repeat():
 
 
 def test_quote_plus_is_what_the_protocol_means_by_encoding():
-    # The facts PROTOCOLS.md states about the encoding, checked against the function we use.
+    # The facts docs/protocols.md states about the encoding, checked against the function we use.
     assert quote_plus("a b:c/d") == "a+b%3Ac%2Fd"

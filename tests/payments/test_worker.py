@@ -58,22 +58,25 @@ def test_the_worker_expires_stale_payments(celery_worker):
     wait_until(lambda: Payment.objects.get(pk=payment.pk).status == "expired")
 
 
-def test_an_inbox_row_whose_task_was_lost_is_picked_up_by_the_sweeper(celery_worker):
-    # Stored 31 s ago, never enqueued: as if the broker was down when it arrived.
+def test_an_inbox_row_no_applier_took_is_applied_by_the_sweeper(celery_worker):
+    # Stored while the broker was down: no applier was woken for it.
     message = InboundMessage.objects.create(
-        kind=InboundMessage.Kind.INQUIRY,
-        dedupe_key="lost-task-1",
-        body="{}",
-        received_at=timezone.now() - datetime.timedelta(seconds=31),
+        kind=InboundMessage.Kind.INQUIRY, dedupe_key="lost-task-1", body="{}"
     )
-    fresh = InboundMessage.objects.create(
-        kind=InboundMessage.Kind.INQUIRY, dedupe_key="fresh-1", body="{}"
+    # Its last attempt failed a moment ago: it waits INBOX_RETRY_AFTER before the next one.
+    failed = InboundMessage.objects.create(
+        kind=InboundMessage.Kind.INQUIRY,
+        dedupe_key="failed-1",
+        body="{}",
+        attempts=1,
+        outcome=InboundMessage.Outcome.ERROR,
+        last_enqueued_at=timezone.now(),
     )
     tasks.sweep_inbox.delay()
     wait_until(lambda: InboundMessage.objects.get(pk=message.pk).processed_at is not None)
-    assert InboundMessage.objects.get(pk=message.pk).attempts == 0
-    # A row younger than the retry delay is left to its own task.
-    assert InboundMessage.objects.get(pk=fresh.pk).processed_at is None
+    message.refresh_from_db()
+    assert message.attempts == 0 and message.outcome == InboundMessage.Outcome.NO_HANDLER
+    assert InboundMessage.objects.get(pk=failed.pk).processed_at is None
 
 
 def test_a_settled_payment_sends_its_receipt_through_the_worker(transactional_db, tmp_path):

@@ -97,9 +97,10 @@ def _settled_once(payments: list[Payment]) -> None:
 
 # --- A worker killed with SIGKILL -------------------------------------------------------------------
 def test_a_worker_killed_mid_batch_and_started_again_finishes_the_batch_once(portal_stack):
-    """The whole worker (main process and pool) dies with SIGKILL while one task is inside its
-    transaction and others are prefetched. Its unacknowledged tasks stay invisible in Redis for
-    the visibility timeout (10 min); the inbox sweeper re-sends them after INBOX_RETRY_AFTER."""
+    """The whole worker (main process and pool) dies with SIGKILL while an applier is inside the
+    transaction of a batch. Nothing of that batch was applied (its transaction never committed);
+    its unacknowledged tasks stay invisible in Redis for the visibility timeout (10 min), and the
+    inbox sweeper's applier, in the restarted worker, applies the batch exactly once."""
     figures = Figures("worker_sigkill", "Worker killed with SIGKILL in the middle of a batch")
     web = portal_stack.start_web()
     worker = portal_stack.start_worker(concurrency=2)
@@ -123,17 +124,17 @@ def test_a_worker_killed_mid_batch_and_started_again_finishes_the_batch_once(por
     sweeps = _sweep_until_done(portal_stack)
 
     _settled_once(payments)
-    resent = InboundMessage.objects.filter(last_enqueued_at__gt=killed_at).count()
+    resent = InboundMessage.objects.filter(processed_at__gt=killed_at).count()
     lost, doubled = books.unsettled(payments) + books.unprocessed(), books.doubled()
     assert (lost, doubled) == (0, 0)
-    assert resent >= 1  # the sweeper, not luck, brought the prefetched tasks back
+    assert resent >= 1  # another applier finished the batch after the kill
     books.close_books(
         figures,
         messages_sent=len(bodies),
         duplicates=0,
         faults_injected=1,
         processed_before_the_kill=processed_at_kill,
-        resent_by_the_sweeper=resent,
+        applied_after_the_kill=resent,
         sweeps=sweeps,
         lost=lost,
         doubled=doubled,
@@ -241,7 +242,7 @@ def test_redis_stopped_during_a_burst_loses_nothing_once_it_is_back(portal_stack
     unprocessed_when_redis_was_back = books.unprocessed()
     sweeping_from = timezone.now()
     sweeps = _sweep_until_done(portal_stack)
-    resent = InboundMessage.objects.filter(last_enqueued_at__gt=sweeping_from).count()
+    resent = InboundMessage.objects.filter(processed_at__gt=sweeping_from).count()
 
     _settled_once(redirects + vietqrs)
     lost = books.unsettled(redirects + vietqrs) + books.unprocessed()
@@ -256,7 +257,7 @@ def test_redis_stopped_during_a_burst_loses_nothing_once_it_is_back(portal_stack
         slowest_answer_seconds=slowest,
         worker_restarts_by_the_supervisor=restarted,
         unprocessed_after_the_burst=unprocessed_when_redis_was_back,
-        resent_by_the_sweeper=resent,
+        applied_after_recovery=resent,
         sweeps_after_recovery=sweeps,
         lost=lost,
         doubled=doubled,

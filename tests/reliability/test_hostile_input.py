@@ -340,10 +340,10 @@ def test_hypothesis_over_the_ipn_finds_no_5xx_and_no_change_from_forged_messages
     answer = client.get(f"{url}?{urlencode(genuine)}").json()["RspCode"]
     answers[answer] += 1
     assert answer == "00"
-    from payments import inbox
+    from payments import applier
 
     for message in InboundMessage.objects.filter(processed_at__isnull=True):
-        inbox.inbox_process(message_id=message.pk)
+        applier.apply_one(message.pk)
     payment.refresh_from_db()
     assert payment.status == Payment.Status.SUCCEEDED
     books.close_books(
@@ -436,8 +436,8 @@ def test_hypothesis_over_the_transfer_webhook_finds_no_5xx_and_no_change_from_in
     wrong_key()
     assert statuses[200], "no valid notification was ever sent"
     # Whatever was accepted is applied by the worker once and the books still add up.
-    from payments import inbox
+    from payments import applier
 
     for message in InboundMessage.objects.filter(processed_at__isnull=True):
-        inbox.inbox_process(message_id=message.pk)
+        applier.apply_one(message.pk)
     _close_fuzz_books(figures, statuses)

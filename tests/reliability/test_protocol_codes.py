@@ -19,7 +19,7 @@ from django.test import Client
 from django.utils import timezone
 
 from customers.models import Bill
-from payments import inbox, services
+from payments import applier, services
 from payments.models import BankTransfer, InboundMessage, Payment, PaymentEvent
 from tests.factories import customer_with_bills
 from tests.payments.test_collection_support import (
@@ -63,7 +63,7 @@ def _snapshot(payment: Payment) -> tuple[Any, ...]:
 def _work() -> None:
     """What the worker does with whatever the callbacks stored."""
     for message in InboundMessage.objects.filter(processed_at__isnull=True):
-        inbox.inbox_process(message_id=message.pk)
+        applier.apply_one(message.pk)
 
 
 def _ipn(client: Client, params: dict[str, str], partner: str = "SANDBOX") -> str:

@@ -12,10 +12,10 @@ from portal.progress import count_lines, progress_bar
 
 
 class Command(BaseCommand):
-    help = "Load a billing data file (UTF-8 CSV; see CONTRACT.md) and report every bad row."
+    help = "Load a billing data file (UTF-8 CSV; see docs/interfaces.md) and report every bad row."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("file", help="CSV file with the header of CONTRACT.md")
+        parser.add_argument("file", help="CSV file with the header of docs/interfaces.md")
         parser.add_argument(
             "--strict", action="store_true", help="load nothing unless every row is good"
         )

@@ -5,11 +5,10 @@ line is stored in the inbox as kind `statement` under its transaction id, then a
 same matcher as notifications. A credit a notification already announced is the same
 `BankTransfer` row and is not applied twice; importing the same file again changes nothing.
 
-Lines are stored and decided in batches (`matching.statement_lines_apply`); the lines whose
-note names an existing payment are then settled a batch at a time under the locks the inbox
-handler takes (`matching.statement_lines_settle`, `services.payments_mark_succeeded`), with the
-same effects as one by one, in this process: a 100,000-line statement takes seconds, not a
-Celery task per line.
+Lines are stored in the inbox a batch at a time (`inbox.inbox_receive_many`), then applied by
+the applier in this process (`applier.apply`), through the very channel that applies transfer
+notifications (`matching.apply_credits`): a 100,000-line statement takes seconds, not a Celery
+task per line, and follows the same rules and locks as one notification.
 """
 
 from __future__ import annotations
@@ -26,10 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 from tqdm import tqdm
 
-from payments import matching
+from payments import applier, inbox, matching
+from payments.bulk import AnyOf
 from payments.models import InboundMessage
 
 OUTCOME_LABELS = {
@@ -46,9 +48,13 @@ OUTCOME_LABELS = {
 
 
 @dataclass(frozen=True)
-class Line(matching.StatementLine):
-    """A checked line (key, body, credit) and where it stands in the file."""
+class Line:
+    """A checked line: its inbox dedupe key and body, the credit it reports, and where it
+    stands in the file."""
 
+    key: str
+    body: str
+    credit: matching.Credit
     number: int = 0
     values: tuple[str, ...] = ()
 
@@ -197,32 +203,57 @@ class Command(BaseCommand):
 
     # --- Storing and matching ---------------------------------------------------------------
     def _apply(self, batch: list[Line]) -> None:
-        result = matching.statement_lines_apply(
-            lines=batch,
-            partner_id=self.partner_id,
-        )
-        self.counts.update(result.outcomes.values())
-        to_settle = list(result.deferred)
-        for line in batch:
-            earlier = result.seen_before.get(line.key)
-            if earlier is None:
-                continue
-            if earlier.body != line.body and _values(earlier.body) != line.values:
-                self._reject(
-                    line.number,
-                    "this transaction was imported before with other values "
-                    f"({_origin(earlier.body)})",
-                )
-            elif earlier.processed:
-                self.counts["already imported"] += 1
-            else:
-                to_settle.append(earlier.message_id)  # stored by an import that stopped
-        settled = matching.statement_lines_settle(message_ids=to_settle, credits=result.credits)
-        for message_id, outcome in settled.items():
-            if outcome == "error":
+        # Stored and applied in one transaction: no other applier sees these lines before they
+        # are applied, and a line the applier cannot apply is stored all the same, with its error.
+        with transaction.atomic():
+            stored = inbox.inbox_receive_many(
+                kind=InboundMessage.Kind.STATEMENT,
+                messages=[(line.key, line.body) for line in batch],
+                partner_id=self.partner_id,
+            )
+            to_apply = list(stored.values())
+            parsed = {stored[line.key]: line.credit for line in batch if line.key in stored}
+            to_apply += self._stored_before([line for line in batch if line.key not in stored])
+            outcomes = applier.apply(message_ids=to_apply, parsed=parsed, batch=len(to_apply) or 1)
+        elsewhere = [pk for pk in to_apply if pk not in outcomes]
+        if elsewhere:
+            # Applied meanwhile by a worker's applier: its outcome is on the row.
+            outcomes.update(
+                (pk, InboundMessage.Outcome(outcome))
+                for pk, outcome in InboundMessage.objects.filter(
+                    AnyOf(F("pk"), elsewhere), processed_at__isnull=False
+                ).values_list("pk", "outcome")
+            )
+        for message_id, outcome in outcomes.items():
+            if outcome == InboundMessage.Outcome.ERROR:
                 self.errors.append((_line_of(message_id), _error_of(message_id)))
             else:
                 self.counts[outcome] += 1
+
+    def _stored_before(self, lines: list[Line]) -> list[int]:
+        """Lines an earlier import stored: refused when their values differ, counted when they
+        were applied, and the ids of those an import that stopped left unapplied."""
+        if not lines:
+            return []
+        earlier = {
+            key: (pk, body, processed_at is not None)
+            for pk, key, body, processed_at in InboundMessage.objects.filter(
+                dedupe_key__in=[line.key for line in lines]
+            ).values_list("pk", "dedupe_key", "body", "processed_at")
+        }
+        unapplied = []
+        for line in lines:
+            pk, body, processed = earlier[line.key]
+            if body != line.body and _values(body) != line.values:
+                self._reject(
+                    line.number,
+                    f"this transaction was imported before with other values ({_origin(body)})",
+                )
+            elif processed:
+                self.counts["already imported"] += 1
+            else:
+                unapplied.append(pk)
+        return unapplied
 
     # --- Reporting --------------------------------------------------------------------------
     def _report(self, name: str, elapsed: float) -> None:
