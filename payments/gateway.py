@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import F
 from django.urls import reverse
 
@@ -188,21 +189,36 @@ def _address_allowed(partner: Partner, remote_addr: str) -> bool:
     return not allowed or remote_addr in allowed
 
 
-def _ipn_payment(code: str, reference: str) -> Payment | None:
-    """The redirect payment an IPN names, with its partner: one query for both."""
+@dataclass(frozen=True)
+class _Named:
+    """What answering an IPN needs of the payment it names: read with its partner at once."""
+
+    pk: Any
+    amount: int
+    status: str
+    partner: Partner
+
+
+def _ipn_payment(code: str, reference: str) -> _Named | None:
+    """The redirect payment an IPN names, with its partner: one query for both, written out
+    because building it with the ORM cost more than running it, on every IPN."""
     if not _REFERENCE.fullmatch(reference) or not _PARTNER_CODE.fullmatch(code):
         return None
-    return (
-        Payment.objects.select_related("partner")
-        .filter(
-            reference=reference,
-            partner__code=code,
-            partner__offers_redirect=True,
-            method=Payment.Method.REDIRECT,
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT p.id, p.amount, p.status, pa.id, pa.name, pa.kind, pa.enabled "
+            "FROM payments_payment p JOIN payments_partner pa ON pa.id = p.partner_id "
+            "WHERE p.reference = %s AND p.method = %s AND pa.code = %s AND pa.offers_redirect",
+            [reference, Payment.Method.REDIRECT, code],
         )
-        .only("id", "amount", "status", "partner")
-        .first()
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    pk, amount, status, partner_id, name, kind, enabled = row
+    partner = Partner(
+        id=partner_id, code=code, name=name, kind=kind, enabled=enabled, offers_redirect=True
     )
+    return _Named(pk, amount, status, partner)
 
 
 def ipn_receive(

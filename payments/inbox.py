@@ -26,13 +26,13 @@ from datetime import datetime
 from typing import Any, cast
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import F, Field, Q
 from django.utils import timezone
 
 from payments.bulk import AnyOf, bulk_update_rows, insert_new
 from payments.models import InboundMessage, Partner, Payment
+from portal import fastcache
 
 logger = logging.getLogger(__name__)
 
@@ -234,7 +234,7 @@ def inbox_wake() -> None:
         from celery import current_app
 
         try:
-            if cache.add(WAKE_KEY, 1, timeout=1):
+            if fastcache.add(WAKE_KEY, timeout=1):
                 current_app.send_task(APPLY_TASK)
         except Exception:  # noqa: BLE001 - redis and kombu raise many kinds; all mean "not now"
             logger.warning("applier not woken (cache or broker unavailable): the sweeper will")
@@ -246,7 +246,7 @@ def inbox_asleep() -> None:
     """An applier found nothing left: a message stored from now on must wake one. The applier
     looks once more after this, so a message stored just before is not left waiting."""
     try:
-        cache.delete(WAKE_KEY)
+        fastcache.delete_many([WAKE_KEY])
     except Exception:  # noqa: BLE001 - without the cache, wake-ups wait for the key's second
         logger.warning("cache unavailable: the applier's wake key stays until it expires")
 

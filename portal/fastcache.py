@@ -48,6 +48,14 @@ def set_json(key: str, value: Any, timeout: int) -> None:
     client.set(_key(key), json.dumps(value, separators=(",", ":")), ex=timeout)
 
 
+def add(key: str, timeout: int) -> bool:
+    """Set a flag unless it is set; True when this call set it (one round trip on Redis)."""
+    client = _redis()
+    if client is None:
+        return bool(caches["default"].add(key, 1, timeout=timeout))
+    return bool(client.set(_key(key), b"1", nx=True, ex=timeout))
+
+
 def delete_many(keys: list[str]) -> None:
     client = _redis()
     if client is None:
