@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Protocol
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.mail import send_mail
+from django.db import transaction
+from django.db.models import F
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.module_loading import import_string
 
-from payments.models import Payment
+from payments.bulk import AnyOf
+from payments.models import Payment, PaymentBill
 from portal.templatetags.portal_format import format_vnd
 
 logger = logging.getLogger(__name__)
@@ -46,49 +52,111 @@ def receipt_url(payment: Payment) -> str:
     return settings.PORTAL_BASE_URL + reverse("receipt", args=[payment.id])
 
 
-def receipt_send(*, payment_id: str, force: bool = False) -> bool:
-    """Send the receipt of a succeeded payment once (again only when `force`, by an agent).
+class ReceiptsInterrupted(Exception):
+    """The task ran out of time: these receipts were not sent, and their claims are free."""
 
-    The claim is a compare-and-set on `receipt_sent_at`, so a task delivered twice sends once;
-    if sending fails the claim is given back as it was and the task retries.
-    """
-    claimed = Payment.objects.filter(pk=payment_id, status=Payment.Status.SUCCEEDED)
-    previous = claimed.values_list("receipt_sent_at", flat=True).first()
-    claimed = claimed.filter(receipt_sent_at=previous) if previous else claimed
-    if not force:
-        claimed = claimed.filter(receipt_sent_at__isnull=True)
+    def __init__(self, remaining: list[str]) -> None:
+        super().__init__(f"{len(remaining)} receipt(s) left to send")
+        self.remaining = remaining
+
+
+def _claim(payment_ids: Sequence[str], *, force: bool) -> tuple[datetime, dict[str, Any]]:
+    """Claim the receipts of these succeeded payments (not yet sent, unless `force`): a
+    compare-and-set on `receipt_sent_at`, so a task delivered twice sends once. Returns the
+    claim's time and what each claimed payment's receipt had before (None: never sent)."""
     mine = timezone.now()
-    if not claimed.update(receipt_sent_at=mine):
-        return False
-    payment = Payment.objects.select_related("customer", "partner").get(pk=payment_id)
+    with transaction.atomic():
+        claimable = Payment.objects.filter(
+            AnyOf(F("pk"), list(payment_ids)), status=Payment.Status.SUCCEEDED
+        )
+        if not force:
+            claimable = claimable.filter(receipt_sent_at__isnull=True)
+        previous = {
+            str(pk): sent_at
+            for pk, sent_at in claimable.select_for_update(skip_locked=True).values_list(
+                "pk", "receipt_sent_at"
+            )
+        }
+        if previous:
+            Payment.objects.filter(AnyOf(F("pk"), list(previous))).update(receipt_sent_at=mine)
+    return mine, previous
+
+
+def _deliver(payment: Payment, bills: list[PaymentBill]) -> None:
     email = payment.contact_email or payment.customer.email
     phone = payment.contact_phone or payment.customer.phone
-    try:
-        with translation.override("vi"):
-            context = {
-                "payment": payment,
-                "bills": list(payment.lines.select_related("bill").order_by("bill__period")),
-                "url": receipt_url(payment),
-            }
-            if email:
-                send_mail(
-                    subject=render_to_string("payments/receipt_subject.txt", context).strip(),
-                    message=render_to_string("payments/receipt_email.txt", context),
-                    from_email=settings.DEFAULT_FROM_EMAIL,
-                    recipient_list=[email],
-                )
-            if phone:
-                sms_backend().send(
-                    to=phone,
-                    text=(
-                        f"EVN Ha Tinh: da nhan {format_vnd(payment.amount)} tien dien "
-                        f"KH {payment.customer.code}, ma GD {payment.reference}. "
-                        f"Bien nhan: {context['url']}"
-                    ),
-                )
-    except Exception:
-        # Give back only our own claim, as it was: a forced resend that fails keeps the first
-        # receipt's time, and a claim another task has taken since is left alone.
-        Payment.objects.filter(pk=payment_id, receipt_sent_at=mine).update(receipt_sent_at=previous)
-        raise
-    return True
+    with translation.override("vi"):
+        context = {"payment": payment, "bills": bills, "url": receipt_url(payment)}
+        if email:
+            send_mail(
+                subject=render_to_string("payments/receipt_subject.txt", context).strip(),
+                message=render_to_string("payments/receipt_email.txt", context),
+                from_email=settings.DEFAULT_FROM_EMAIL,
+                recipient_list=[email],
+            )
+        if phone:
+            sms_backend().send(
+                to=phone,
+                text=(
+                    f"EVN Ha Tinh: da nhan {format_vnd(payment.amount)} tien dien "
+                    f"KH {payment.customer.code}, ma GD {payment.reference}. "
+                    f"Bien nhan: {context['url']}"
+                ),
+            )
+
+
+def receipts_send(
+    *, payment_ids: Sequence[str], force: bool = False
+) -> tuple[list[str], dict[str, BaseException]]:
+    """Send the receipts of succeeded payments, each once (again only when `force`, by an
+    agent): claimed together, read together (three queries whatever their number), sent one by
+    one. Returns (the ids sent, the errors of those that failed); a failed one's claim is given
+    back as it was, so a retry sends it. A receipt another task claimed is left to it."""
+    mine, previous = _claim(payment_ids, force=force)
+    if not previous:
+        return [], {}
+    payments = Payment.objects.select_related("customer", "partner").filter(
+        AnyOf(F("pk"), list(previous))
+    )
+    bills: dict[str, list[PaymentBill]] = {}
+    for line in (
+        PaymentBill.objects.select_related("bill")
+        .filter(AnyOf(F("payment"), list(previous)))
+        .order_by("bill__period")
+    ):
+        bills.setdefault(str(line.payment_id), []).append(line)
+    sent: list[str] = []
+    failed: dict[str, BaseException] = {}
+
+    def give_back(key: str) -> None:
+        # Only our own claim, as it was: a forced resend that fails keeps the first receipt's
+        # time, and a claim another task has taken since is left alone.
+        Payment.objects.filter(pk=key, receipt_sent_at=mine).update(receipt_sent_at=previous[key])
+
+    position = {str(pk): index for index, pk in enumerate(payment_ids)}
+    ordered = sorted(payments, key=lambda payment: position[str(payment.pk)])
+    for index, payment in enumerate(ordered):
+        key = str(payment.pk)
+        try:
+            _deliver(payment, bills.get(key, []))
+        except SoftTimeLimitExceeded:
+            # A slow mail server: what is not sent yet is given back for a task of its own.
+            rest = [str(other.pk) for other in ordered[index:]]
+            for other in rest:
+                give_back(other)
+            raise ReceiptsInterrupted(rest) from None
+        except Exception as exc:  # noqa: BLE001 - one bad receipt must not hold back the others
+            give_back(key)
+            failed[key] = exc
+            continue
+        sent.append(key)
+    return sent, failed
+
+
+def receipt_send(*, payment_id: str, force: bool = False) -> bool:
+    """The receipt of one payment (a batch of one); raises what sending raised, so the task
+    that sends it retries."""
+    sent, failed = receipts_send(payment_ids=[payment_id], force=force)
+    if failed:
+        raise failed[payment_id]
+    return bool(sent)

@@ -86,22 +86,17 @@ def warm_noncash_dashboard() -> str:
 
 @shared_task
 def send_receipts(payment_ids: list[str]) -> int:
-    """The receipts of many payments settled together (a statement import); returns how many
-    were sent. `notifications.receipt_send` sends each, once, as for a single payment."""
-    from celery.exceptions import SoftTimeLimitExceeded
-
+    """The receipts of many payments settled together, sent as one batch; returns how many
+    were sent. One that could not be sent goes to its own retrying task; those a slow mail
+    server left unsent when the task ran out of time go to a new batch."""
     from payments import notifications
 
-    sent = 0
-    for index, payment_id in enumerate(payment_ids):
-        try:
-            sent += notifications.receipt_send(payment_id=payment_id)
-        except SoftTimeLimitExceeded:
-            # A slow mail server: the rest go on in a task of their own.
-            send_now(send_receipts, payment_ids[index:])
-            return sent
-        except Exception:  # noqa: BLE001 - one bad receipt must not hold back the others
-            # The claim was released; its own task retries it as it would a single payment's.
-            logger.warning("receipt of %s not sent; handed to its own task", payment_id)
-            send_now(send_receipt, payment_id)
-    return sent
+    try:
+        sent, failed = notifications.receipts_send(payment_ids=payment_ids)
+    except notifications.ReceiptsInterrupted as interrupted:
+        send_now(send_receipts, interrupted.remaining)
+        return 0
+    for payment_id in failed:
+        logger.warning("receipt of %s not sent; handed to its own task", payment_id)
+        send_now(send_receipt, payment_id)
+    return len(sent)
