@@ -24,6 +24,7 @@ from bench.common import (
     Section,
     bench_env,
     celery_worker,
+    check_books,
     free_references,
     gunicorn,
     percentile,
@@ -273,24 +274,5 @@ def run() -> Section:
     finally:
         _cleanup(burst_id)
         _cleanup(steady_id)
-    _integrity(section)
+    check_books(section)
     return section
-
-
-def _integrity(section: Section) -> None:
-    """The books after the run: `check_integrity` must find no breach."""
-    import io
-
-    from django.core.management import call_command
-
-    out = io.StringIO()
-    try:
-        call_command("check_integrity", stdout=out)
-        verdict = "clean"
-    except SystemExit:
-        verdict = "breaches found"
-    except Exception as exc:
-        verdict = f"breaches found ({exc})"
-    section.add("check_integrity after the run", verdict)
-    if verdict != "clean":
-        section.passed = False

@@ -12,7 +12,7 @@ import random
 import time
 import uuid
 
-from bench.common import VAR, Section, free_references
+from bench.common import VAR, Section, check_books, free_references
 
 LINES = 100_000
 MATCHING = 40_000  # the rest are other credits to the account, as on a real statement
@@ -347,4 +347,5 @@ def run() -> Section:
     finally:
         _cleanup(run_id)
         _drop_receipt_tasks()
+    check_books(section)
     return section

@@ -237,3 +237,22 @@ def free_references(count: int) -> list[str]:
         taken = set(Payment.objects.filter(reference__in=fresh).values_list("reference", flat=True))
         chosen |= fresh - taken
     return sorted(chosen)
+
+
+def check_books(section: Section) -> None:
+    """The books after the run: `check_integrity` must find no breach."""
+    import io
+
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    try:
+        call_command("check_integrity", stdout=out)
+        verdict = "clean"
+    except SystemExit:
+        verdict = "breaches found"
+    except Exception as exc:
+        verdict = f"breaches found ({exc})"
+    section.add("check_integrity after the run", verdict)
+    if verdict != "clean":
+        section.passed = False

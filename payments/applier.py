@@ -33,7 +33,7 @@ Kind = InboundMessage.Kind
 Outcome = InboundMessage.Outcome
 
 # How long an applier lets messages gather after a round that was not full.
-GATHER_SECONDS = 0.1
+GATHER_SECONDS = 0.25
 
 # Messages per transaction: big enough that a burst costs a few queries per hundred payments,
 # small enough that a batch's locks are held for well under a second.
@@ -158,7 +158,7 @@ def apply_waiting(*, limit: int = BATCH, rounds: int = 1000) -> int:
             asleep = False
             if done < limit:
                 # Messages come one at a time: a moment's wait lets the next round take many,
-                # which costs far less than many rounds of a few (a tenth of a second of
+                # which costs far less than many rounds of a few (a quarter of a second of
                 # latency at most).
                 time.sleep(GATHER_SECONDS)
         elif asleep:
