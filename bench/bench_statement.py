@@ -193,8 +193,18 @@ def _floor(path: str, run_id: str) -> float:
     transfers marked matched. No reading, no checking, no deciding: the floor."""
     from django.db import connection, transaction
 
+    from payments.models import Payment
+
     with open(path, encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
+    # Which line pays which payment: the deciding the floor leaves out, done before the clock.
+    ids = dict(Payment.objects.filter(provider_data__bench=run_id).values_list("reference", "pk"))
+    pays = [
+        (row["transaction_id"], ids[word])
+        for row in rows
+        for word in row["content"].upper().replace(".", " ").split()
+        if word in ids
+    ]
     started = time.perf_counter()
     with transaction.atomic(), connection.cursor() as wrapper:
         cursor = wrapper.cursor
@@ -218,9 +228,14 @@ def _floor(path: str, run_id: str) -> float:
                      "now", "unmatched", "No valid payment reference in the note."]
                 )  # fmt: skip
         cursor.execute(
-            "CREATE TEMP TABLE floor_payments ON COMMIT DROP AS SELECT id, reference "
-            "FROM payments_payment WHERE provider_data->>'bench' = %s",
-            [run_id],
+            "CREATE TEMP TABLE floor_pays (external_id text, payment_id uuid) ON COMMIT DROP"
+        )
+        with cursor.copy("COPY floor_pays FROM STDIN") as copy:
+            for external_id, payment_id in pays:
+                copy.write_row([f"floor{external_id}", payment_id])
+        cursor.execute(
+            "CREATE TEMP TABLE floor_payments ON COMMIT DROP AS "
+            "SELECT DISTINCT payment_id AS id FROM floor_pays"
         )
         for statement in (
             "SELECT p.id FROM payments_payment p JOIN floor_payments f USING (id) "
@@ -237,9 +252,8 @@ def _floor(path: str, run_id: str) -> float:
             "INSERT INTO payments_paymentevent (payment_id, at, from_status, to_status, source, "
             "detail) SELECT id, now(), 'pending', 'succeeded', 'statement', '{}' "
             "FROM floor_payments",
-            "UPDATE payments_banktransfer t SET status = 'matched', payment_id = f.id "
-            "FROM floor_payments f WHERE t.external_id LIKE 'floor%' "
-            "AND strpos(upper(t.content), f.reference) > 0",
+            "UPDATE payments_banktransfer t SET status = 'matched', payment_id = f.payment_id "
+            "FROM floor_pays f WHERE t.external_id = f.external_id",
         ):
             cursor.execute(statement)
     elapsed = time.perf_counter() - started
