@@ -137,33 +137,28 @@ def payment_poll(*, payment_id: Any, now: datetime | None = None) -> str:
     if answer is None:
         _reschedule(payment, now=now)
         return "no_answer"
-    text = _json_text(answer)
+    # Stored before it is acted on; an unsigned answer is kept, already marked, never applied.
+    genuine = vnpay.verify_query_response(answer, config.secret)
     code = gateway.safe_key(partner.code, 20)
-    if not vnpay.verify_query_response(answer, config.secret):
-        signature = gateway.safe_key(str(answer.get("vnp_SecureHash", "")) or "none", 128)
-        inbox.inbox_receive(
+    signature = gateway.safe_key(str(answer.get("vnp_SecureHash", "")) or "none", 128)
+    try:
+        message_id = inbox.inbox_receive(
             kind=InboundMessage.Kind.QUERY,
-            dedupe_key=f"query-bad:{code}:{request_id}:{signature}",
-            body=text,
+            dedupe_key=f"query:{code}:{request_id}"
+            if genuine
+            else f"query-bad:{code}:{request_id}:{signature}",
+            body=_json_text(answer),
             partner_id=partner.pk,
-            signature_valid=False,
+            signature_valid=genuine,
             payment_id=payment.pk,
-            processed=Applied(
-                InboundMessage.Outcome.INVALID_SIGNATURE,
-                "the answer's signature did not verify",
+            processed=None
+            if genuine
+            else Applied(
+                InboundMessage.Outcome.INVALID_SIGNATURE, "the answer's signature did not verify"
             ),
         )
-        _reschedule(payment, now=now)
-        return "invalid_signature"
-    message_id = inbox.inbox_receive(
-        kind=InboundMessage.Kind.QUERY,
-        dedupe_key=f"query:{code}:{request_id}",
-        body=text,
-        partner_id=partner.pk,
-        signature_valid=True,
-        payment_id=payment.pk,
-    )
-    try:
+        if not genuine:
+            return "invalid_signature"
         if message_id is None:  # a request id is new each time: never in practice
             return "duplicate"
         return applier.apply_one(message_id)

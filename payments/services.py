@@ -220,8 +220,21 @@ class Journal:
         self.payments, self.events = {}, []
 
 
+# What a refused event would have done, as the refusal says it.
+_DOING = {
+    Event.OPEN: "be opened",
+    Event.SUCCEED: "be settled",
+    Event.FAIL: "fail",
+    Event.CANCEL: "be cancelled",
+    Event.EXPIRE: "expire",
+    Event.REFUND_WHOLE: "be refunded",
+    Event.REFUND_PART: "be refunded",
+    Event.REVERSE: "be reversed",
+}
+
+
 def _refuse(payment: Payment, event: Event) -> InvalidTransition:
-    return InvalidTransition(f"A {payment.status} payment cannot {event}.")
+    return InvalidTransition(f"A {payment.status} payment cannot {_DOING[event]}.")
 
 
 def _audit(

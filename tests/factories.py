@@ -138,3 +138,19 @@ def transfer_body(
     }
     body.update(changes)
     return body
+
+
+def poison_settling(monkeypatch: Any, payment: Any, error: str) -> Any:
+    """Make settling any batch that names `payment` raise `error` (a rule the database
+    refuses); returns the real settle function, to put back."""
+    from payments import services
+
+    settle = services.payments_mark_succeeded
+
+    def refuse(**kwargs: Any) -> Any:
+        if any(item.payment_id == payment.pk for item in kwargs["settlements"]):
+            raise RuntimeError(error)
+        return settle(**kwargs)
+
+    monkeypatch.setattr(services, "payments_mark_succeeded", refuse)
+    return settle

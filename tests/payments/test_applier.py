@@ -8,8 +8,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from customers.models import Bill
-from payments import applier, inbox, services
+from payments import applier, inbox
 from payments.models import InboundMessage, Payment, PaymentEvent
+from tests.factories import poison_settling
 from tests.sandbox.support import bank_message, ipn_url, redirect_payment
 
 pytestmark = pytest.mark.django_db
@@ -65,14 +66,7 @@ def test_messages_of_one_payment_in_one_batch_apply_in_their_order(client):
 def test_a_poison_message_is_set_aside_and_the_rest_of_its_batch_applies(client, monkeypatch):
     payments = [redirect_payment() for _ in range(5)]
     poison = payments[2]
-    settle = services.payments_mark_succeeded
-
-    def refuse_poison(**kwargs):
-        if any(item.payment_id == poison.pk for item in kwargs["settlements"]):
-            raise RuntimeError("a rule the database refused")
-        return settle(**kwargs)
-
-    monkeypatch.setattr(services, "payments_mark_succeeded", refuse_poison)
+    poison_settling(monkeypatch, poison, "a rule the database refused")
     _store_ipns(client, payments)
     assert applier.apply_waiting() == 5  # four applied, one counted as a failed attempt
     statuses = dict(Payment.objects.values_list("pk", "status"))

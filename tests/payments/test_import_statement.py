@@ -18,7 +18,7 @@ from django.test import Client
 from customers.models import Bill
 from payments import applier, inbox, matching, references, services
 from payments.models import BankTransfer, InboundMessage, Payment, PaymentEvent
-from tests.factories import customer_with_bills
+from tests.factories import customer_with_bills, poison_settling
 from tests.payments.test_settle_batch import both_ways, same_books
 
 pytestmark = pytest.mark.django_db
@@ -430,14 +430,7 @@ def test_a_poison_line_is_set_aside_with_its_error_and_the_rest_of_its_batch_app
     """A batch that fails is rolled back and split until the line that fails is alone: that
     line waits in the inbox with its error, counted as one attempt; the others are applied."""
     first, poison, last = (vietqr_payment()[0] for _ in range(3))
-    settle = services.payments_mark_succeeded
-
-    def refuse_poison(**kwargs):
-        if any(item.payment_id == poison.pk for item in kwargs["settlements"]):
-            raise RuntimeError("database said no")
-        return settle(**kwargs)
-
-    monkeypatch.setattr(services, "payments_mark_succeeded", refuse_poison)
+    settle = poison_settling(monkeypatch, poison, "database said no")
     out, err, error = run_failing(
         statement(tmp_path, line(first), line(poison), line(last)), "--batch-size", "3"
     )
