@@ -24,7 +24,7 @@ from django.db.models import F
 
 from payments import gateway, inbox, matching
 from payments.bulk import AnyOf
-from payments.inbox import Applied, Claimed
+from payments.inbox import Applied, Arriving, Claimed
 from payments.models import InboundMessage
 
 logger = logging.getLogger(__name__)
@@ -133,6 +133,51 @@ def apply(
         for start in range(0, len(ids), batch):
             outcomes.update(_apply_ids(ids[start : start + batch], parsed or {}))
     return outcomes
+
+
+def apply_arriving(
+    *, kind: str, messages: Sequence[Arriving], parsed: Sequence[Any] | None = None
+) -> dict[str, Outcome]:
+    """Apply messages as they arrive and store them applied, in one transaction, so each row is
+    written once (a statement's lines); returns each one's outcome by its key.
+
+    The messages are held as if claimed (`inbox.inbox_take_arriving`), decided by their
+    channel like any batch and written with their outcomes (`inbox.inbox_store_applied`). The
+    caller holds the kind's turn and found none of the keys stored (`inbox.inbox_stored`).
+    `parsed` are their contents as the caller already read them, in the same order. A batch
+    that fails is split like any other; a message that fails alone is stored unapplied with
+    its error, and the appliers retry it.
+    """
+    if not messages:
+        return {}
+    try:
+        with transaction.atomic():
+            claimed = inbox.inbox_take_arriving(kind=kind, messages=messages)
+            given = (
+                {held.pk: content for held, content in zip(claimed, parsed, strict=True)}
+                if parsed is not None
+                else {}
+            )
+            results = _apply_claimed(claimed, given)
+            inbox.inbox_store_applied(messages=messages, claimed=claimed, results=results)
+    except Exception as exc:  # noqa: BLE001 - any failure splits the batch down to its culprit
+        if len(messages) == 1:
+            logger.warning("%s not applied as it arrived: %r", messages[0].dedupe_key, exc)
+            inbox.inbox_store_failed(kind=kind, message=messages[0], error=exc)
+            return {messages[0].dedupe_key: Outcome.ERROR}
+        half = len(messages) // 2
+        return {
+            **apply_arriving(
+                kind=kind, messages=messages[:half], parsed=parsed[:half] if parsed else None
+            ),
+            **apply_arriving(
+                kind=kind, messages=messages[half:], parsed=parsed[half:] if parsed else None
+            ),
+        }
+    return {
+        message.dedupe_key: results[held.pk].outcome
+        for message, held in zip(messages, claimed, strict=True)
+    }
 
 
 def apply_waiting(*, limit: int = BATCH, rounds: int = 1000) -> int:

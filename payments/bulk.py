@@ -152,6 +152,34 @@ def bulk_insert_rows(
             copy.write_row(values)
 
 
+def reserve_ids(model: type[Model], count: int) -> list[int]:
+    """`count` new primary keys of `model`, ascending, for rows inserted later in the
+    transaction (rows that others must name before they exist, as a transfer names its inbox
+    message). A rolled-back transaction leaves a gap in the ids, nothing else."""
+    if count <= 0:
+        return []
+    table = model._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+                [table, cast(Field, model._meta.pk).column, count],
+            )
+            return sorted(row[0] for row in cursor.fetchall())
+        # SQLite (AUTOINCREMENT): new rows take ids above sqlite_sequence's, so moving it
+        # reserves the ids between; the UPDATE takes the database's write lock at once.
+        cursor.execute("UPDATE sqlite_sequence SET seq = seq + %s WHERE name = %s", [count, table])
+        if cursor.rowcount == 0:
+            cursor.execute(f"SELECT coalesce(max(id), 0) FROM {table}")  # noqa: S608 - a name
+            cursor.execute(
+                "INSERT INTO sqlite_sequence (name, seq) VALUES (%s, %s)",
+                [table, cursor.fetchone()[0] + count],
+            )
+        cursor.execute("SELECT seq FROM sqlite_sequence WHERE name = %s", [table])
+        last = cursor.fetchone()[0]
+    return list(range(last - count + 1, last + 1))
+
+
 def insert_new(
     model: type[Model],
     rows: list[dict[str, Any]],

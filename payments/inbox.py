@@ -30,7 +30,7 @@ from django.db import connection, transaction
 from django.db.models import F, Field, Q
 from django.utils import timezone
 
-from payments.bulk import AnyOf, bulk_update_rows, insert_new
+from payments.bulk import AnyOf, bulk_insert_rows, bulk_update_rows, reserve_ids
 from payments.models import InboundMessage, Partner, Payment
 from portal import fastcache
 
@@ -163,31 +163,135 @@ def inbox_receive(
     return row[0] if row else None
 
 
-def inbox_receive_many(
-    *, kind: str, messages: Sequence[tuple[str, str]], partner_id: int | None
-) -> dict[str, int]:
-    """Store many messages of one kind at once, each (dedupe key, body) once; returns the ids of
-    those stored now by their key (a key stored before is left out). Unprocessed: an applier
-    applies them. Must run inside a transaction."""
-    now = timezone.now()
-    rows = [
-        {
-            "kind": kind,
-            "dedupe_key": key,
-            "body": body,
-            "partner_id": partner_id,
-            "received_at": now,
-            "processed_at": None,
-            "outcome": "",
-            "outcome_detail": "",
-            "payment_id": None,
-        }
-        for key, body in messages
+@dataclass(frozen=True)
+class Arriving:
+    """A message applied in the transaction that stores it (a statement's line), so its row is
+    written once, already applied: see `inbox_stored`, `inbox_take_arriving`."""
+
+    dedupe_key: str
+    body: str
+    partner_id: int | None
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A message found stored under its key."""
+
+    pk: int
+    body: str
+    processed: bool
+
+
+def inbox_stored(*, kind: str, keys: Sequence[str]) -> dict[str, Stored]:
+    """The messages of `kind` stored under these keys, by key; and the kind's turn to store,
+    held until the transaction ends: a key not found here is stored by no one else meanwhile,
+    so its message may be applied first and stored applied (`inbox_take_arriving`).
+
+    Only kinds whose every message arrives that way (statement lines) take turns like this;
+    on SQLite the database's single writer is the turn.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"inbox:{kind}"])
+    if not keys:
+        return {}
+    return {
+        key: Stored(pk, body, processed_at is not None)
+        for pk, key, body, processed_at in InboundMessage.objects.filter(
+            AnyOf(F("dedupe_key"), list(keys))
+        ).values_list("pk", "dedupe_key", "body", "processed_at")
+    }
+
+
+def inbox_take_arriving(*, kind: str, messages: Sequence[Arriving]) -> list[Claimed]:
+    """Hold messages not stored yet as an applier holds claimed ones: their ids are reserved
+    now, their rows written applied by `inbox_store_applied` in the same transaction. The
+    caller has the kind's turn (`inbox_stored`) and found none of their keys."""
+    ids = reserve_ids(InboundMessage, len(messages))
+    return [
+        Claimed(pk, kind, message.partner_id, None, message.body)
+        for pk, message in zip(ids, messages, strict=True)
     ]
-    inserted = insert_new(
-        InboundMessage, rows, conflict=("dedupe_key",), returning=("dedupe_key", "id")
+
+
+_ARRIVING_FIELDS = (
+    "id",
+    "kind",
+    "dedupe_key",
+    "partner",
+    "body",
+    "headers",
+    "payment",
+    "received_at",
+    "processed_at",
+    "outcome",
+    "outcome_detail",
+    "attempts",
+    "last_enqueued_at",
+)
+
+
+def inbox_store_applied(
+    *,
+    messages: Sequence[Arriving],
+    claimed: Sequence[Claimed],
+    results: Mapping[int, Applied],
+) -> None:
+    """Write taken messages (`inbox_take_arriving`) with what their channel decided: one row
+    each, already processed. A message without its result fails the batch, as in
+    `inbox_mark_applied`."""
+    missing = [held.pk for held in claimed if held.pk not in results]
+    if missing:
+        raise RuntimeError(f"no outcome for inbox message(s) {missing}")
+    now = timezone.now()
+    bulk_insert_rows(
+        InboundMessage,
+        _ARRIVING_FIELDS,
+        [
+            (
+                held.pk,
+                held.kind,
+                message.dedupe_key,
+                message.partner_id,
+                message.body,
+                {},
+                results[held.pk].payment_id,
+                now,
+                now,
+                str(results[held.pk].outcome),
+                results[held.pk].detail,
+                0,
+                None,
+            )
+            for message, held in zip(messages, claimed, strict=True)
+        ],
     )
-    return dict(inserted)
+
+
+def inbox_store_failed(*, kind: str, message: Arriving, error: BaseException) -> None:
+    """Store a message that could not be applied as it arrived, with its error counted as a
+    failed attempt: the appliers retry it (`inbox_claim`) like any stored message."""
+    now = timezone.now()
+    bulk_insert_rows(
+        InboundMessage,
+        _ARRIVING_FIELDS[1:],
+        [
+            (
+                kind,
+                message.dedupe_key,
+                message.partner_id,
+                message.body,
+                {},
+                None,
+                now,
+                None,
+                Outcome.ERROR.value,
+                repr(error)[:2000],
+                1,
+                now,
+            )
+        ],
+    )
 
 
 def inbox_store(

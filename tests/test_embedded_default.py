@@ -110,6 +110,23 @@ def test_it_migrates_imports_serves_and_runs_tasks_without_postgres_or_redis(tmp
                 break
             time.sleep(0.5)
         assert current["status"] == "expired"
+
+        # Late money on a statement still pays it; its inbox rows take ids SQLite reserved.
+        lines = tmp_path / "statement.csv"
+        lines.write_text(
+            "transaction_id,account_number,transaction_date,amount,content\n"
+            f"FT1,0011004321987,2026-11-27 09:15:00,{payment['amount']},"
+            f"IBFT {payment['reference']} tien dien\n"
+            "FT2,0011004321987,2026-11-27 09:16:00,5000,someone else\n",
+            encoding="utf-8",
+        )
+        matched = run("import_statement", str(lines))
+        assert matched.returncode == 0, matched.stderr
+        assert "1  matched to a payment after it expired" in matched.stdout
+        again = run("import_statement", str(lines))
+        assert "2  already imported before" in again.stdout
+        current = json.loads(_get(f"{base}/api/v1/payments/{payment['id']}/")[1])
+        assert current["status"] == "succeeded"
     finally:
         for process in (web, worker):
             process.terminate()

@@ -553,3 +553,67 @@ def test_a_credit_a_notification_records_while_the_line_is_stored_goes_to_the_ha
     payment.refresh_from_db()
     assert payment.status == Payment.Status.PENDING  # the held row says matched; nothing ran
     assert "1  already recorded" in out
+
+
+def test_each_line_is_written_to_the_inbox_once_already_applied(tmp_path):
+    """A line applied as it arrives is inserted with its outcome: no inbox row is claimed or
+    updated afterwards, and the transfer names the row it was stored as."""
+    from django.test.utils import CaptureQueriesContext
+
+    payment, _ = vietqr_payment()
+    path = statement(tmp_path, line(payment, tx="ONCE-1"), line(tx="ONCE-2"))
+    with CaptureQueriesContext(connection) as queries:
+        run(path)
+    written = [
+        sql
+        for sql in (query["sql"].upper() for query in queries.captured_queries)
+        if "PAYMENTS_INBOUNDMESSAGE" in sql
+        and (sql.lstrip().startswith("UPDATE") or "FOR UPDATE" in sql)
+    ]
+    assert written == []
+    messages = dict(
+        InboundMessage.objects.filter(kind="statement").values_list("dedupe_key", "outcome")
+    )
+    assert messages == {
+        f"statement:{ACCOUNT}:ONCE-1": matching.MATCHED,
+        f"statement:{ACCOUNT}:ONCE-2": matching.UNMATCHED,
+    }
+    for transfer in BankTransfer.objects.select_related("message"):
+        assert transfer.message.dedupe_key == f"statement:{ACCOUNT}:{transfer.external_id}"
+        assert transfer.message.processed_at is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_imports_of_the_same_statement_at_once_apply_each_line_once(tmp_path):
+    """Imports take turns a batch at a time: the second finds what the first stored."""
+    payments = [vietqr_payment()[0] for _ in range(12)]
+    path = statement(
+        tmp_path, *(line(payment, tx=f"TWICE-{i}") for i, payment in enumerate(payments))
+    )
+    barrier = threading.Barrier(2)
+    outputs: list[str] = []
+    failures: list[BaseException] = []
+
+    def importing():
+        try:
+            barrier.wait()
+            outputs.append(run(path, "--batch-size", "4")[0])
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=importing) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not failures, failures
+    assert InboundMessage.objects.filter(kind="statement").count() == 12
+    assert BankTransfer.objects.filter(status=Status.MATCHED).count() == 12
+    for payment in payments:
+        assert payment.events.filter(to_status="succeeded").count() == 1
+    matched = sum(
+        int(re.search(r"(\d+)  matched", out).group(1)) for out in outputs if "matched" in out
+    )
+    assert matched == 12

@@ -5,10 +5,11 @@ line is stored in the inbox as kind `statement` under its transaction id, then a
 same matcher as notifications. A credit a notification already announced is the same
 `BankTransfer` row and is not applied twice; importing the same file again changes nothing.
 
-Lines are stored in the inbox a batch at a time (`inbox.inbox_receive_many`), then applied by
-the applier in this process (`applier.apply`), through the very channel that applies transfer
-notifications (`matching.apply_credits`): a 100,000-line statement takes seconds, not a Celery
-task per line, and follows the same rules and locks as one notification.
+Lines are applied a batch at a time by the applier in this process as they arrive
+(`applier.apply_arriving`), through the very channel that applies transfer notifications
+(`matching.apply_credits`), and stored in the inbox already applied in the same transaction:
+a 100,000-line statement takes seconds, not a Celery task per line, writes each inbox row once,
+and follows the same rules and locks as one notification.
 """
 
 from __future__ import annotations
@@ -203,56 +204,55 @@ class Command(BaseCommand):
 
     # --- Storing and matching ---------------------------------------------------------------
     def _apply(self, batch: list[Line]) -> None:
-        # Stored and applied in one transaction: no other applier sees these lines before they
-        # are applied, and a line the applier cannot apply is stored all the same, with its error.
+        # One transaction per batch, holding the statements' turn (`inbox_stored`): lines seen
+        # for the first time are applied and stored applied, each inbox row written once; a
+        # line an earlier import stored is not applied twice.
+        kind = InboundMessage.Kind.STATEMENT
         with transaction.atomic():
-            stored = inbox.inbox_receive_many(
-                kind=InboundMessage.Kind.STATEMENT,
-                messages=[(line.key, line.body) for line in batch],
-                partner_id=self.partner_id,
+            stored = inbox.inbox_stored(kind=kind, keys=[line.key for line in batch])
+            arriving = [line for line in batch if line.key not in stored]
+            outcomes = applier.apply_arriving(
+                kind=kind,
+                messages=[inbox.Arriving(li.key, li.body, self.partner_id) for li in arriving],
+                parsed=[line.credit for line in arriving],
             )
-            to_apply = list(stored.values())
-            parsed = {stored[line.key]: line.credit for line in batch if line.key in stored}
-            to_apply += self._stored_before([line for line in batch if line.key not in stored])
-            outcomes = applier.apply(message_ids=to_apply, parsed=parsed, batch=len(to_apply) or 1)
-        elsewhere = [pk for pk in to_apply if pk not in outcomes]
+            unapplied = self._stored_before([line for line in batch if line.key in stored], stored)
+            by_id = {stored[key].pk: key for key in unapplied}
+            if by_id:
+                applied = applier.apply(message_ids=list(by_id), batch=len(by_id))
+                outcomes.update((by_id[pk], outcome) for pk, outcome in applied.items())
+        elsewhere = [pk for pk, key in by_id.items() if key not in outcomes]
         if elsewhere:
             # Applied meanwhile by a worker's applier: its outcome is on the row.
             outcomes.update(
-                (pk, InboundMessage.Outcome(outcome))
+                (by_id[pk], InboundMessage.Outcome(outcome))
                 for pk, outcome in InboundMessage.objects.filter(
                     AnyOf(F("pk"), elsewhere), processed_at__isnull=False
                 ).values_list("pk", "outcome")
             )
-        for message_id, outcome in outcomes.items():
+        numbers = {line.key: line.number for line in batch}
+        for key, outcome in outcomes.items():
             if outcome == InboundMessage.Outcome.ERROR:
-                self.errors.append((_line_of(message_id), _error_of(message_id)))
+                self.errors.append((numbers[key], _error_of(key)))
             else:
                 self.counts[outcome] += 1
 
-    def _stored_before(self, lines: list[Line]) -> list[int]:
+    def _stored_before(self, lines: list[Line], stored: dict[str, inbox.Stored]) -> list[str]:
         """Lines an earlier import stored: refused when their values differ, counted when they
-        were applied, and the ids of those an import that stopped left unapplied."""
-        if not lines:
-            return []
-        earlier = {
-            key: (pk, body, processed_at is not None)
-            for pk, key, body, processed_at in InboundMessage.objects.filter(
-                dedupe_key__in=[line.key for line in lines]
-            ).values_list("pk", "dedupe_key", "body", "processed_at")
-        }
+        were applied, and the keys of those it left unapplied."""
         unapplied = []
         for line in lines:
-            pk, body, processed = earlier[line.key]
-            if body != line.body and _values(body) != line.values:
+            earlier = stored[line.key]
+            if earlier.body != line.body and _values(earlier.body) != line.values:
                 self._reject(
                     line.number,
-                    f"this transaction was imported before with other values ({_origin(body)})",
+                    f"this transaction was imported before with other values "
+                    f"({_origin(earlier.body)})",
                 )
-            elif processed:
+            elif earlier.processed:
                 self.counts["already imported"] += 1
             else:
-                unapplied.append(pk)
+                unapplied.append(line.key)
         return unapplied
 
     # --- Reporting --------------------------------------------------------------------------
@@ -294,18 +294,10 @@ def _origin(body: str) -> str:
     return f"{data.get('file') or 'a file'}, line {data.get('line') or '?'}"
 
 
-def _error_of(message_id: int) -> str:
+def _error_of(key: str) -> str:
     detail = (
-        InboundMessage.objects.filter(pk=message_id)
+        InboundMessage.objects.filter(dedupe_key=key)
         .values_list("outcome_detail", flat=True)
         .first()
     )
     return detail or "unknown error"
-
-
-def _line_of(message_id: int) -> int:
-    body = InboundMessage.objects.filter(pk=message_id).values_list("body", flat=True).first()
-    try:
-        return int(json.loads(body or "{}").get("line") or 0)
-    except (ValueError, AttributeError):
-        return 0
