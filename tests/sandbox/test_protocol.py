@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from payments.channels.vietqr import payload as vietqr
 from payments.channels.vnpay import protocol as vnpay
-from payments.providers import vietqr
 from sandbox import protocol
 from tests.payments.channels.vnpay.test_vnpay import (
     VECTOR_HASH,
