@@ -22,7 +22,7 @@ from customers.models import Bill
 from payments import applier, services
 from payments.models import BankTransfer, InboundMessage, Payment, PaymentEvent
 from tests.factories import customer_with_bills
-from tests.payments.test_collection_support import (
+from tests.payments.channels.collection.test_collection_support import (
     PAYMENTS,
     REVERSALS,
     SECRETS,
