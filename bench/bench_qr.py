@@ -8,9 +8,9 @@ from bench.common import Section, median, percentile
 
 
 def run() -> Section:
-    from payments.providers.vietqr import VietQR, build_payload
+    from payments.channels.vietqr.image import render_png, render_svg
+    from payments.channels.vietqr.payload import VietQR, build_payload
     from payments.references import generate
-    from payments.vietqr import render_png, render_svg
 
     section = Section("VietQR payload and images", "make bench (bench/bench_qr.py)")
     png_times, svg_times, payload_times = [], [], []

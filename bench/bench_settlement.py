@@ -44,8 +44,8 @@ def _prepare(run_id: str, count: int, *, skip: int = 0) -> tuple[list[str], list
     from django.utils import timezone
 
     from customers.models import Bill
+    from payments.channels.vnpay import protocol as vnpay
     from payments.models import Partner, Payment, PaymentBill
-    from payments.providers import vnpay
 
     partner = Partner.objects.get(code="SANDBOX")
     bills = list(

@@ -22,8 +22,9 @@ from typing import Any
 from django.db import transaction
 from django.db.models import F
 
-from payments import gateway, inbox, matching
+from payments import inbox, matching
 from payments.bulk import AnyOf
+from payments.channels.vnpay import gateway
 from payments.inbox import Applied, Arriving, Claimed
 from payments.models import InboundMessage
 

@@ -21,10 +21,11 @@ from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
-from payments import applier, gateway, inbox, services, states
+from payments import applier, inbox, services, states
+from payments.channels.vnpay import gateway
+from payments.channels.vnpay import protocol as vnpay
 from payments.inbox import Applied
 from payments.models import InboundMessage, Payment
-from payments.providers import vnpay
 from payments.queue import enqueue_after_commit
 
 logger = logging.getLogger(__name__)

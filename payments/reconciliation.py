@@ -37,8 +37,12 @@ from django.utils.translation import gettext as _
 
 from customers.codes import InvalidCustomerCode, clean_customer_code
 from payments import states
-from payments.collection.business_day import BUSINESS_TZ, business_date, business_day_bounds
-from payments.collection.serializers import TRANSACTION_ID
+from payments.channels.collection.business_day import (
+    BUSINESS_TZ,
+    business_date,
+    business_day_bounds,
+)
+from payments.channels.collection.serializers import TRANSACTION_ID
 from payments.models import Partner, Payment, PaymentBill, SettlementReport
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ urlpatterns = [
     path("health/", health.health, name="health"),
     path("api/v1/customers/", include("customers.api.urls")),
     path("api/v1/payments/", include("payments.api.urls")),
-    path("api/v1/collection/", include("payments.collection.urls")),
+    path("api/v1/collection/", include("payments.channels.collection.urls")),
     path("callbacks/", include("payments.callbacks.urls")),
     path("console/", include("customers.console.urls")),
     path("admin/", admin.site.urls),

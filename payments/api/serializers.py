@@ -10,7 +10,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from customers.codes import InvalidCustomerCode, clean_customer_code
-from payments import vietqr
+from payments.channels.vietqr import image as vietqr
 from payments.models import Payment
 
 

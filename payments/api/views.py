@@ -15,8 +15,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from payments import gateway, selectors, services, vietqr
+from payments import selectors, services
 from payments.api.serializers import PaymentCreateInput, PaymentOutput
+from payments.channels.vietqr import image as vietqr
+from payments.channels.vnpay import gateway
 from payments.models import IdempotencyKey, Payment
 from portal.api import ApiError
 from portal.openapi import ERROR_RESPONSES

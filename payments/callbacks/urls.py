@@ -2,7 +2,8 @@
 
 from django.urls import path
 
-from payments.callbacks import ipn, transfers
+from payments.callbacks import transfers
+from payments.channels.vnpay import views as ipn
 
 urlpatterns = [
     path("transfers/", transfers.transfer_notification, name="callback-transfers"),

@@ -16,7 +16,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from customers.codes import InvalidCustomerCode, clean_customer_code
 from customers.masking import mask_address, mask_name
-from payments import gateway, selectors, services, vietqr
+from payments import selectors, services
+from payments.channels.vietqr import image as vietqr
+from payments.channels.vnpay import gateway
 from payments.models import Partner, Payment
 from portal.ratelimit import client_address
 

@@ -15,8 +15,9 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from payments import gateway, poller, states
-from payments.providers import vnpay
+from payments import poller, states
+from payments.channels.vnpay import gateway
+from payments.channels.vnpay import protocol as vnpay
 
 # What the bank's vnp_ResponseCode means, in words a household understands.
 BANK_REASONS = {

@@ -12,7 +12,7 @@ from types import ModuleType
 
 import pytest
 
-from payments.collection import signing
+from payments.channels.collection import signing
 from payments.models import Payment
 from tests.factories import customer_with_bills
 

@@ -12,8 +12,8 @@ from rest_framework.test import APIClient
 
 from customers.models import Bill
 from payments import services
+from payments.channels.vietqr import payload as vietqr
 from payments.models import IdempotencyKey, Payment
-from payments.providers import vietqr
 from tests.factories import customer_with_bills
 
 pytestmark = pytest.mark.django_db

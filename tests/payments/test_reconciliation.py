@@ -15,7 +15,7 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from payments import reconciliation, services, tasks
-from payments.collection.business_day import BUSINESS_TZ
+from payments.channels.collection.business_day import BUSINESS_TZ
 from payments.models import Payment, SettlementReport
 from tests.factories import customer_with_bills
 

@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 
 from payments import services, tasks
-from payments.collection.business_day import business_date
+from payments.channels.collection.business_day import business_date
 from payments.models import Payment, SettlementReport
 from payments.queue import send_now
 from tests.conftest import WorkerProcess, _worker_env, purge_broker, wait_until

@@ -24,7 +24,8 @@ import pytest
 import requests
 from django.utils import timezone
 
-from payments import gateway, services
+from payments import services
+from payments.channels.vnpay import gateway
 from payments.models import InboundMessage, Payment, PaymentEvent
 from tests.conftest import wait_until
 from tests.factories import customer_with_bills

@@ -37,7 +37,7 @@ from schemathesis.specs.openapi.checks import (
 
 from customers.models import Bill
 from payments import services
-from payments.collection.signing import sign
+from payments.channels.collection.signing import sign
 from payments.models import (
     BankTransfer,
     IdempotencyKey,

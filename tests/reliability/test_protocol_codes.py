@@ -1,10 +1,10 @@
 """Hostile bank messages, one of each kind per channel, and the protocol answer each one gets.
 
-The channel tests (tests/payments/test_ipn.py, test_transfer_callback.py, test_matching.py,
-test_collection_auth.py, test_collection_api.py) cover each rule in depth; this table puts the
-three channels side by side, adds the cases they leave out (a replayed id with a tampered body,
-a replay after the payment was reversed or failed, a captured request replayed under another
-partner's name), and ends with the integrity check.
+The channel tests (under tests/payments/: channels/vnpay/test_ipn.py, test_transfer_callback.py,
+test_matching.py, channels/collection/test_collection_auth.py, test_collection_api.py) cover each
+rule in depth; this table puts the three channels side by side, adds the cases they leave out (a
+replayed id with a tampered body, a replay after the payment was reversed or failed, a captured
+request replayed under another partner's name), and ends with the integrity check.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from customers.models import Bill
 from payments import applier, services
 from payments.models import BankTransfer, InboundMessage, Payment, PaymentEvent
 from tests.factories import customer_with_bills
-from tests.payments.test_collection_support import (
+from tests.payments.channels.collection.test_collection_support import (
     PAYMENTS,
     REVERSALS,
     SECRETS,

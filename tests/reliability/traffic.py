@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 import requests
 
-from payments.collection.signing import sign
+from payments.channels.collection.signing import sign
 from payments.models import Payment
 from tests.factories import new_sender_id, transfer_body  # noqa: F401 - the scenarios' vocabulary
 from tests.reliability import support

@@ -9,7 +9,8 @@ from urllib.parse import urlencode
 import pytest
 from django.conf import settings as django_settings
 
-from payments import gateway, services
+from payments import services
+from payments.channels.vnpay import gateway
 from payments.models import Payment
 from sandbox import protocol
 from tests.factories import customer_with_bills

@@ -14,8 +14,8 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
+from payments.channels.vnpay import protocol as vnpay
 from payments.models import InboundMessage, Payment
-from payments.providers import vnpay
 from sandbox import bank, delivery
 from sandbox.models import BankTransaction, Notification
 from tests.sandbox.support import (

@@ -10,9 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from payments.providers import vietqr, vnpay
+from payments.channels.vietqr import payload as vietqr
+from payments.channels.vnpay import protocol as vnpay
 from sandbox import protocol
-from tests.payments.test_vnpay import VECTOR_HASH, VECTOR_PARAMS, VECTOR_SECRET, VECTOR_STRING
+from tests.payments.channels.vnpay.test_vnpay import (
+    VECTOR_HASH,
+    VECTOR_PARAMS,
+    VECTOR_SECRET,
+    VECTOR_STRING,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,7 @@ import re
 import pytest
 from django.utils import timezone
 
-from payments.providers import vietqr
+from payments.channels.vietqr import payload as vietqr
 from sandbox import delivery
 from sandbox.models import Notification
 from tests.sandbox.test_delivery import merchant  # noqa: F401 - fixture

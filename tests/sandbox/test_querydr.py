@@ -10,7 +10,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.utils import timezone
 
-from payments.providers import vnpay
+from payments.channels.vnpay import protocol as vnpay
 from sandbox import bank
 from sandbox.models import BankTransaction
 from tests.sandbox.support import redirect_payment

@@ -6,7 +6,7 @@ A partner signs every request with its own secret:
 
 The timestamp is Unix seconds and must be within `TOLERANCE_SECONDS` of our clock, so a captured
 request stops working after a few minutes; inside that window the portal recognises a replay by
-its signature (see `payments.collection.handling`).
+its signature (see `payments.channels.collection.handling`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Bank redirect payments over the VNPay 2.1.0 protocol: the Django side of `providers.vnpay`.
+"""Bank redirect payments over the VNPay 2.1.0 protocol: the Django side of `vnpay.protocol`.
 
 Three ways a bank tells us how a redirect payment ended, trusted differently:
 - the IPN (server to server, signed): stored in the inbox and answered at once by
@@ -27,9 +27,9 @@ from django.urls import reverse
 
 from payments import inbox, services, states
 from payments.bulk import AnyOf
+from payments.channels.vnpay import protocol as vnpay
 from payments.inbox import Applied, Claimed
 from payments.models import InboundMessage, Partner, Payment
-from payments.providers import vnpay
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 from django.urls import URLPattern, URLResolver, path
 
-from payments.collection import views
+from payments.channels.collection import views
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("inquiry/", views.InquiryView.as_view(), name="collection-inquiry"),

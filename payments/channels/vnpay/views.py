@@ -1,8 +1,9 @@
 """GET /callbacks/{partner}/ipn/: VNPay 2.1.0 payment notifications (docs/protocols.md §2).
 
-Thin on purpose: `payments.gateway.ipn_receive` stores the message, decides the answer and hands
-the message to a worker, which applies it. Whatever goes wrong here, the bank gets the protocol's
-JSON: `99` when the database cannot take the message, so the bank sends it again.
+Thin on purpose: `payments.channels.vnpay.gateway.ipn_receive` stores the message, decides the
+answer and hands the message to a worker, which applies it. Whatever goes wrong here, the bank
+gets the protocol's JSON: `99` when the database cannot take the message, so the bank sends it
+again.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
-from payments import gateway
-from payments.providers import vnpay
+from payments.channels.vnpay import gateway
+from payments.channels.vnpay import protocol as vnpay
 from portal.api import error_response
 from portal.ratelimit import client_address
 

@@ -22,8 +22,8 @@ from PIL import Image
 from qrcode import util as qr_util
 from qrcode.constants import ERROR_CORRECT_M
 
+from payments.channels.vietqr.payload import VietQR, build_payload
 from payments.models import Payment
-from payments.providers.vietqr import VietQR, build_payload
 from portal.text import strip_accents
 
 # Medium error correction (15%) survives a scratched or glared phone screen, and keeps a

@@ -9,7 +9,7 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
 from customers.codes import InvalidCustomerCode, clean_customer_code
-from payments.collection.business_day import BUSINESS_TZ
+from payments.channels.collection.business_day import BUSINESS_TZ
 
 # Printable, no separators that would break a settlement CSV (`,` `;`) or a log line.
 TRANSACTION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")

@@ -31,10 +31,10 @@ from rest_framework import serializers, status
 
 from customers.models import Bill, Customer
 from payments import services
-from payments.collection import signing
-from payments.collection.auth import PartnerCaller
-from payments.collection.business_day import BUSINESS_TZ, business_date
-from payments.collection.serializers import InquiryInput, PaymentNoticeInput, ReversalInput
+from payments.channels.collection import signing
+from payments.channels.collection.auth import PartnerCaller
+from payments.channels.collection.business_day import BUSINESS_TZ, business_date
+from payments.channels.collection.serializers import InquiryInput, PaymentNoticeInput, ReversalInput
 from payments.inbox import Applied, inbox_finish, inbox_store
 from payments.models import InboundMessage, Payment
 from portal.api import error_body

@@ -7,10 +7,10 @@ import time
 import pytest
 from django.test import Client, RequestFactory
 
-from payments.collection import auth, signing
+from payments.channels.collection import auth, signing
 from payments.models import InboundMessage, Partner
 from tests.factories import customer_with_bills
-from tests.payments.test_collection_support import (
+from tests.payments.channels.collection.test_collection_support import (
     INQUIRY,
     PAYMENTS,
     REVERSALS,

@@ -1,4 +1,4 @@
-"""The collection API's three operations: thin views over `payments.collection.handling`."""
+"""The collection API's three operations: thin views over `collection.handling`."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from payments.collection import handling
-from payments.collection.auth import PartnerCaller, PartnerSignatureAuthentication
-from payments.collection.serializers import (
+from payments.channels.collection import handling
+from payments.channels.collection.auth import PartnerCaller, PartnerSignatureAuthentication
+from payments.channels.collection.serializers import (
     InquiryInput,
     InquiryOutput,
     PaymentNoticeInput,
@@ -157,7 +157,7 @@ SCHEMA_SETTINGS: dict[str, Any] = {
         'Errors always have the shape `{"error": {"code", "message", "fields"}}`.'
     ),
     "VERSION": "1.0.0",
-    "PREPROCESSING_HOOKS": ["payments.collection.openapi.collection_endpoints_only"],
+    "PREPROCESSING_HOOKS": ["payments.channels.collection.openapi.collection_endpoints_only"],
     "SCHEMA_PATH_PREFIX": "/api/v1/collection/",
 }
 

@@ -31,7 +31,7 @@ from rest_framework import status
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
-from payments.collection import signing
+from payments.channels.collection import signing
 from payments.inbox import Applied, inbox_set_response, inbox_store, keep_headers
 from payments.models import InboundMessage, Partner
 from portal.api import ApiError, error_body
@@ -225,7 +225,7 @@ class PartnerSignatureAuthentication(BaseAuthentication):
 class PartnerSignatureScheme(OpenApiAuthenticationExtension):
     """The three headers, all required together, in the collection API's OpenAPI document."""
 
-    target_class = "payments.collection.auth.PartnerSignatureAuthentication"
+    target_class = "payments.channels.collection.auth.PartnerSignatureAuthentication"
     name = ["PartnerCode", "Timestamp", "Signature"]
 
     def get_security_definition(self, auto_schema: Any) -> list[dict[str, Any]]:

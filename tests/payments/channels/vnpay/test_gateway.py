@@ -18,8 +18,8 @@ from django.utils import timezone
 
 from customers.models import Bill
 from payments import poller, services, tasks
+from payments.channels.vnpay import protocol as vnpay
 from payments.models import InboundMessage, Payment, PaymentEvent
-from payments.providers import vnpay
 from sandbox import bank
 from sandbox.models import BankTransaction
 from tests.conftest import wait_until

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from payments.collection.signing import sign
+from payments.channels.collection.signing import sign
 
 VCB_SECRET = "vcb-collection-secret-0123456789abcdef"
 MOMO_SECRET = "momo-collection-secret-fedcba9876543210"

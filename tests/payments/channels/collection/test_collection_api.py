@@ -12,11 +12,11 @@ from django.utils import timezone
 
 from customers.models import Bill
 from payments import services
-from payments.collection import auth
-from payments.collection.business_day import BUSINESS_TZ
+from payments.channels.collection import auth
+from payments.channels.collection.business_day import BUSINESS_TZ
 from payments.models import InboundMessage, Payment, PaymentEvent
 from tests.factories import BillFactory, CustomerFactory, customer_with_bills
-from tests.payments.test_collection_support import (
+from tests.payments.channels.collection.test_collection_support import (
     INQUIRY,
     PAYMENTS,
     REVERSALS,
@@ -421,7 +421,7 @@ def test_a_payment_of_yesterday_is_found_by_its_gmt7_day():
     # 2026-11-26 17:30 UTC is 2026-11-27 00:30 in Hà Tĩnh.
     from datetime import UTC
 
-    from payments.collection.business_day import business_date, business_day_bounds
+    from payments.channels.collection.business_day import business_date, business_day_bounds
 
     moment = datetime(2026, 11, 26, 17, 30, tzinfo=UTC)
     assert business_date(moment).isoformat() == "2026-11-27"

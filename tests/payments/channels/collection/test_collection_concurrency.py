@@ -14,7 +14,7 @@ from customers.models import Bill
 from payments import services
 from payments.models import InboundMessage, Payment
 from tests.factories import customer_with_bills
-from tests.payments.test_collection_support import (
+from tests.payments.channels.collection.test_collection_support import (
     PAYMENTS,
     notice,
     partner_secrets,  # noqa: F401 - fixture

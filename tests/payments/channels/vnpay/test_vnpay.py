@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from payments.providers import vnpay
+from payments.channels.vnpay import protocol as vnpay
 
 UTC = datetime.UTC
 # docs/protocols.md §2: the vector every implementation must reproduce.

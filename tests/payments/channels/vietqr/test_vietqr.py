@@ -14,8 +14,9 @@ from PIL import Image
 from qrcode import util as qr_util
 from qrcode.constants import ERROR_CORRECT_M
 
-from payments import services, vietqr
-from payments.providers.vietqr import (
+from payments import services
+from payments.channels.vietqr import image as vietqr
+from payments.channels.vietqr.payload import (
     PayloadError,
     VietQR,
     build_payload,
