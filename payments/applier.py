@@ -22,8 +22,10 @@ from typing import Any
 from django.db import transaction
 from django.db.models import F
 
-from payments import inbox, matching
+from payments import inbox
 from payments.bulk import AnyOf
+from payments.channels.statements import lines
+from payments.channels.transfers import notifications
 from payments.channels.vnpay import gateway
 from payments.inbox import Applied, Arriving, Claimed
 from payments.models import InboundMessage
@@ -45,8 +47,8 @@ Channel = Callable[[Sequence[Claimed], Mapping[int, Any]], dict[int, Applied]]
 CHANNELS: dict[str, Channel] = {
     Kind.IPN: lambda messages, _parsed: gateway.apply_reports(messages),
     Kind.QUERY: lambda messages, _parsed: gateway.apply_reports(messages),
-    Kind.TRANSFER: lambda messages, parsed: matching.apply_credits(messages, parsed=parsed),
-    Kind.STATEMENT: lambda messages, parsed: matching.apply_credits(messages, parsed=parsed),
+    Kind.TRANSFER: notifications.apply,
+    Kind.STATEMENT: lines.apply,
 }
 
 

@@ -23,14 +23,12 @@ taken in one order everywhere: inbox messages, transfers, payments, bills, each 
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection
@@ -45,12 +43,6 @@ from portal.text import alnum_upper
 
 logger = logging.getLogger(__name__)
 
-BANK_TIME_ZONE = ZoneInfo("Asia/Ho_Chi_Minh")  # notifications and statements speak GMT+7
-DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
-MAX_CONTENT = 1000
-MAX_EXTERNAL_ID = 100  # BankTransfer.external_id
-MAX_ACCOUNT = 32  # BankTransfer.account_number
-MAX_AMOUNT = 10**13 - 1  # 13 digits, VietQR's own limit
 
 Status = BankTransfer.Status
 TransferSource = BankTransfer.Source
@@ -100,211 +92,6 @@ class Credit:
             "content": self.content,
             "occurred_at": self.occurred_at,
         }
-
-
-# --- Reading notifications and statement lines ------------------------------------------------
-_BANK_TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2}) ([0-9]{2}):([0-9]{2}):([0-9]{2})")
-
-
-def parse_bank_time(value: Any) -> datetime:
-    """'YYYY-MM-DD HH:MM:SS' in GMT+7, as banks write it, to an aware datetime."""
-    # A regex rather than strptime: a statement has a hundred thousand of these.
-    match = _BANK_TIME.fullmatch(value.strip()) if isinstance(value, str) else None
-    if match is None:
-        raise ValueError("must look like 2024-05-21 14:02:37 (GMT+7)")
-    try:
-        year, month, day, hour, minute, second = map(int, match.groups())
-        return datetime(year, month, day, hour, minute, second, tzinfo=BANK_TIME_ZONE)
-    except ValueError:
-        raise ValueError("is not a real date and time") from None
-
-
-def _whole_number(value: Any) -> int:
-    # JSON has one number type: 2277000 and 2277000.0 are the same amount; 12.5 is not dong.
-    if isinstance(value, bool):
-        raise ValueError("must be a whole number")
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        value = int(value.strip())
-    if not isinstance(value, int):
-        raise ValueError("must be a whole number")
-    return value
-
-
-def _text(data: Mapping[str, Any], name: str, *, limit: int, required: bool) -> str:
-    value = data.get(name)
-    if value is None:
-        if required:
-            raise ValueError("is required")
-        return ""
-    if not isinstance(value, str):
-        raise ValueError("must be text")
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")  # PostgreSQL text cannot hold them
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate from a JSON escape: no database can store it
-        raise ValueError("must be valid Unicode text") from None
-    value = value.strip()
-    if required and not value:
-        raise ValueError("must not be empty")
-    if len(value) > limit:
-        raise ValueError(f"must be at most {limit} characters")
-    return value
-
-
-def _account(value: str) -> str:
-    if not value.isascii() or not value.isalnum():
-        raise ValueError("must be letters and digits only")
-    return value
-
-
-def credit_from_notification(data: Any) -> tuple[str, Credit]:
-    """Check a SePay-shaped notification (docs/protocols.md §3); returns (sender id, credit).
-
-    Raises InvalidCredit naming every bad field, so the sender is told all at once.
-    """
-    if not isinstance(data, dict):
-        raise InvalidCredit({"body": ["must be a JSON object"]})
-    errors: dict[str, list[str]] = {}
-    values: dict[str, Any] = {}
-
-    def check(name: str, read: Any) -> None:
-        try:
-            values[name] = read()
-        except ValueError as exc:
-            errors[name] = [str(exc)]
-
-    def read_id() -> str:
-        number = _whole_number(data.get("id"))
-        if not 0 < number < 2**63:
-            raise ValueError("must be a positive 64-bit number")
-        return str(number)
-
-    def read_amount() -> int:
-        amount = _whole_number(data.get("transferAmount"))
-        if not 0 < amount <= MAX_AMOUNT:
-            raise ValueError("must be a positive whole number of VND")
-        return amount
-
-    def read_type() -> str:
-        value = data.get("transferType")
-        if value not in ("in", "out"):
-            raise ValueError('must be "in" or "out"')
-        return str(value)
-
-    check("id", read_id)
-    check("transactionDate", lambda: parse_bank_time(data.get("transactionDate")))
-    check(
-        "accountNumber",
-        lambda: _account(_text(data, "accountNumber", limit=MAX_ACCOUNT, required=True)),
-    )
-    check("transferType", read_type)
-    check("transferAmount", read_amount)
-    check("content", lambda: _text(data, "content", limit=MAX_CONTENT, required=False))
-    check("referenceCode", lambda: _text(data, "referenceCode", limit=80, required=False))
-    for optional in ("gateway", "code", "subAccount", "description"):
-        check(optional, lambda name=optional: _text(data, name, limit=MAX_CONTENT, required=False))
-    if "accumulated" in data and data["accumulated"] is not None:
-        check("accumulated", lambda: _whole_number(data["accumulated"]))
-    if errors:
-        raise InvalidCredit(errors)
-    sender_id = values["id"]
-    return sender_id, Credit(
-        source=TransferSource.WEBHOOK,
-        # The bank's reference makes a statement line of the same credit the same row; without
-        # one, the sender's id is all there is.
-        external_id=values["referenceCode"] or f"sepay:{sender_id}",
-        account_number=values["accountNumber"],
-        amount=values["transferAmount"],
-        outgoing=values["transferType"] == "out",
-        content=values["content"],
-        occurred_at=values["transactionDate"],
-    )
-
-
-STATEMENT_COLUMNS = ("transaction_id", "account_number", "transaction_date", "amount", "content")
-
-
-def credit_from_statement_row(row: Mapping[str, Any]) -> Credit:
-    """Check one statement line (docs/interfaces.md); a negative amount is a debit.
-
-    Raises InvalidCredit naming every bad column.
-    """
-    errors: dict[str, list[str]] = {}
-    external_id = account = content = ""
-    occurred_at: datetime | None = None
-    amount = 0
-    # Plain sequential checks: a statement has a hundred thousand lines.
-    try:
-        external_id = _text(row, "transaction_id", limit=MAX_EXTERNAL_ID, required=True)
-    except ValueError as exc:
-        errors["transaction_id"] = [str(exc)]
-    try:
-        account = _account(_text(row, "account_number", limit=MAX_ACCOUNT, required=True))
-    except ValueError as exc:
-        errors["account_number"] = [str(exc)]
-    try:
-        occurred_at = parse_bank_time(row.get("transaction_date"))
-    except ValueError as exc:
-        errors["transaction_date"] = [str(exc)]
-    try:
-        amount = _statement_amount(row.get("amount"))
-    except ValueError as exc:
-        errors["amount"] = [str(exc)]
-    try:
-        content = _text(row, "content", limit=MAX_CONTENT, required=False)
-    except ValueError as exc:
-        errors["content"] = [str(exc)]
-    if errors or occurred_at is None:
-        raise InvalidCredit(errors)
-    return Credit(
-        source=TransferSource.STATEMENT,
-        external_id=external_id,
-        account_number=account,
-        amount=abs(amount),
-        outgoing=amount < 0,
-        content=content,
-        occurred_at=occurred_at,
-    )
-
-
-def _statement_amount(value: Any) -> int:
-    if not isinstance(value, (str, int)) or isinstance(value, bool):
-        raise ValueError("must be a whole number of VND")
-    text = str(value).strip()
-    digits = text[1:] if text[:1] in "+-" else text
-    if not digits.isascii() or not digits.isdigit():
-        raise ValueError("must be a whole number of VND, without separators")
-    amount = int(text)
-    if amount == 0 or abs(amount) > MAX_AMOUNT:
-        raise ValueError("must not be zero and at most 13 digits")
-    return amount
-
-
-def statement_body(row: Mapping[str, Any], *, file: str = "", line: int = 0) -> str:
-    """The inbox body of a statement line: its fields as read, and where it came from."""
-    body = {name: row.get(name) for name in STATEMENT_COLUMNS}
-    body.update(file=file, line=line)
-    return json.dumps(body, ensure_ascii=False)
-
-
-def statement_dedupe_key(credit: Credit) -> str:
-    return f"statement:{credit.account_number}:{credit.external_id}"
-
-
-def credit_from_body(kind: str, body: str) -> Credit:
-    """The credit a stored inbox message (kind `transfer` or `statement`) reports."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        raise InvalidCredit({"body": ["is not JSON"]}) from None
-    if kind == InboundMessage.Kind.STATEMENT:
-        if not isinstance(data, dict):
-            raise InvalidCredit({"body": ["must be a JSON object"]})
-        return credit_from_statement_row(data)
-    return credit_from_notification(data)[1]
 
 
 # --- Deciding ---------------------------------------------------------------------------------
@@ -471,13 +258,16 @@ class _Line:
 
 
 def apply_credits(
-    messages: Sequence[Claimed], *, parsed: Mapping[int, Credit] | None = None
+    messages: Sequence[Claimed],
+    *,
+    read: Callable[[str], Credit],
+    parsed: Mapping[int, Credit] | None = None,
 ) -> dict[int, Applied]:
-    """The transfers channel of the applier: decide and apply stored notifications and
-    statement lines (claimed, locked) in message order; returns what each came to.
+    """Decide and apply bank credits (stored notifications or statement lines, claimed and
+    locked) in message order; returns what each came to.
 
-    `parsed` are credits the caller already read from these very bodies (a statement import
-    reads each line once); the others are read here.
+    Each body is read by its channel's `read`, unless `parsed` has its credit already (a
+    statement import reads each line once).
     """
     parsed = parsed or {}
     by_pk = {message.pk: message for message in messages}
@@ -488,7 +278,7 @@ def apply_credits(
         credit = parsed.get(message.pk)
         if credit is None:
             try:
-                credit = credit_from_body(message.kind, message.body)
+                credit = read(message.body)
             except InvalidCredit as exc:
                 # Checked before storing, so only a stored row edited by hand gets here: keep it.
                 results[message.pk] = Applied(REJECTED, f"Unreadable: {exc}")

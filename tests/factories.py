@@ -118,15 +118,15 @@ def transfer_body(
 ) -> dict[str, Any]:
     """A SePay-shaped notification of the credit for a VietQR payment: the bank's own text
     around the lower-cased reference, and a phone number, as people write their notes."""
-    from payments import matching
+    from payments.channels.transfers import notifications
 
     number = sender_id if sender_id is not None else new_sender_id()
     body = {
         "id": number,
         "gateway": "Vietcombank",
         "transactionDate": timezone.now()
-        .astimezone(matching.BANK_TIME_ZONE)
-        .strftime(matching.DATE_FORMAT),
+        .astimezone(notifications.BANK_TIME_ZONE)
+        .strftime(notifications.DATE_FORMAT),
         "accountNumber": settings.VIETQR_ACCOUNT,
         "code": None,
         "content": f"MBVCB.{number}.{payment.reference.lower()}.CT tu 0912345678",

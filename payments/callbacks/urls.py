@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from payments.callbacks import transfers
+from payments.channels.transfers import views as transfers
 from payments.channels.vnpay import views as ipn
 
 urlpatterns = [

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from customers.models import Bill
 from payments import applier, inbox, matching, references, services
+from payments.channels.transfers import notifications
 from payments.models import BankTransfer, InboundMessage, Payment, PaymentEvent
 from tests.factories import customer_with_bills
 
@@ -30,7 +31,9 @@ def _receiving_account(settings):
 
 
 def _now_gmt7() -> str:
-    return timezone.now().astimezone(matching.BANK_TIME_ZONE).strftime(matching.DATE_FORMAT)
+    return (
+        timezone.now().astimezone(notifications.BANK_TIME_ZONE).strftime(notifications.DATE_FORMAT)
+    )
 
 
 def notification(payment: Payment | None = None, **overrides):

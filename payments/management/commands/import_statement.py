@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from payments import applier, inbox, matching
 from payments.bulk import AnyOf
+from payments.channels.statements import lines
 from payments.models import InboundMessage
 
 OUTCOME_LABELS = {
@@ -64,7 +65,7 @@ class Command(BaseCommand):
     help = "Load a bank statement CSV and match its credits to payments, like transfer webhooks."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("file", help="UTF-8 CSV: " + ",".join(matching.STATEMENT_COLUMNS))
+        parser.add_argument("file", help="UTF-8 CSV: " + ",".join(lines.STATEMENT_COLUMNS))
         parser.add_argument(
             "--batch-size", type=int, default=5000, help="lines stored and decided together"
         )
@@ -155,11 +156,11 @@ class Command(BaseCommand):
             header = [column.strip().lower() for column in next(reader, [])]
         except csv.Error as exc:
             raise CommandError(f"line 1: the header is not readable as CSV: {exc}") from None
-        missing = [column for column in matching.STATEMENT_COLUMNS if column not in header]
+        missing = [column for column in lines.STATEMENT_COLUMNS if column not in header]
         if missing:
             raise CommandError(
                 "line 1: the header must name the columns "
-                + ",".join(matching.STATEMENT_COLUMNS)
+                + ",".join(lines.STATEMENT_COLUMNS)
                 + f" (missing: {', '.join(missing)})"
             )
         seen: dict[str, tuple[int, tuple[str, ...]]] = {}
@@ -179,12 +180,12 @@ class Command(BaseCommand):
                 continue
             fields = dict(zip(header, row, strict=True))
             try:
-                credit = matching.credit_from_statement_row(fields)
+                credit = lines.credit_from_statement_row(fields)
             except matching.InvalidCredit as exc:
                 self._reject(number, str(exc))
                 continue
-            key = matching.statement_dedupe_key(credit)
-            values = tuple(fields[column] for column in matching.STATEMENT_COLUMNS)
+            key = lines.statement_dedupe_key(credit)
+            values = tuple(fields[column] for column in lines.STATEMENT_COLUMNS)
             if key in seen:
                 first, first_values = seen[key]
                 if first_values != values:
@@ -196,7 +197,7 @@ class Command(BaseCommand):
                     self.counts["repeated"] += 1
                 continue
             seen[key] = (number, values)
-            body = matching.statement_body(fields, file=name, line=number)
+            body = lines.statement_body(fields, file=name, line=number)
             yield Line(key=key, body=body, credit=credit, number=number, values=values)
 
     def _reject(self, number: int, reason: str) -> None:
@@ -283,7 +284,7 @@ def _values(body: str) -> tuple[str, ...]:
         data = json.loads(body)
     except ValueError:
         return ()
-    return tuple(str(data.get(column, "")) for column in matching.STATEMENT_COLUMNS)
+    return tuple(str(data.get(column, "")) for column in lines.STATEMENT_COLUMNS)
 
 
 def _origin(body: str) -> str:

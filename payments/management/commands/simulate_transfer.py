@@ -18,7 +18,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from payments.matching import BANK_TIME_ZONE, DATE_FORMAT
+from payments.channels.transfers.notifications import BANK_TIME_ZONE, DATE_FORMAT
 from payments.models import Payment
 
 

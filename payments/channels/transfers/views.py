@@ -21,6 +21,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from payments import inbox, matching
+from payments.channels.transfers import notifications
 from payments.models import InboundMessage
 from portal.api import error_response
 
@@ -59,7 +60,7 @@ def transfer_notification(request: HttpRequest) -> JsonResponse:
     except (ValueError, RecursionError):  # bad UTF-8, bad JSON, absurdly deep nesting
         return error_response("malformed_request", "The body is not valid UTF-8 JSON.", 400)
     try:
-        sender_id, _credit = matching.credit_from_notification(data)
+        sender_id, _credit = notifications.credit_from_notification(data)
     except matching.InvalidCredit as exc:
         return error_response(
             "invalid_request", "Some fields are missing or invalid.", 400, fields=exc.fields

@@ -17,6 +17,7 @@ from django.test import Client
 
 from customers.models import Bill
 from payments import applier, inbox, matching, references, services
+from payments.channels.statements import lines
 from payments.models import BankTransfer, InboundMessage, Payment, PaymentEvent
 from tests.factories import customer_with_bills, poison_settling
 from tests.payments.test_settle_batch import both_ways, same_books
@@ -277,13 +278,13 @@ def test_batches_decide_exactly_as_the_one_by_one_handler(tmp_path):
     run(statement(tmp_path, *batch_lines), "--batch-size", "2")
     for i, kind in enumerate(kinds):
         credit_line = line(tx=f"B{i}", **kind).split(",", 4)
-        row = dict(zip(matching.STATEMENT_COLUMNS, credit_line, strict=True))
+        row = dict(zip(lines.STATEMENT_COLUMNS, credit_line, strict=True))
         row["content"] = row["content"].strip('"')
-        credit = matching.credit_from_statement_row(row)
+        credit = lines.credit_from_statement_row(row)
         message, _ = inbox.inbox_store(
             kind=InboundMessage.Kind.STATEMENT,
-            dedupe_key=matching.statement_dedupe_key(credit),
-            body=matching.statement_body(row),
+            dedupe_key=lines.statement_dedupe_key(credit),
+            body=lines.statement_body(row),
         )
         applier.apply_one(message.pk)
 

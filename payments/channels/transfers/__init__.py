@@ -1,0 +1,1 @@
+"""Bank-transfer notifications (SePay shape): read, stored, and matched to payments."""
