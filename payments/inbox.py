@@ -21,9 +21,8 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -57,8 +56,7 @@ _KEPT_HEADERS = (
 )
 
 
-@dataclass(frozen=True)
-class Applied:
+class Applied(NamedTuple):
     """What a channel decided for one message: kept on the row as it is marked processed."""
 
     outcome: Outcome
@@ -66,8 +64,7 @@ class Applied:
     payment_id: Any = None  # None keeps the payment the row already names
 
 
-@dataclass(frozen=True)
-class Claimed:
+class Claimed(NamedTuple):
     """A stored message an applier holds, as its channel reads it."""
 
     pk: int
@@ -163,8 +160,7 @@ def inbox_receive(
     return row[0] if row else None
 
 
-@dataclass(frozen=True)
-class Arriving:
+class Arriving(NamedTuple):
     """A message applied in the transaction that stores it (a statement's line), so its row is
     written once, already applied: see `inbox_stored`, `inbox_take_arriving`."""
 
@@ -173,8 +169,7 @@ class Arriving:
     partner_id: int | None
 
 
-@dataclass(frozen=True)
-class Stored:
+class Stored(NamedTuple):
     """A message found stored under its key."""
 
     pk: int

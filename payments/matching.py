@@ -28,7 +28,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import connection
@@ -82,21 +82,9 @@ class Credit:
     content: str
     occurred_at: datetime
 
-    def transfer_fields(self) -> dict[str, Any]:
-        """The `BankTransfer` fields this credit fills."""
-        return {
-            "source": self.source,
-            "external_id": self.external_id,
-            "account_number": self.account_number,
-            "amount": self.amount,
-            "content": self.content,
-            "occurred_at": self.occurred_at,
-        }
-
 
 # --- Deciding ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     """What to record for a credit when no payment is involved."""
 
     status: str
@@ -230,7 +218,7 @@ def _applied(reference: str, previous: str, outcome: services.Outcome) -> Decisi
     return Decision(Status.MATCHED, MATCHED_LATE if late else MATCHED, reason)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Transfer:
     """The columns of a locked BankTransfer row that deciding reads and writes."""
 
@@ -243,7 +231,7 @@ class _Transfer:
     changed: bool = False  # decided after its row was written: written again with the batch
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Line:
     """A line whose note names payments, with its message and transfer locked."""
 
@@ -324,6 +312,21 @@ def apply_credits(
     return results
 
 
+_TRANSFER_FIELDS = (
+    "partner_id",
+    "source",
+    "external_id",
+    "account_number",
+    "amount",
+    "content",
+    "occurred_at",
+    "received_at",
+    "message_id",
+    "status",
+    "reason",
+)
+
+
 def _lock_transfer_rows(
     readable: list[tuple[int, int | None, Credit]],
     decisions: Mapping[int, Decision | list[str]],
@@ -343,17 +346,23 @@ def _lock_transfer_rows(
         decided = decisions[message_id]
         decision = decided if isinstance(decided, Decision) else undecided
         rows.append(
-            {
-                "partner_id": partner_id or receiving,
-                **credit.transfer_fields(),
-                "received_at": now,
-                "message_id": message_id,
-                "status": decision.status,
-                "reason": decision.reason,
-            }
+            (
+                partner_id or receiving,
+                credit.source,
+                credit.external_id,
+                credit.account_number,
+                credit.amount,
+                credit.content,
+                credit.occurred_at,
+                now,
+                message_id,
+                decision.status,
+                decision.reason,
+            )
         )
     inserted = insert_new(
         BankTransfer,
+        _TRANSFER_FIELDS,
         rows,
         conflict=("account_number", "external_id"),
         returning=("id", "account_number", "external_id", "message_id", "status", "reason"),
@@ -435,12 +444,7 @@ def _settle_named(named: list[_Line], results: dict[int, Applied]) -> None:
     """
     references = sorted({reference for line in named for reference in line.found})
     # Locked here, in id order: transfers, then payments, then (by the service) bills.
-    locked = list(
-        Payment.objects.select_for_update()
-        .filter(AnyOf(F("reference"), references))
-        .order_by("pk")
-        .only(*services.SETTLING_FIELDS)
-    )
+    locked = services.payments_lock(AnyOf(F("reference"), references))
     position = {payment.pk: index for index, payment in enumerate(locked)}
     by_reference = {payment.reference: payment.pk for payment in locked}
     current = {payment.pk: payment for payment in locked}

@@ -29,7 +29,7 @@ from django.utils import timezone
 from customers.models import AuditEntry, Bill, Customer
 from customers.selectors import bills_cache_forget
 from payments import references, states
-from payments.bulk import AnyOf, bulk_insert_rows, bulk_update_rows
+from payments.bulk import AnyOf, bulk_insert_rows, bulk_update_rows, instances
 from payments.inbox import Claimed
 from payments.models import (
     BankTransfer,
@@ -767,6 +767,17 @@ RECEIPT_BATCH = 250
 SETTLING_FIELDS = ("id", "reference", "customer", "amount", "method", *Journal.PAYMENT_FIELDS)
 
 
+def payments_lock(*conditions: Any, extra: Sequence[str] = ()) -> list[Payment]:
+    """Lock the payments these conditions select, in id order (the lock order of every
+    transition), read with the SETTLING_FIELDS (and `extra`): what a batch hands to
+    `payments_mark_succeeded` as `locked`. Must run inside the transaction."""
+    fields = (*SETTLING_FIELDS, *extra)
+    rows = (
+        Payment.objects.select_for_update().filter(*conditions).order_by("pk").values_list(*fields)
+    )
+    return instances(Payment, fields, rows)
+
+
 @dataclass(frozen=True)
 class Settlement:
     """One bank's word that a payment's money moved: the arguments of `payment_mark_succeeded`."""
@@ -828,12 +839,7 @@ def _settle_many(settlements: Sequence[Settlement], locked: Mapping[Any, Payment
     payments = {pk: locked[pk] for pk in wanted if pk in locked}
     to_lock = sorted(set(wanted) - payments.keys())
     if to_lock:
-        payments.update(
-            (payment.pk, payment)
-            for payment in Payment.objects.select_for_update()
-            .filter(AnyOf(F("pk"), to_lock))
-            .order_by("pk")
-        )
+        payments.update((payment.pk, payment) for payment in payments_lock(AnyOf(F("pk"), to_lock)))
     unknown = set(wanted) - payments.keys()
     if unknown:
         raise Payment.DoesNotExist(f"No payment has the id {min(map(str, unknown))}.")

@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F
+from django.db.models import F, Q
 from django.urls import reverse
 
 from payments import inbox, services, states
@@ -423,13 +423,11 @@ def apply_reports(messages: Sequence[Claimed]) -> dict[int, Applied]:
     locked = (
         {
             (payment.partner_id, payment.reference): payment
-            for payment in Payment.objects.select_for_update()
-            .filter(
+            for payment in services.payments_lock(
                 AnyOf(F("reference"), sorted({reference for _partner, reference in wanted})),
-                method=Payment.Method.REDIRECT,
+                Q(method=Payment.Method.REDIRECT),
+                extra=("partner",),
             )
-            .order_by("pk")
-            .only(*services.SETTLING_FIELDS, "partner")
         }
         if wanted
         else {}
