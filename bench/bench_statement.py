@@ -361,3 +361,9 @@ def run() -> Section:
                 "floor's one). Closing the gap needs the two to overlap: a second connection "
                 "reading and deciding batch N+1 while batch N writes and commits (the payment "
                 "and bill row locks keep line order), and deciding set-based in SQL."
+            )
+    finally:
+        _cleanup(run_id)
+        _drop_receipt_tasks()
+    check_books(section)
+    return section
