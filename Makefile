@@ -26,6 +26,8 @@ install: $(VENV)/.runtime
 
 install-dev: $(VENV)/.dev
 
+# Development, said explicitly: the settings' default is production.
+run: export DEBUG ?= true
 run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo --if-empty
@@ -74,6 +76,7 @@ bench: install-dev
 	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/13} \
 	$(BIN)/python -m bench
 
+messages: export DEBUG ?= true
 messages: install-dev
 	$(BIN)/python manage.py makemessages -l vi --no-obsolete -i ".venv/*" -i "var/*" \
 		-i "node_modules/*" -i "bench/*" -i "tests/*" -i "docs/*" -i "locale/*"

@@ -25,11 +25,13 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 # --- Core ---------------------------------------------------------------------------------------
-DEBUG = env.bool("DEBUG", default=True)
+# Production unless told otherwise: `make run` and the test settings (tests/settings.py) say
+# DEBUG=true; a server started with nothing configured refuses to start (no SECRET_KEY).
+DEBUG = env.bool("DEBUG", default=False)
 
 _DEV_SECRET_KEY = "dev-only-insecure-key-change-me-0123456789-abcdefghijklmnopqrstuvwxyz"  # noqa: S105
 SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET_KEY if DEBUG else "")
-if not DEBUG and (not SECRET_KEY or SECRET_KEY == _DEV_SECRET_KEY or len(SECRET_KEY) < 50):
+if not DEBUG and (not SECRET_KEY or len(SECRET_KEY) < 50):
     raise ImproperlyConfigured("SECRET_KEY must be set to a random value of 50+ characters.")
 
 ALLOWED_HOSTS = env.list(
@@ -204,7 +206,7 @@ INBOX_RETRY_AFTER = timedelta(seconds=env.int("INBOX_RETRY_AFTER_SECONDS", defau
 # --- Auth, sessions, lockout --------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    "customers.console.backends.StaffBackend",
 ]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -367,7 +369,8 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-# Development values that must never reach production, even when copied from .env.example.
+# Development values that must never reach production, even when copied from .env.example
+# (any value written in the docs or examples is refused as well: `_published`).
 _DEVELOPMENT_SECRETS = frozenset(
     {
         _DEV_SECRET_KEY,
@@ -375,6 +378,30 @@ _DEVELOPMENT_SECRETS = frozenset(
         "dev-sandbox-secret-0123456789ABCDEF",
     }
 )
+
+
+def _published(secret: str) -> bool:
+    """Whether a value is written in the repository's docs or examples (README, .env.example,
+    docs/): public, whatever it looks like, so never a production secret."""
+    texts = [BASE_DIR / "README.md", BASE_DIR / ".env.example"]
+    texts += sorted((BASE_DIR / "docs").rglob("*.md")) + sorted((BASE_DIR / "docs").rglob("*.py"))
+    for path in texts:
+        try:
+            if secret in path.read_text(encoding="utf-8"):
+                return True
+        except OSError:  # a deployment without the docs: the list above still applies
+            continue
+    return False
+
+
+def _refuse_public(name: str, secret: str) -> None:
+    if secret and (secret in _DEVELOPMENT_SECRETS or _published(secret)):
+        raise ImproperlyConfigured(
+            f"{name} is a development or published value (README, .env.example or docs/): "
+            "set a secret of your own in production."
+        )
+
+
 if not DEBUG:
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -386,16 +413,19 @@ if not DEBUG:
     LANGUAGE_COOKIE_SECURE = True
     if not TRANSFER_WEBHOOK_API_KEY:
         raise ImproperlyConfigured("TRANSFER_WEBHOOK_API_KEY must be set in production.")
-    if TRANSFER_WEBHOOK_API_KEY in _DEVELOPMENT_SECRETS or len(TRANSFER_WEBHOOK_API_KEY) < 16:
+    if len(TRANSFER_WEBHOOK_API_KEY) < 16:
         raise ImproperlyConfigured(
             "TRANSFER_WEBHOOK_API_KEY must be a random value of 16+ characters in production."
         )
     for _code, _credentials in PARTNER_CREDENTIALS.items():
-        if _credentials["secret"] in _DEVELOPMENT_SECRETS or len(_credentials["secret"]) < 16:
+        if len(_credentials["secret"]) < 16:
             raise ImproperlyConfigured(
-                f"PARTNER_{_code}_SECRET must be the partner's real secret (16+ characters), "
-                "not a development value."
+                f"PARTNER_{_code}_SECRET must be the partner's real secret (16+ characters)."
             )
+    _refuse_public("SECRET_KEY", SECRET_KEY)
+    _refuse_public("TRANSFER_WEBHOOK_API_KEY", TRANSFER_WEBHOOK_API_KEY)
+    for _code, _credentials in PARTNER_CREDENTIALS.items():
+        _refuse_public(f"PARTNER_{_code}_SECRET", _credentials["secret"])
     if SANDBOX_BANK_ENABLED:
         # The sandbox bank signs approvals with the SANDBOX secret and sends transfer
         # notifications with the webhook key: in production it would pay bills for free.

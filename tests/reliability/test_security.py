@@ -75,17 +75,24 @@ def test_production_settings_pass_check_deploy_with_no_warnings(tmp_path):
         ({"SECRET_KEY": "short-key"}, "SECRET_KEY must be set"),
         (
             {"SECRET_KEY": "dev-only-insecure-key-change-me-0123456789-abcdefghijklmnopqrstuvwxyz"},
-            "SECRET_KEY must be set",
+            "SECRET_KEY is a development or published value",
         ),
+        # Nothing configured at all: production, and no secret key to run with.
+        ({"DEBUG": None, "SECRET_KEY": None}, "SECRET_KEY must be set"),
         ({"TRANSFER_WEBHOOK_API_KEY": ""}, "TRANSFER_WEBHOOK_API_KEY must be set"),
         # The values .env.example carries for development, copied into production.
         (
             {"TRANSFER_WEBHOOK_API_KEY": "dev-transfer-webhook-key"},
-            "TRANSFER_WEBHOOK_API_KEY must be",
+            "TRANSFER_WEBHOOK_API_KEY is a development or published value",
         ),
         (
             {"PARTNER_SANDBOX_SECRET": "dev-sandbox-secret-0123456789ABCDEF"},
-            "PARTNER_SANDBOX_SECRET must be",
+            "PARTNER_SANDBOX_SECRET is a development or published value",
+        ),
+        # A secret a document shows as an example is public, however random it looks.
+        (
+            {"PARTNER_VCB_SECRET": "vcb-collection-secret-0123456789abcdef"},
+            "PARTNER_VCB_SECRET is a development or published value",
         ),
         ({"PARTNER_VCB_SECRET": "123456"}, "PARTNER_VCB_SECRET must be"),
         ({"SANDBOX_BANK_ENABLED": "true"}, "SANDBOX_BANK_ENABLED must be off"),
@@ -346,3 +353,25 @@ def test_request_and_worker_logs_of_real_callbacks_carry_no_signature_or_phone(p
         lost=books.unsettled([payment, vietqr]),
         doubled=books.doubled(),
     )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("username", ["demo-agent", "demo-supervisor", "demo-finance"])
+def test_the_demo_accounts_never_sign_in_in_production(client, settings, username):
+    """A database seeded in development may reach production: its demo accounts (password in
+    the README) are refused there, also for a session opened before; a real agent is not."""
+
+    def sign_in(name: str) -> bool:
+        client.post("/console/login/", {"username": name, "password": PASSWORD})
+        return client.get("/console/").status_code == 200
+
+    settings.DEBUG = True
+    demo = staff_user("agent", username=username, password=PASSWORD)
+    assert sign_in(username)
+    settings.DEBUG = False
+    assert client.get("/console/").status_code == 302  # the open session no longer counts
+    assert not sign_in(username)
+    staff_user("agent", username="real.agent", password=PASSWORD)
+    assert sign_in("real.agent")
+    demo.refresh_from_db()
+    assert demo.is_active  # refused by the sign-in, not by editing the account

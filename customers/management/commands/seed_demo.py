@@ -16,6 +16,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from customers import demo
+from customers.console.permissions import ROLES
 from customers.models import Bill, Customer, ServiceArea
 from payments.models import Partner, Payment, PaymentBill, PaymentEvent
 from portal.progress import progress_bar
@@ -164,7 +165,7 @@ class Command(BaseCommand):
 
     def _demo_staff(self) -> None:
         """One sign-in per console role, for a demo on a developer's machine only (DEBUG)."""
-        for role in ("agent", "supervisor", "finance"):
+        for role in ROLES:
             user, created = User.objects.get_or_create(username=f"demo-{role}")
             if created:
                 user.set_password(DEMO_PASSWORD)
