@@ -127,7 +127,17 @@ if REDIS_URL:
         }
     }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # The embedded default: a cache on disk, so the web, the workers and the commands share it
+    # as they share Redis in production (a settlement in a worker clears the cached bills page
+    # the web serves). An in-process cache would leave each process its own stale copy.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache"),
+            "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="portal"),
+            "TIMEOUT": 300,
+        }
+    }
 
 LOOKUP_RATE_LIMIT = env.str("LOOKUP_RATE_LIMIT", default="30/m")
 # Lookups are cached this long (masked data only); a settled payment clears its customer's entry.

@@ -111,6 +111,10 @@ def test_it_migrates_imports_serves_and_runs_tasks_without_postgres_or_redis(tmp
             time.sleep(0.5)
         assert current["status"] == "expired"
 
+        # The household looks at the bills page (the web caches it) before the money comes.
+        status, body = _get(base + "/bills/PA14DT9000002/")
+        assert status == 200 and "Tất cả hóa đơn đã được thanh toán" not in body.decode()
+
         # Late money on a statement still pays it; its inbox rows take ids SQLite reserved.
         lines = tmp_path / "statement.csv"
         lines.write_text(
@@ -127,6 +131,9 @@ def test_it_migrates_imports_serves_and_runs_tasks_without_postgres_or_redis(tmp
         assert "2  already imported before" in again.stdout
         current = json.loads(_get(f"{base}/api/v1/payments/{payment['id']}/")[1])
         assert current["status"] == "succeeded"
+        # Settled in another process, shown paid by the web at once: one cache for all.
+        status, body = _get(base + "/bills/PA14DT9000002/")
+        assert status == 200 and "Tất cả hóa đơn đã được thanh toán" in body.decode()
     finally:
         for process in (web, worker):
             process.terminate()
