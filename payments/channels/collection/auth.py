@@ -152,18 +152,13 @@ def verify(request: HttpRequest, *, now: float | None = None) -> PartnerCaller:
             header=TIMESTAMP_HEADER,
         )
     address = client_address(request)
-    allowed = partner.credentials.get("allowed_ips", "")
-    if allowed.strip():
-        networks, invalid = signing.parse_allowed_networks(allowed)
-        if invalid:
-            logger.error("PARTNER_%s_ALLOWED_IPS has unreadable entries: %s", code, invalid)
-        if not signing.address_allowed(address, networks):
-            raise Unauthorized(
-                "address_not_allowed",
-                _("Requests for this partner are not accepted from this address."),
-                partner=partner,
-                signature_valid=True,
-            )
+    if not partner.address_allowed(address):
+        raise Unauthorized(
+            "address_not_allowed",
+            _("Requests for this partner are not accepted from this address."),
+            partner=partner,
+            signature_valid=True,
+        )
     return PartnerCaller(
         partner=partner, timestamp=timestamp, signature=signature, body=body, address=address
     )

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import re
-from collections.abc import Iterable
 
 TOLERANCE_SECONDS = 300
 
@@ -51,29 +49,3 @@ def parse_timestamp(value: str) -> int | None:
 def timestamp_is_fresh(timestamp: int, now: float, tolerance: int = TOLERANCE_SECONDS) -> bool:
     """Within ±tolerance of our clock: neither stale (a replay) nor from the future."""
     return abs(now - timestamp) <= tolerance
-
-
-def parse_allowed_networks(
-    value: str,
-) -> tuple[list[ipaddress.IPv4Network | ipaddress.IPv6Network], list[str]]:
-    """`"203.0.113.7, 198.51.100.0/24"` -> networks, plus the entries that could not be read."""
-    networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-    invalid: list[str] = []
-    for entry in (part.strip() for part in value.split(",")):
-        if not entry:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(entry, strict=False))
-        except ValueError:
-            invalid.append(entry)
-    return networks, invalid
-
-
-def address_allowed(
-    address: str, networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]
-) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in networks)

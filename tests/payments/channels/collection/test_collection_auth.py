@@ -185,6 +185,29 @@ def test_it_rejects_a_request_from_an_address_the_partner_did_not_allow(client, 
     assert signed_post(client, INQUIRY, body, REMOTE_ADDR="198.51.100.7").status_code == 200
 
 
+def test_the_allowed_networks_are_compared_as_addresses_ipv4_and_ipv6(client, settings):
+    settings.PARTNER_CREDENTIALS = {
+        "VCB": {
+            "secret": VCB_SECRET,
+            "allowed_ips": "203.0.113.0/28, not-an-address, 2001:db8::/32",
+        }
+    }
+    body = {"customer_code": "PA14HT0000001"}
+    # 404: authenticated, and the customer simply does not exist.
+    for inside in ("203.0.113.9", "::ffff:203.0.113.9", "2001:db8:0:0::42"):
+        assert signed_post(client, INQUIRY, body, REMOTE_ADDR=inside).status_code == 404, inside
+    outside = signed_post(client, INQUIRY, body, REMOTE_ADDR="203.0.113.16")
+    _refused(outside, reason="address_not_allowed")
+
+
+def test_a_list_of_unreadable_entries_admits_nobody(client, settings, caplog):
+    settings.PARTNER_CREDENTIALS = {"VCB": {"secret": VCB_SECRET, "allowed_ips": "*, 10.0.0.0/40"}}
+    refused = signed_post(client, INQUIRY, {"customer_code": "PA14HT0000001"})
+    _refused(refused, reason="address_not_allowed")
+    warned = [r for r in caplog.records if "PARTNER_VCB_ALLOWED_IPS" in r.getMessage()]
+    assert {r.levelname for r in warned} == {"WARNING"} and len(warned) == 2
+
+
 def test_the_allowed_address_is_the_client_behind_the_trusted_proxy(client, settings):
     settings.TRUSTED_PROXY_COUNT = 1
     settings.PARTNER_CREDENTIALS = {"VCB": {"secret": VCB_SECRET, "allowed_ips": "203.0.113.9"}}
