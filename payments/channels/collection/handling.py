@@ -21,7 +21,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.db import transaction
@@ -33,7 +33,11 @@ from customers.models import Bill, Customer
 from payments import services
 from payments.channels.collection import signing
 from payments.channels.collection.auth import PartnerCaller
-from payments.channels.collection.business_day import BUSINESS_TZ, business_date
+from payments.channels.collection.business_day import (
+    BUSINESS_TZ,
+    business_date,
+    previous_business_day_start,
+)
 from payments.channels.collection.serializers import InquiryInput, PaymentNoticeInput, ReversalInput
 from payments.inbox import Applied, inbox_finish, inbox_store
 from payments.models import InboundMessage, Payment
@@ -310,6 +314,25 @@ def _accepted(payment: Payment) -> dict[str, Any]:
     }
 
 
+def _paid_at_refusal(paid_at: datetime, now: datetime) -> str | None:
+    """Why a notice's `paid_at` cannot be taken, or None.
+
+    Not in the future beyond the clocks' tolerance. Not before the previous business day: a
+    payment taken just before midnight may be notified after it (retries, an outage), but an older
+    date would put it on a day already settled and reconciled, and out of the reversal window
+    from the start.
+    """
+    if paid_at > now + timedelta(seconds=signing.TOLERANCE_SECONDS):
+        return _("paid_at is in the future.")
+    earliest = previous_business_day_start(now)
+    if paid_at < earliest:
+        return _(
+            "paid_at may not be earlier than %(earliest)s, the start of the previous business "
+            "day (GMT+7)."
+        ) % {"earliest": earliest.isoformat()}
+    return None
+
+
 def collection_payment_notice(*, caller: PartnerCaller, headers: dict[str, str]) -> Answer:
     """A partner took money for named bills: record the payment once per transaction id.
 
@@ -327,8 +350,8 @@ def collection_payment_notice(*, caller: PartnerCaller, headers: dict[str, str])
     data = _parse(caller, PaymentNoticeInput)
     if isinstance(data, Result):
         return _refusal(caller, headers, kind, data)
-    if data["paid_at"] > timezone.now() + timedelta(seconds=signing.TOLERANCE_SECONDS):
-        message = _("paid_at is in the future.")
+    message = _paid_at_refusal(data["paid_at"], timezone.now())
+    if message is not None:
         return _refusal(
             caller,
             headers,
