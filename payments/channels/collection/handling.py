@@ -187,9 +187,20 @@ def _parse(caller: PartnerCaller, serializer_class: type[serializers.Serializer]
             status.HTTP_400_BAD_REQUEST,
             {"customer_code": [str(code_errors[0])]},
         )
+    unknown = [
+        name
+        for name, items in errors.items()
+        if any(getattr(item, "code", "") == "unknown_field" for item in items)
+    ]
+    message = (
+        _("The body has fields this request does not take: %(fields)s.")
+        % {"fields": ", ".join(unknown)}
+        if unknown
+        else _("Some fields are missing or invalid.")
+    )
     return _error(
         "invalid_request",
-        _("Some fields are missing or invalid."),
+        message,
         status.HTTP_400_BAD_REQUEST,
         {name: _messages(items) for name, items in errors.items()},
     )

@@ -294,6 +294,36 @@ def test_a_bill_listed_twice_is_refused(client):
     assert response.status_code == 400 and "bill_numbers" in response.json()["error"]["fields"]
 
 
+def test_a_correctly_signed_notice_with_unknown_fields_is_400_naming_them(client):
+    customer, bills = customer_with_bills(unpaid=1)
+    body = {**notice(customer, bills, "VCB-EXTRA"), "reason": "x", "paidAt": "2026-11-27"}
+    response = signed_post(client, PAYMENTS, body)
+    assert response.status_code == 400, response.content
+    assert _error_code(response) == "invalid_request"
+    error = response.json()["error"]
+    assert set(error["fields"]) == {"reason", "paidAt"}
+    assert "reason" in error["message"] and "paidAt" in error["message"]
+    assert not Payment.objects.exists()
+    # Like any malformed notice, it does not use up its transaction id.
+    assert signed_post(client, PAYMENTS, notice(customer, bills, "VCB-EXTRA")).status_code == 201
+
+
+def test_unknown_fields_are_refused_by_every_operation_with_the_other_errors(client):
+    customer, bills = customer_with_bills(unpaid=1)
+    signed_post(client, PAYMENTS, notice(customer, bills, "VCB-EXTRA-2"))
+    inquiry = signed_post(client, INQUIRY, {"customer_code": customer.code, "amount": 1})
+    assert inquiry.status_code == 400 and set(inquiry.json()["error"]["fields"]) == {"amount"}
+    reversal = signed_post(
+        client, REVERSALS, {"transaction_id": "VCB-EXTRA-2", "reason": "x", "bill_numbers": []}
+    )
+    assert reversal.status_code == 400
+    assert set(reversal.json()["error"]["fields"]) == {"bill_numbers"}
+    assert Payment.objects.get().status == Payment.Status.SUCCEEDED
+    # An unknown field does not hide what else is wrong with the body.
+    both = signed_post(client, REVERSALS, {"transaction_id": "VCB-EXTRA-2", "note": "x"})
+    assert set(both.json()["error"]["fields"]) == {"reason", "note"}
+
+
 def _business_midnight_yesterday() -> datetime:
     today = timezone.now().astimezone(BUSINESS_TZ)
     return today.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
