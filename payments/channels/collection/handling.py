@@ -5,10 +5,10 @@ Every request is kept in the inbox with the answer it got, under one of two keys
   id. Claimed *before* the payment is recorded, inside the same transaction, so a second notice
   racing the first waits on the unique index and then reads the first one's answer;
 - `collection:<kind>:<PARTNER>:sig:<signature>`: everything else (inquiries, reversals, repeats
-  and refusals). A signature covers the timestamp and the body, so the same key again is a replay
-  of the very same request: it gets the stored answer, marked `Idempotent-Replayed: true`, and
-  has no second effect. Once its timestamp is more than 300 s old a replay is refused with 401
-  before it gets here.
+  and refusals). A signature covers the timestamp, method, path and body, so the same key again
+  is a replay of the very same request: it gets the stored answer, marked
+  `Idempotent-Replayed: true`, and has no second effect. Once its timestamp is more than 300 s
+  old a replay is refused with 401 before it gets here.
 
 The rules themselves (which bills, what amount, what may be reversed) live in
 `payments.services`; this module only turns requests into service calls and answers.

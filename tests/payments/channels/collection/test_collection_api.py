@@ -101,7 +101,7 @@ def test_an_inquiry_for_an_unknown_or_malformed_code(client):
     ],
 )
 def test_malformed_bodies_get_400_and_are_kept(client, body):
-    response = post(client, INQUIRY, body, signed_headers(body))
+    response = post(client, INQUIRY, body, signed_headers(body, INQUIRY))
     assert response.status_code == 400, response.content
     assert _error_code(response) in {"malformed_request", "invalid_request"}
     message = InboundMessage.objects.get(kind=InboundMessage.Kind.INQUIRY)
@@ -179,7 +179,7 @@ def test_the_same_notice_again_gets_the_same_answer_with_200(client):
 def test_a_replayed_notice_has_no_second_effect(client):
     customer, bills = customer_with_bills(unpaid=1)
     body = encode(notice(customer, bills, "VCB-0003"))
-    headers = signed_headers(body)
+    headers = signed_headers(body, PAYMENTS)
     first = post(client, PAYMENTS, body, headers)
     replays = [post(client, PAYMENTS, body, headers) for _ in range(3)]
     assert first.status_code == 201
@@ -194,7 +194,7 @@ def test_a_replayed_notice_has_no_second_effect(client):
 def test_a_replay_is_refused_once_its_timestamp_is_stale(client, monkeypatch):
     customer, bills = customer_with_bills(unpaid=1)
     body = encode(notice(customer, bills, "VCB-STALE"))
-    headers = signed_headers(body)
+    headers = signed_headers(body, PAYMENTS)
     assert post(client, PAYMENTS, body, headers).status_code == 201
     later = int(headers["X-Timestamp"]) + 301
     monkeypatch.setattr(auth.time, "time", lambda: float(later))
@@ -441,7 +441,7 @@ def test_a_repeated_reversal_is_idempotent(client):
     customer, bills = customer_with_bills(unpaid=1)
     signed_post(client, PAYMENTS, notice(customer, bills, "VCB-REV2"))
     body = encode({"transaction_id": "VCB-REV2", "reason": "duplicate debit"})
-    headers = signed_headers(body)
+    headers = signed_headers(body, REVERSALS)
     first = post(client, REVERSALS, body, headers)
     replay = post(client, REVERSALS, body, headers)
     retry = signed_post(client, REVERSALS, json.loads(body), timestamp=int(time.time()) - 2)
