@@ -1,12 +1,15 @@
-"""Example client of the portal's collection API, for partner banks (see docs/collection-api.md).
+r"""Example client of the portal's collection API, for partner banks (see docs/collection-api.md).
 
 Every request is signed with the partner's secret:
 
     X-Partner-Code: VCB
     X-Timestamp:    1764209702                      (Unix seconds, now)
-    X-Signature:    hex(HMAC-SHA256(secret, "1764209702." + raw body))
+    X-Signature:    hex(HMAC-SHA256(secret,
+                        "1764209702\nPOST\n/api/v1/collection/payments/\n" + raw body))
 
-Sign the exact bytes you send: serialise the JSON once, sign those bytes, send those bytes.
+Sign the exact bytes you send: serialise the JSON once, sign those bytes, send those bytes. The
+method (upper case) and the URL's path (no host, no query string) are signed too, so a request
+signed for one operation is refused by the others.
 
     python docs/collection_client.py --base-url http://127.0.0.1:8000 --partner SANDBOX \
         --secret "$PARTNER_SANDBOX_SECRET" inquiry PA14HT0012345
@@ -30,9 +33,14 @@ import requests
 GMT7 = timezone(timedelta(hours=7))
 
 
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """Lower-case hex HMAC-SHA256 of "{timestamp}.{body}"."""
-    message = timestamp.encode("ascii") + b"." + body
+def string_to_sign(timestamp: str, method: str, path: str, body: bytes) -> bytes:
+    """The exact bytes signed: timestamp, METHOD, path and raw body, joined by newlines."""
+    return f"{timestamp}\n{method.upper()}\n{path}\n".encode() + body
+
+
+def sign(secret: str, timestamp: str, method: str, path: str, body: bytes) -> str:
+    """Lower-case hex HMAC-SHA256 of `string_to_sign(...)`, keyed with the partner's secret."""
+    message = string_to_sign(timestamp, method, path, body)
     return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
 
 
@@ -47,13 +55,14 @@ class CollectionClient:
     def post(self, path: str, payload: dict[str, Any]) -> requests.Response:
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         timestamp = str(int(time.time()))
+        url_path = f"/api/v1/collection/{path}/"
         headers = {
             "Content-Type": "application/json",
             "X-Partner-Code": self.partner,
             "X-Timestamp": timestamp,
-            "X-Signature": sign(self.secret, timestamp, body),
+            "X-Signature": sign(self.secret, timestamp, "POST", url_path, body),
         }
-        url = f"{self.base_url}/api/v1/collection/{path}/"
+        url = f"{self.base_url}{url_path}"
         return self.session.post(url, data=body, headers=headers, timeout=self.timeout)
 
     def inquiry(self, customer_code: str) -> requests.Response:

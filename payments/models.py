@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from customers.models import Bill, Customer
+from portal import netaddr
 
 
 class Partner(models.Model):
@@ -66,6 +67,15 @@ class Partner(models.Model):
     def is_usable(self) -> bool:
         """Enabled here and configured in the environment (cash channels need no secret)."""
         return self.enabled and (self.is_cash or bool(self.secret))
+
+    def address_allowed(self, address: str) -> bool:
+        """Whether a call from `address` may be this partner's: any address when
+        `PARTNER_<CODE>_ALLOWED_IPS` is unset, else one of its addresses or networks."""
+        return netaddr.address_allowed(
+            address,
+            self.credentials.get("allowed_ips", ""),
+            setting=f"PARTNER_{self.code}_ALLOWED_IPS",
+        )
 
 
 class Payment(models.Model):

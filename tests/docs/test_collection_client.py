@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import shutil
 import subprocess
 import sys
 from datetime import datetime
@@ -37,19 +38,36 @@ def vcb(settings):
     settings.PARTNER_CREDENTIALS = {"VCB": {"secret": SECRET}}
 
 
-def test_the_example_signs_like_the_portal_and_like_the_guide():
-    example = _load_client()
+def _worked_example() -> dict[str, str]:
+    """The guide's worked signature example: its table, and the exact string it says is signed."""
     guide = GUIDE.read_text(encoding="utf-8")
-    vector = re.search(
-        r"secret\s+`(?P<secret>[^`]+)`,\s+timestamp\s+`(?P<ts>\d+)`,\s+body\s+`(?P<body>[^`]+)`.*?"
-        r"`(?P<signature>[0-9a-f]{64})`",
-        guide,
-        re.S,
+    section = guide[guide.index("Worked example") :]
+    rows = dict(re.findall(r"^\| (\w+) \| `([^`]+)` \|$", section, re.M))
+    assert {"secret", "timestamp", "method", "path", "body", "signature"} <= set(rows), rows
+    signed = re.search(r"The exact string signed.*?```text\n(?P<text>.*?)\n```", section, re.S)
+    assert signed, "the guide must show the exact string signed"
+    shell = re.search(r"From a shell:\s*```sh\n(?P<command>.*?)\n```", section, re.S)
+    assert shell, "the guide must show the shell command"
+    return {**rows, "string": signed["text"], "shell": shell["command"]}
+
+
+def test_the_guides_worked_example_verifies_with_the_portal_and_the_example_client():
+    example = _load_client()
+    vector = _worked_example()
+    args = (vector["timestamp"], vector["method"], vector["path"], vector["body"].encode())
+    assert signing.signed_message(*args) == vector["string"].encode()
+    assert example.string_to_sign(*args) == vector["string"].encode()
+    assert signing.sign(vector["secret"], *args) == vector["signature"]
+    assert example.sign(vector["secret"], *args) == vector["signature"]
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_the_guides_shell_command_gives_the_worked_examples_signature():
+    vector = _worked_example()
+    run = subprocess.run(
+        ["sh", "-c", vector["shell"]], capture_output=True, text=True, timeout=30, check=True
     )
-    assert vector, "the guide must show a worked signature example"
-    body = vector["body"].encode()
-    assert example.sign(vector["secret"], vector["ts"], body) == vector["signature"]
-    assert signing.sign(vector["secret"], vector["ts"], body) == vector["signature"]
+    assert run.stdout.strip().endswith(vector["signature"]), run.stdout
 
 
 def test_the_example_client_inquires_pays_repeats_and_reverses(live_server, vcb):

@@ -14,7 +14,7 @@ import collections
 import json
 import time
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 import requests
@@ -120,12 +120,13 @@ def _send(case: Any, base_url: str, *, sign_as: str | None = None) -> requests.R
         body = kwargs.get("data") or b""
         body = body if isinstance(body, bytes) else str(body).encode("utf-8")
         stamp = str(int(time.time()))
+        method, path = str(kwargs["method"]).upper(), urlsplit(kwargs["url"]).path
         kwargs["data"] = body
         kwargs["headers"].update(
             {
                 "X-Partner-Code": sign_as,
                 "X-Timestamp": stamp,
-                "X-Signature": sign(support.VCB_SECRET, stamp, body),
+                "X-Signature": sign(support.VCB_SECRET, stamp, method, path, body),
             }
         )
     kwargs.setdefault("timeout", 30)

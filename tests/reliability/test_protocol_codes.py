@@ -221,7 +221,7 @@ def test_a_late_transfer_for_an_expired_payment_is_still_applied_once(client):
 def test_a_captured_collection_request_replayed_under_another_partner_is_refused(client):
     customer, bills = customer_with_bills(unpaid=1)
     body = json.dumps(notice(customer, bills, "VCB-CAPTURED-1")).encode()
-    headers = signed_headers(body, partner="VCB")
+    headers = signed_headers(body, PAYMENTS, partner="VCB")
     assert post(client, PAYMENTS, body, {**headers, "X-Partner-Code": "MOMO"}).status_code == 401
     assert not Payment.objects.exists()
     assert post(client, PAYMENTS, body, headers).status_code == 201  # VCB's own still counts

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import requests
 
@@ -105,6 +105,6 @@ def collection_post(
         "Content-Type": "application/json",
         "X-Partner-Code": partner,
         "X-Timestamp": stamp,
-        "X-Signature": sign(secret or support.VCB_SECRET, stamp, body),
+        "X-Signature": sign(secret or support.VCB_SECRET, stamp, "POST", urlsplit(path).path, body),
     }
     return session().post(f"{base_url}{path}", data=body, headers=headers, timeout=30)

@@ -1,11 +1,13 @@
-"""Who is calling the collection API: a partner proving itself with an HMAC signature.
+r"""Who is calling the collection API: a partner proving itself with an HMAC signature.
 
 Checks, in this order (the first that fails answers 401 in the contract's error shape):
 1. the three headers are present;
 2. the partner exists, is enabled, collects bills (`collects`) and is usable (its secret is set
    in the environment); these failures share one message, so a caller without a secret learns
    nothing about which partners are configured;
-3. the signature over `"{X-Timestamp}.{raw body}"` matches, compared in constant time;
+3. the signature over `"{X-Timestamp}\n{METHOD}\n{path}\n{raw body}"` matches, compared in
+   constant time (the method and path are this request's, so a body signed for one operation is
+   refused by the others);
 4. the timestamp is within ±300 s of our clock;
 5. the request comes from one of the partner's allowed addresses, when any are configured
    (`PARTNER_<CODE>_ALLOWED_IPS`; single addresses or networks, comma-separated).
@@ -129,7 +131,9 @@ def verify(request: HttpRequest, *, now: float | None = None) -> PartnerCaller:
             header=PARTNER_HEADER,
         )
     body = request.body
-    if not signing.signature_matches(partner.secret, timestamp, body, signature):
+    if not signing.signature_matches(
+        partner.secret, timestamp, request.method or "", request.path, body, signature
+    ):
         raise Unauthorized(
             "invalid_signature",
             _("The signature does not match this request."),
@@ -152,18 +156,13 @@ def verify(request: HttpRequest, *, now: float | None = None) -> PartnerCaller:
             header=TIMESTAMP_HEADER,
         )
     address = client_address(request)
-    allowed = partner.credentials.get("allowed_ips", "")
-    if allowed.strip():
-        networks, invalid = signing.parse_allowed_networks(allowed)
-        if invalid:
-            logger.error("PARTNER_%s_ALLOWED_IPS has unreadable entries: %s", code, invalid)
-        if not signing.address_allowed(address, networks):
-            raise Unauthorized(
-                "address_not_allowed",
-                _("Requests for this partner are not accepted from this address."),
-                partner=partner,
-                signature_valid=True,
-            )
+    if not partner.address_allowed(address):
+        raise Unauthorized(
+            "address_not_allowed",
+            _("Requests for this partner are not accepted from this address."),
+            partner=partner,
+            signature_valid=True,
+        )
     return PartnerCaller(
         partner=partner, timestamp=timestamp, signature=signature, body=body, address=address
     )
@@ -248,6 +247,8 @@ class PartnerSignatureScheme(OpenApiAuthenticationExtension):
                 "in": "header",
                 "name": SIGNATURE_HEADER,
                 "description": "Lower-case hex HMAC-SHA256, keyed with the partner's secret, "
-                'of `"{X-Timestamp}.{raw request body}"`.',
+                'of `"{X-Timestamp}\\n{METHOD}\\n{path}\\n{raw request body}"`: METHOD in upper '
+                "case, path without host or query string (e.g. `/api/v1/collection/payments/`), "
+                "joined by newlines.",
             },
         ]

@@ -22,3 +22,8 @@ def business_day_bounds(day: date) -> tuple[datetime, datetime]:
     """[start, end) of a business day as aware datetimes, for range queries."""
     start = datetime.combine(day, time.min, tzinfo=BUSINESS_TZ)
     return start, start + timedelta(days=1)
+
+
+def previous_business_day_start(moment: datetime) -> datetime:
+    """00:00 GMT+7 of the business day before the one `moment` falls on."""
+    return business_day_bounds(business_date(moment) - timedelta(days=1))[0]

@@ -5,10 +5,10 @@ Every request is kept in the inbox with the answer it got, under one of two keys
   id. Claimed *before* the payment is recorded, inside the same transaction, so a second notice
   racing the first waits on the unique index and then reads the first one's answer;
 - `collection:<kind>:<PARTNER>:sig:<signature>`: everything else (inquiries, reversals, repeats
-  and refusals). A signature covers the timestamp and the body, so the same key again is a replay
-  of the very same request: it gets the stored answer, marked `Idempotent-Replayed: true`, and
-  has no second effect. Once its timestamp is more than 300 s old a replay is refused with 401
-  before it gets here.
+  and refusals). A signature covers the timestamp, method, path and body, so the same key again
+  is a replay of the very same request: it gets the stored answer, marked
+  `Idempotent-Replayed: true`, and has no second effect. Once its timestamp is more than 300 s
+  old a replay is refused with 401 before it gets here.
 
 The rules themselves (which bills, what amount, what may be reversed) live in
 `payments.services`; this module only turns requests into service calls and answers.
@@ -21,7 +21,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.db import transaction
@@ -33,7 +33,11 @@ from customers.models import Bill, Customer
 from payments import services
 from payments.channels.collection import signing
 from payments.channels.collection.auth import PartnerCaller
-from payments.channels.collection.business_day import BUSINESS_TZ, business_date
+from payments.channels.collection.business_day import (
+    BUSINESS_TZ,
+    business_date,
+    previous_business_day_start,
+)
 from payments.channels.collection.serializers import InquiryInput, PaymentNoticeInput, ReversalInput
 from payments.inbox import Applied, inbox_finish, inbox_store
 from payments.models import InboundMessage, Payment
@@ -183,9 +187,20 @@ def _parse(caller: PartnerCaller, serializer_class: type[serializers.Serializer]
             status.HTTP_400_BAD_REQUEST,
             {"customer_code": [str(code_errors[0])]},
         )
+    unknown = [
+        name
+        for name, items in errors.items()
+        if any(getattr(item, "code", "") == "unknown_field" for item in items)
+    ]
+    message = (
+        _("The body has fields this request does not take: %(fields)s.")
+        % {"fields": ", ".join(unknown)}
+        if unknown
+        else _("Some fields are missing or invalid.")
+    )
     return _error(
         "invalid_request",
-        _("Some fields are missing or invalid."),
+        message,
         status.HTTP_400_BAD_REQUEST,
         {name: _messages(items) for name, items in errors.items()},
     )
@@ -310,6 +325,25 @@ def _accepted(payment: Payment) -> dict[str, Any]:
     }
 
 
+def _paid_at_refusal(paid_at: datetime, now: datetime) -> str | None:
+    """Why a notice's `paid_at` cannot be taken, or None.
+
+    Not in the future beyond the clocks' tolerance. Not before the previous business day: a
+    payment taken just before midnight may be notified after it (retries, an outage), but an older
+    date would put it on a day already settled and reconciled, and out of the reversal window
+    from the start.
+    """
+    if paid_at > now + timedelta(seconds=signing.TOLERANCE_SECONDS):
+        return _("paid_at is in the future.")
+    earliest = previous_business_day_start(now)
+    if paid_at < earliest:
+        return _(
+            "paid_at may not be earlier than %(earliest)s, the start of the previous business "
+            "day (GMT+7)."
+        ) % {"earliest": earliest.isoformat()}
+    return None
+
+
 def collection_payment_notice(*, caller: PartnerCaller, headers: dict[str, str]) -> Answer:
     """A partner took money for named bills: record the payment once per transaction id.
 
@@ -327,8 +361,8 @@ def collection_payment_notice(*, caller: PartnerCaller, headers: dict[str, str])
     data = _parse(caller, PaymentNoticeInput)
     if isinstance(data, Result):
         return _refusal(caller, headers, kind, data)
-    if data["paid_at"] > timezone.now() + timedelta(seconds=signing.TOLERANCE_SECONDS):
-        message = _("paid_at is in the future.")
+    message = _paid_at_refusal(data["paid_at"], timezone.now())
+    if message is not None:
         return _refusal(
             caller,
             headers,

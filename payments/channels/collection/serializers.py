@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from django.utils.translation import gettext_lazy as _
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from rest_framework import serializers
 
 from customers.codes import InvalidCustomerCode, clean_customer_code
@@ -58,7 +59,44 @@ class TransactionIdField(serializers.CharField):
         return str(value)
 
 
-class InquiryInput(serializers.Serializer):
+class ClosedInput(serializers.Serializer):
+    """A partner's request body, where a field we do not know is refused rather than ignored: a
+    body signed for one purpose must not pass for another with its extra fields dropped, and a
+    partner's typo (`paidAt`) must not silently fall back to a default."""
+
+    default_error_messages = {"unknown_field": _("This field is not part of this request.")}
+
+    def to_internal_value(self, data: Any) -> Any:
+        unknown = sorted(set(data) - set(self.fields)) if isinstance(data, dict) else []
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if not unknown or not isinstance(exc.detail, dict):
+                raise
+            errors = dict(exc.detail)
+        else:
+            if not unknown:
+                return value
+            errors = {}
+        message = self.error_messages["unknown_field"]
+        for name in unknown:
+            errors[str(name)] = [serializers.ErrorDetail(str(message), code="unknown_field")]
+        raise serializers.ValidationError(errors)
+
+
+class ClosedInputSchema(OpenApiSerializerExtension):
+    """Says so in the OpenAPI document: `additionalProperties: false` on every closed body."""
+
+    target_class = ClosedInput
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> Any:
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        schema["additionalProperties"] = False
+        return schema
+
+
+class InquiryInput(ClosedInput):
     customer_code = CustomerCodeField()
 
 
@@ -78,7 +116,7 @@ class InquiryOutput(serializers.Serializer):
     total_due = serializers.IntegerField(help_text=_("Sum of the unpaid bills, whole VND."))
 
 
-class PaymentNoticeInput(serializers.Serializer):
+class PaymentNoticeInput(ClosedInput):
     transaction_id = TransactionIdField(
         help_text=_("The partner's own transaction id: unique per partner, never reused.")
     )
@@ -112,7 +150,7 @@ class PaymentNoticeOutput(serializers.Serializer):
     )
 
 
-class ReversalInput(serializers.Serializer):
+class ReversalInput(ClosedInput):
     transaction_id = TransactionIdField(help_text=_("The transaction id of the payment notice."))
     reason = serializers.CharField(max_length=500, help_text=_("Why the payment is taken back."))
 

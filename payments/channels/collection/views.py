@@ -151,9 +151,11 @@ SCHEMA_SETTINGS: dict[str, Any] = {
         "business day (GMT+7).\n\n"
         "Every request carries `X-Partner-Code`, `X-Timestamp` (Unix seconds, within ±300 s "
         "of the portal's clock) and `X-Signature`: the lower-case hex HMAC-SHA256, keyed with "
-        'the partner\'s secret, of `"{X-Timestamp}.{raw request body}"`. Anything else is '
-        "answered 401. The same signed request sent again inside the 300 s window gets the "
-        "first answer (header `Idempotent-Replayed: true`) and has no second effect.\n\n"
+        'the partner\'s secret, of `"{X-Timestamp}\\n{METHOD}\\n{path}\\n{raw request body}"` '
+        "(METHOD in upper case, path without host or query string, e.g. "
+        "`/api/v1/collection/payments/`). Anything else is answered 401. Unknown fields in a "
+        "body are refused with 400. The same signed request sent again inside the 300 s window "
+        "gets the first answer (header `Idempotent-Replayed: true`) and has no second effect.\n\n"
         'Errors always have the shape `{"error": {"code", "message", "fields"}}`.'
     ),
     "VERSION": "1.0.0",

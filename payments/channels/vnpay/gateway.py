@@ -180,15 +180,6 @@ def ipn_invalid_dedupe_key(partner_code: str, params: Mapping[str, str], raw_que
     return f"ipn-bad:{safe_key(partner_code, 20)}:{signature}:{inbox.fingerprint(raw_query)[:32]}"
 
 
-def _address_allowed(partner: Partner, remote_addr: str) -> bool:
-    allowed = [
-        address.strip()
-        for address in partner.credentials.get("allowed_ips", "").split(",")
-        if address.strip()
-    ]
-    return not allowed or remote_addr in allowed
-
-
 @dataclass(frozen=True)
 class _Named:
     """What answering an IPN needs of the payment it names: read with its partner at once."""
@@ -260,7 +251,7 @@ def ipn_receive(
             response=(200, refusal.as_json()),
         )
         return refusal
-    if not _address_allowed(partner, remote_addr):
+    if not partner.address_allowed(remote_addr):
         # A genuine signature from an address we do not know: keep it, apply nothing, and let
         # the bank retry (99) while someone updates PARTNER_<CODE>_ALLOWED_IPS.
         logger.warning("IPN for %s from unlisted address %s", partner.code, remote_addr)

@@ -101,7 +101,7 @@ def test_an_inquiry_for_an_unknown_or_malformed_code(client):
     ],
 )
 def test_malformed_bodies_get_400_and_are_kept(client, body):
-    response = post(client, INQUIRY, body, signed_headers(body))
+    response = post(client, INQUIRY, body, signed_headers(body, INQUIRY))
     assert response.status_code == 400, response.content
     assert _error_code(response) in {"malformed_request", "invalid_request"}
     message = InboundMessage.objects.get(kind=InboundMessage.Kind.INQUIRY)
@@ -179,7 +179,7 @@ def test_the_same_notice_again_gets_the_same_answer_with_200(client):
 def test_a_replayed_notice_has_no_second_effect(client):
     customer, bills = customer_with_bills(unpaid=1)
     body = encode(notice(customer, bills, "VCB-0003"))
-    headers = signed_headers(body)
+    headers = signed_headers(body, PAYMENTS)
     first = post(client, PAYMENTS, body, headers)
     replays = [post(client, PAYMENTS, body, headers) for _ in range(3)]
     assert first.status_code == 201
@@ -194,7 +194,7 @@ def test_a_replayed_notice_has_no_second_effect(client):
 def test_a_replay_is_refused_once_its_timestamp_is_stale(client, monkeypatch):
     customer, bills = customer_with_bills(unpaid=1)
     body = encode(notice(customer, bills, "VCB-STALE"))
-    headers = signed_headers(body)
+    headers = signed_headers(body, PAYMENTS)
     assert post(client, PAYMENTS, body, headers).status_code == 201
     later = int(headers["X-Timestamp"]) + 301
     monkeypatch.setattr(auth.time, "time", lambda: float(later))
@@ -294,6 +294,83 @@ def test_a_bill_listed_twice_is_refused(client):
     assert response.status_code == 400 and "bill_numbers" in response.json()["error"]["fields"]
 
 
+def test_a_correctly_signed_notice_with_unknown_fields_is_400_naming_them(client):
+    customer, bills = customer_with_bills(unpaid=1)
+    body = {**notice(customer, bills, "VCB-EXTRA"), "reason": "x", "paidAt": "2026-11-27"}
+    response = signed_post(client, PAYMENTS, body)
+    assert response.status_code == 400, response.content
+    assert _error_code(response) == "invalid_request"
+    error = response.json()["error"]
+    assert set(error["fields"]) == {"reason", "paidAt"}
+    assert "reason" in error["message"] and "paidAt" in error["message"]
+    assert not Payment.objects.exists()
+    # Like any malformed notice, it does not use up its transaction id.
+    assert signed_post(client, PAYMENTS, notice(customer, bills, "VCB-EXTRA")).status_code == 201
+
+
+def test_unknown_fields_are_refused_by_every_operation_with_the_other_errors(client):
+    customer, bills = customer_with_bills(unpaid=1)
+    signed_post(client, PAYMENTS, notice(customer, bills, "VCB-EXTRA-2"))
+    inquiry = signed_post(client, INQUIRY, {"customer_code": customer.code, "amount": 1})
+    assert inquiry.status_code == 400 and set(inquiry.json()["error"]["fields"]) == {"amount"}
+    reversal = signed_post(
+        client, REVERSALS, {"transaction_id": "VCB-EXTRA-2", "reason": "x", "bill_numbers": []}
+    )
+    assert reversal.status_code == 400
+    assert set(reversal.json()["error"]["fields"]) == {"bill_numbers"}
+    assert Payment.objects.get().status == Payment.Status.SUCCEEDED
+    # An unknown field does not hide what else is wrong with the body.
+    both = signed_post(client, REVERSALS, {"transaction_id": "VCB-EXTRA-2", "note": "x"})
+    assert set(both.json()["error"]["fields"]) == {"reason", "note"}
+
+
+def _business_midnight_yesterday() -> datetime:
+    today = timezone.now().astimezone(BUSINESS_TZ)
+    return today.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+
+
+def test_paid_at_may_go_back_to_the_start_of_the_previous_business_day(client):
+    customer, bills = customer_with_bills(unpaid=1)
+    earliest = _business_midnight_yesterday()
+    response = signed_post(
+        client, PAYMENTS, notice(customer, bills, "VCB-EDGE", paid_at=earliest.isoformat())
+    )
+    assert response.status_code == 201, response.content
+    assert Payment.objects.get().succeeded_at == earliest
+
+
+@pytest.mark.parametrize(
+    "paid_at",
+    [
+        lambda: _business_midnight_yesterday() - timedelta(seconds=1),
+        lambda: datetime(2019, 1, 1, 8, 0, tzinfo=BUSINESS_TZ),
+    ],
+    ids=["a second before yesterday", "2019"],
+)
+def test_an_older_paid_at_is_refused(client, paid_at):
+    customer, bills = customer_with_bills(unpaid=1)
+    body = notice(customer, bills, "VCB-BACKDATED", paid_at=paid_at().isoformat())
+    response = signed_post(client, PAYMENTS, body)
+    assert response.status_code == 400, response.content
+    fields = response.json()["error"]["fields"]
+    assert list(fields) == ["paid_at"]
+    assert _business_midnight_yesterday().isoformat() in fields["paid_at"][0]
+    assert not Payment.objects.exists()
+    bills[0].refresh_from_db()
+    assert not bills[0].is_paid
+
+
+# The limit is 300 s ahead of our clock; a few seconds either side, as the request takes time.
+@pytest.mark.parametrize(("ahead", "status"), [(290, 201), (310, 400)])
+def test_paid_at_may_be_ahead_by_the_clock_tolerance_and_no_more(client, ahead, status):
+    customer, bills = customer_with_bills(unpaid=1)
+    paid_at = (timezone.now() + timedelta(seconds=ahead)).isoformat()
+    response = signed_post(client, PAYMENTS, notice(customer, bills, "VCB-AHEAD", paid_at=paid_at))
+    assert response.status_code == status, response.content
+    if status == 400:
+        assert list(response.json()["error"]["fields"]) == ["paid_at"]
+
+
 def test_a_bank_app_payment_turns_a_later_vietqr_transfer_into_a_refund(client):
     customer, bills = customer_with_bills(unpaid=1)
     pending = services.payment_create(customer_code=customer.code, method="vietqr")
@@ -364,7 +441,7 @@ def test_a_repeated_reversal_is_idempotent(client):
     customer, bills = customer_with_bills(unpaid=1)
     signed_post(client, PAYMENTS, notice(customer, bills, "VCB-REV2"))
     body = encode({"transaction_id": "VCB-REV2", "reason": "duplicate debit"})
-    headers = signed_headers(body)
+    headers = signed_headers(body, REVERSALS)
     first = post(client, REVERSALS, body, headers)
     replay = post(client, REVERSALS, body, headers)
     retry = signed_post(client, REVERSALS, json.loads(body), timestamp=int(time.time()) - 2)
@@ -421,10 +498,15 @@ def test_a_payment_of_yesterday_is_found_by_its_gmt7_day():
     # 2026-11-26 17:30 UTC is 2026-11-27 00:30 in Hà Tĩnh.
     from datetime import UTC
 
-    from payments.channels.collection.business_day import business_date, business_day_bounds
+    from payments.channels.collection.business_day import (
+        business_date,
+        business_day_bounds,
+        previous_business_day_start,
+    )
 
     moment = datetime(2026, 11, 26, 17, 30, tzinfo=UTC)
     assert business_date(moment).isoformat() == "2026-11-27"
     start, end = business_day_bounds(business_date(moment))
     assert start <= moment < end
     assert start == datetime(2026, 11, 26, 17, 0, tzinfo=UTC)
+    assert previous_business_day_start(moment) == datetime(2026, 11, 25, 17, 0, tzinfo=UTC)

@@ -8,7 +8,7 @@ import pytest
 from django.test import Client, RequestFactory
 
 from payments.channels.collection import auth, signing
-from payments.models import InboundMessage, Partner
+from payments.models import InboundMessage, Partner, Payment
 from tests.factories import customer_with_bills
 from tests.payments.channels.collection.test_collection_support import (
     INQUIRY,
@@ -42,14 +42,43 @@ def _refused(response, *, reason: str) -> InboundMessage:
     return message
 
 
-def test_the_signature_is_an_hmac_sha256_of_timestamp_dot_body():
-    # Independent vector: printf '1764209702.{"customer_code":"PA14HT0012345"}' |
-    #   openssl dgst -sha256 -hmac 'vcb-collection-secret-0123456789abcdef'
+def test_the_signature_is_an_hmac_sha256_of_timestamp_method_path_and_body():
+    # Independent vector: printf '%s\n%s\n%s\n%s' 1764209702 POST /api/v1/collection/inquiry/ \
+    #   '{"customer_code":"PA14HT0012345"}' | openssl dgst -sha256 -hmac "$VCB_SECRET"
     body = b'{"customer_code":"PA14HT0012345"}'
-    expected = "2230e4a17ae04f0631fc906fb4375b405bde6da2070307168f50b86d0410947b"
-    assert signing.sign(VCB_SECRET, "1764209702", body) == expected
-    assert signing.signature_matches(VCB_SECRET, "1764209702", body, expected)
-    assert not signing.signature_matches(VCB_SECRET, "1764209703", body, expected)
+    expected = "e83e5091944df9e190c8a80feb7ba023d169c093ab577bbe226fce411202aff4"
+    assert signing.sign(VCB_SECRET, "1764209702", "POST", INQUIRY, body) == expected
+    assert signing.signature_matches(VCB_SECRET, "1764209702", "post", INQUIRY, body, expected)
+    for timestamp, method, path in [
+        ("1764209703", "POST", INQUIRY),
+        ("1764209702", "GET", INQUIRY),
+        ("1764209702", "POST", PAYMENTS),
+    ]:
+        assert not signing.signature_matches(VCB_SECRET, timestamp, method, path, body, expected)
+
+
+def test_a_notice_signed_for_payments_is_refused_by_reversals(client):
+    """A signed payment notice that also holds a `reason` was once a valid reversal, byte for
+    byte: the signature now binds the path, so it is refused before its body is read."""
+    customer, bills = customer_with_bills(unpaid=1)
+    body = encode({**notice(customer, bills, "VCB-CROSS"), "reason": "not meant as a reversal"})
+    headers = signed_headers(body, PAYMENTS)
+    message = _refused(post(client, REVERSALS, body, headers), reason="invalid_signature")
+    assert message.kind == InboundMessage.Kind.REVERSAL
+    assert not Payment.objects.exists()
+    # Nor as an inquiry: the same headers and body, another path.
+    assert post(client, INQUIRY, body, headers).status_code == 401
+
+
+def test_a_payment_reversed_by_a_replayed_notice_stays_paid(client):
+    customer, bills = customer_with_bills(unpaid=1)
+    paid = encode(notice(customer, bills, "VCB-CROSS-2"))
+    assert post(client, PAYMENTS, paid, signed_headers(paid, PAYMENTS)).status_code == 201
+    # A captured notice with a `reason`, signed for /payments/, sent to /reversals/.
+    both = encode({**notice(customer, bills, "VCB-CROSS-2"), "reason": "replayed"})
+    refused = post(client, REVERSALS, both, signed_headers(both, PAYMENTS))
+    assert refused.status_code == 401
+    assert Payment.objects.get().status == Payment.Status.SUCCEEDED
 
 
 def test_it_answers_a_correctly_signed_inquiry(client):
@@ -61,7 +90,7 @@ def test_it_answers_a_correctly_signed_inquiry(client):
 def test_it_rejects_a_tampered_signature(client):
     customer, bills = customer_with_bills(unpaid=1)
     body = encode(notice(customer, bills, "VCB-T1"))
-    headers = signed_headers(body)
+    headers = signed_headers(body, PAYMENTS)
     tampered = body.replace(str(bills[0].amount).encode(), b"1")
     message = _refused(post(client, PAYMENTS, tampered, headers), reason="invalid_signature")
     assert message.signature_valid is False
@@ -81,7 +110,7 @@ def test_it_rejects_a_signature_made_with_another_secret(client):
 
 def test_it_rejects_an_upper_case_or_truncated_signature(client):
     body = encode({"customer_code": "PA14HT0000001"})
-    headers = signed_headers(body)
+    headers = signed_headers(body, INQUIRY)
     for signature in (headers["X-Signature"].upper(), headers["X-Signature"][:-2]):
         response = post(client, INQUIRY, body, {**headers, "X-Signature": signature})
         assert response.status_code == 401
@@ -115,7 +144,7 @@ def test_it_rejects_a_timestamp_that_is_not_plain_unix_seconds(client, stamp):
     headers = {
         "X-Partner-Code": "VCB",
         "X-Timestamp": stamp,
-        "X-Signature": signing.sign(VCB_SECRET, stamp.strip(), body),
+        "X-Signature": signing.sign(VCB_SECRET, stamp.strip(), "POST", INQUIRY, body),
     }
     assert post(client, INQUIRY, body, headers).status_code == 401
 
@@ -164,7 +193,7 @@ def test_unknown_disabled_and_unconfigured_partners_get_the_same_message(client)
 @pytest.mark.parametrize("missing", ["X-Partner-Code", "X-Timestamp", "X-Signature"])
 def test_it_rejects_a_request_without_one_of_the_headers(client, missing):
     body = encode({"customer_code": "PA14HT0000001"})
-    headers = signed_headers(body)
+    headers = signed_headers(body, REVERSALS)
     del headers[missing]
     response = post(client, REVERSALS, body, headers)
     message = _refused(response, reason="missing_headers")
@@ -183,6 +212,29 @@ def test_it_rejects_a_request_from_an_address_the_partner_did_not_allow(client, 
     assert message.headers["Remote-Addr"] == "192.0.2.10"
     assert signed_post(client, INQUIRY, body, REMOTE_ADDR="203.0.113.9").status_code == 200
     assert signed_post(client, INQUIRY, body, REMOTE_ADDR="198.51.100.7").status_code == 200
+
+
+def test_the_allowed_networks_are_compared_as_addresses_ipv4_and_ipv6(client, settings):
+    settings.PARTNER_CREDENTIALS = {
+        "VCB": {
+            "secret": VCB_SECRET,
+            "allowed_ips": "203.0.113.0/28, not-an-address, 2001:db8::/32",
+        }
+    }
+    body = {"customer_code": "PA14HT0000001"}
+    # 404: authenticated, and the customer simply does not exist.
+    for inside in ("203.0.113.9", "::ffff:203.0.113.9", "2001:db8:0:0::42"):
+        assert signed_post(client, INQUIRY, body, REMOTE_ADDR=inside).status_code == 404, inside
+    outside = signed_post(client, INQUIRY, body, REMOTE_ADDR="203.0.113.16")
+    _refused(outside, reason="address_not_allowed")
+
+
+def test_a_list_of_unreadable_entries_admits_nobody(client, settings, caplog):
+    settings.PARTNER_CREDENTIALS = {"VCB": {"secret": VCB_SECRET, "allowed_ips": "*, 10.0.0.0/40"}}
+    refused = signed_post(client, INQUIRY, {"customer_code": "PA14HT0000001"})
+    _refused(refused, reason="address_not_allowed")
+    warned = [r for r in caplog.records if "PARTNER_VCB_ALLOWED_IPS" in r.getMessage()]
+    assert {r.levelname for r in warned} == {"WARNING"} and len(warned) == 2
 
 
 def test_the_allowed_address_is_the_client_behind_the_trusted_proxy(client, settings):
@@ -219,7 +271,7 @@ def test_a_wrong_signature_says_nothing_about_the_clock_or_the_address(client, s
 def test_a_refused_request_never_takes_the_key_of_a_real_one(client):
     customer, bills = customer_with_bills(unpaid=1)
     body = encode(notice(customer, bills, "VCB-FORGED"))
-    good = signed_headers(body)
+    good = signed_headers(body, PAYMENTS)
     forged = post(client, PAYMENTS, body, {**good, "X-Signature": "0" * 64})
     assert forged.status_code == 401
     real = post(client, PAYMENTS, body, good)
@@ -228,7 +280,7 @@ def test_a_refused_request_never_takes_the_key_of_a_real_one(client):
 
 def test_verify_refuses_a_replay_once_its_timestamp_is_stale():
     body = encode({"customer_code": "PA14HT0000001"})
-    headers = signed_headers(body)
+    headers = signed_headers(body, INQUIRY)
     request = RequestFactory().post(
         INQUIRY, data=body, content_type="application/json", headers=headers
     )
@@ -242,7 +294,7 @@ def test_verify_refuses_a_replay_once_its_timestamp_is_stale():
 def test_the_api_refuses_other_methods_after_authentication(client):
     unsigned = client.get(INQUIRY)
     assert unsigned.status_code == 401
-    headers = signed_headers(b"")
+    headers = signed_headers(b"", INQUIRY, method="GET")
     signed = client.get(INQUIRY, headers=headers)
     assert signed.status_code == 405
     assert signed.json()["error"]["code"] == "method_not_allowed"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from django.test import Client
@@ -37,13 +38,21 @@ def encode(payload: Any) -> bytes:
 
 
 def signed_headers(
-    body: bytes, *, partner: str = "VCB", secret: str | None = None, timestamp: int | None = None
+    body: bytes,
+    path: str,
+    *,
+    method: str = "POST",
+    partner: str = "VCB",
+    secret: str | None = None,
+    timestamp: int | None = None,
 ) -> dict[str, str]:
+    """The headers of a request to `path` (a query string is left out of the signature)."""
     stamp = str(int(time.time()) if timestamp is None else timestamp)
+    key = secret or SECRETS.get(partner, "no-secret")
     return {
         "X-Partner-Code": partner,
         "X-Timestamp": stamp,
-        "X-Signature": sign(secret or SECRETS.get(partner, "no-secret"), stamp, body),
+        "X-Signature": sign(key, stamp, method, urlsplit(path).path, body),
     }
 
 
@@ -62,7 +71,7 @@ def signed_post(
     **extra: Any,
 ) -> Any:
     body = encode(payload)
-    headers = signed_headers(body, partner=partner, secret=secret, timestamp=timestamp)
+    headers = signed_headers(body, path, partner=partner, secret=secret, timestamp=timestamp)
     return post(client, path, body, headers, **extra)
 
 

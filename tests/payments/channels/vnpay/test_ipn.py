@@ -235,6 +235,39 @@ def test_an_address_outside_the_partners_list_gets_99_and_nothing_applied(client
     assert response.json()["RspCode"] == "00"
 
 
+def _allow(settings, allowed_ips: str) -> None:
+    credentials = dict(settings.PARTNER_CREDENTIALS)
+    credentials["SANDBOX"] = {**credentials["SANDBOX"], "allowed_ips": allowed_ips}
+    settings.PARTNER_CREDENTIALS = credentials
+
+
+def test_the_partners_list_holds_networks_not_strings(client, settings):
+    _allow(settings, "198.51.100.7, 127.0.0.0/8")
+    payment = redirect_payment()
+    # The test client calls from 127.0.0.1, inside 127.0.0.0/8.
+    assert _ipn(client, bank_message(payment))["RspCode"] == "00"
+    other = redirect_payment()
+    ipv6 = client.get(ipn_url(bank_message(other)), REMOTE_ADDR="2001:db8::7")
+    assert ipv6.json()["RspCode"] == "99"
+    _allow(settings, "2001:DB8::/32")
+    assert client.get(ipn_url(bank_message(other)), REMOTE_ADDR="2001:db8::7").json() == {
+        "RspCode": "00",
+        "Message": "Confirm Success",
+    }
+
+
+def test_an_unreadable_entry_is_ignored_with_a_warning_and_never_admits_everyone(
+    client, settings, caplog
+):
+    _allow(settings, "127.0.0.1/33")
+    payment = redirect_payment()
+    assert _ipn(client, bank_message(payment))["RspCode"] == "99"
+    assert "PARTNER_SANDBOX_ALLOWED_IPS" in caplog.text and "127.0.0.1/33" in caplog.text
+    assert [r.levelname for r in caplog.records if "127.0.0.1/33" in r.getMessage()] == ["WARNING"]
+    _allow(settings, "127.0.0.1/33, 127.0.0.1")
+    assert _ipn(client, bank_message(payment))["RspCode"] == "00"
+
+
 @pytest.mark.django_db(transaction=True)
 def test_it_answers_99_when_the_database_is_unavailable(client):
     payment = redirect_payment()
