@@ -86,6 +86,11 @@ def _stored_answer(message: InboundMessage) -> Answer | None:
     return Answer(message.response_status, message.response_body, replayed=True)
 
 
+def _transaction_seen(kind: str, caller: PartnerCaller, transaction_id: str) -> bool:
+    key = _transaction_key(kind, caller.partner.code, transaction_id)
+    return InboundMessage.objects.filter(dedupe_key=key).exists()
+
+
 def _replay_of(key: str) -> Answer | None:
     message = InboundMessage.objects.filter(dedupe_key=key).first()
     return _stored_answer(message) if message is not None else None
@@ -362,7 +367,9 @@ def collection_payment_notice(*, caller: PartnerCaller, headers: dict[str, str])
     if isinstance(data, Result):
         return _refusal(caller, headers, kind, data)
     message = _paid_at_refusal(data["paid_at"], timezone.now())
-    if message is not None:
+    if message is not None and not _transaction_seen(kind, caller, data["transaction_id"]):
+        # Refused without claiming the transaction id; a retry of a notice already answered
+        # (re-signed days later) still gets its first answer below.
         return _refusal(
             caller,
             headers,

@@ -360,6 +360,23 @@ def test_an_older_paid_at_is_refused(client, paid_at):
     assert not bills[0].is_paid
 
 
+def test_a_notice_retried_days_later_gets_its_first_answer(client, monkeypatch):
+    """A bank retries a notice it already sent, re-signed (the timestamp must be fresh) days
+    after: its `paid_at` is now too old for a new notice, but this one was answered already."""
+    customer, bills = customer_with_bills(unpaid=1)
+    body = notice(customer, bills, "VCB-RETRIED")
+    first = signed_post(client, PAYMENTS, body)
+    assert first.status_code == 201
+    later = timezone.now() + timedelta(days=4)
+    monkeypatch.setattr(timezone, "now", lambda: later)  # the signature's clock stays ours
+    retried = signed_post(client, PAYMENTS, body)
+    assert retried.status_code == 200, retried.content
+    assert retried.json()["payment_id"] == first.json()["payment_id"]
+    another = signed_post(client, PAYMENTS, {**body, "transaction_id": "VCB-NEW"})
+    assert another.status_code == 400 and "paid_at" in another.json()["error"]["fields"]
+    assert Payment.objects.count() == 1
+
+
 # The limit is 300 s ahead of our clock; a few seconds either side, as the request takes time.
 @pytest.mark.parametrize(("ahead", "status"), [(290, 201), (310, 400)])
 def test_paid_at_may_be_ahead_by_the_clock_tolerance_and_no_more(client, ahead, status):
