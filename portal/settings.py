@@ -310,6 +310,9 @@ VIETQR_ACCOUNT_NAME = env.str("VIETQR_ACCOUNT_NAME", default="CONG TY DIEN LUC H
 TRANSFER_WEBHOOK_API_KEY = env.str(
     "TRANSFER_WEBHOOK_API_KEY", default="dev-transfer-webhook-key" if DEBUG else ""
 )
+# A monitor sending "Authorization: Bearer HEALTH_TOKEN" sees /health/'s details (database,
+# broker); unset, only signed-in staff do. Everyone else sees up or down.
+HEALTH_TOKEN = env.str("HEALTH_TOKEN", default="")
 
 
 def _partner_credentials() -> dict[str, dict[str, str]]:
