@@ -95,9 +95,7 @@ def test_it_migrates_imports_serves_and_runs_tasks_without_postgres_or_redis(tmp
         status, body = _get(base + "/bills/PA14HT9000001/")
         assert status == 200 and "Nguyễn V** H**".encode() in body
         assert json.loads(_get(base + "/health/")[1]) == {"status": "ok"}
-        health = json.loads(
-            _get(base + "/health/", {"Authorization": f"Bearer {HEALTH_TOKEN}"})[1]
-        )
+        health = json.loads(_get(base + "/health/", {"Authorization": f"Bearer {HEALTH_TOKEN}"})[1])
         assert health["database"]["detail"] == "sqlite"
         assert health["broker"]["ok"] is True
 
