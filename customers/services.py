@@ -97,6 +97,39 @@ def audit_record(
     )
 
 
+# Reading personal data leaves a trace too: who looked at whose name, phone and address, when, and
+# how many rows they saw or took away. The console's audit page lists these with the actions.
+PERSONAL_DATA_VIEWS = (
+    "customer_search",
+    "customer_view",
+    "cash_customers_view",
+    "cash_customers_export",
+)
+
+
+def personal_data_viewed(
+    *,
+    actor: Any,
+    action: str,
+    rows: int,
+    customer: Customer | None = None,
+    target: str = "",
+    detail: dict[str, Any] | None = None,
+) -> AuditEntry:
+    """Audit one view or export of personal data in the console: `rows` is how many customers'
+    data it showed or handed out (kept in `detail["rows"]`)."""
+    if action not in PERSONAL_DATA_VIEWS:
+        raise ValueError(f"{action!r} is not a personal-data view")
+    return audit_record(
+        actor=actor,
+        action=action,
+        reason="",
+        customer=customer,
+        target=target or (customer.code if customer else ""),
+        detail={**(detail or {}), "rows": rows},
+    )
+
+
 # --- Actions that ask, without changing a payment ------------------------------------------------
 # A bank status query applies to redirect payments that have not settled: VietQR and cash have no
 # query API, and payments.poller.payment_poll asks only about pending or expired ones.

@@ -13,6 +13,11 @@ says a message was applied.
    INBOX_RETRY_AFTER and, after MAX_ATTEMPTS, are set aside for an agent.
 3. Answer: a synchronous channel (the collection API) applies and answers in one transaction
    and keeps its answer with `inbox_finish`, so a repeat gets the same answer.
+4. Refuse and forget: a message refused before anything is applied (forged signature, missing
+   credentials, unlisted address) is kept by `inbox_refuse`, which anyone can make us call, so it
+   keeps little (INBOX_REFUSED_BODY_LIMIT), counts refusals per client address and keeps none
+   past INBOX_REFUSED_RATE_LIMIT; `inbox_purge_refused` deletes them after
+   INBOX_REFUSED_RETENTION_DAYS. Accepted messages are never deleted.
 """
 
 from __future__ import annotations
@@ -26,12 +31,19 @@ from typing import Any, NamedTuple, cast
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Field, Q
+from django.db.models import Exists, F, Field, OuterRef, Q
 from django.utils import timezone
 
 from payments.bulk import AnyOf, bulk_insert_rows, bulk_update_rows, reserve_ids
-from payments.models import InboundMessage, Partner, Payment
-from portal import fastcache
+from payments.models import (
+    INBOX_REFUSED_OUTCOMES,
+    BankTransfer,
+    InboundMessage,
+    Partner,
+    Payment,
+    PaymentEvent,
+)
+from portal import fastcache, ratelimit
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +170,86 @@ def inbox_receive(
         )
         row = cursor.fetchone()
     return row[0] if row else None
+
+
+# --- Refusing -----------------------------------------------------------------------------------
+REFUSED = tuple(Outcome(value) for value in INBOX_REFUSED_OUTCOMES)
+REFUSED_SCOPE = "inbox-refused"
+# A kept header of a refused message is cut here; real senders' headers are far shorter.
+_REFUSED_HEADER_LIMIT = 200
+
+
+def inbox_refuse(
+    *,
+    kind: str,
+    dedupe_key: str,
+    body: str | Mapping[str, Any],
+    address: str,
+    refusal: Applied,
+    partner_id: int | None = None,
+    headers: Mapping[str, str] | None = None,
+    signature_valid: bool | None = None,
+    response: tuple[int, Any] | None = None,
+) -> int | None:
+    """Keep a message refused before anything was applied, already processed with `refusal`;
+    the new row's id, or None when it was not kept (a repeat of its key, or `address` is past
+    its budget of refusals). The caller answers the same either way.
+
+    Anyone can send these, as fast as they like: the body is cut to INBOX_REFUSED_BODY_LIMIT
+    characters, and each refusal is counted against the client address (the flood is logged
+    when the address first goes over INBOX_REFUSED_RATE_LIMIT in a window, and nothing more of
+    it is kept until the window ends).
+    """
+    if refusal.outcome not in REFUSED:
+        raise ValueError(f"{refusal.outcome!r} is not a refusal")
+    rate = settings.INBOX_REFUSED_RATE_LIMIT
+    decision = ratelimit.hit(REFUSED_SCOPE, address or "unknown", rate)
+    if not decision.allowed:
+        if decision.count == ratelimit.parse_rate(rate)[0] + 1:
+            logger.warning(
+                "refused %s messages from %s over %s: no more are kept this window",
+                kind,
+                address,
+                rate,
+            )
+        return None
+    return inbox_receive(
+        kind=kind,
+        dedupe_key=dedupe_key,
+        body=_as_text(body)[: settings.INBOX_REFUSED_BODY_LIMIT],
+        partner_id=partner_id,
+        headers={
+            name: str(value)[:_REFUSED_HEADER_LIMIT] for name, value in (headers or {}).items()
+        },
+        signature_valid=signature_valid,
+        processed=refusal,
+        response=response,
+    )
+
+
+def inbox_purge_refused(*, older_than: datetime, batch_size: int = 1000) -> int:
+    """Delete refused messages received before `older_than`, a batch per transaction; how many.
+
+    Only rows nothing points at: a payment event or a transfer citing a message keeps it (it
+    would not have been refused, but the PROTECT keys are not argued with).
+    """
+    refused = (
+        InboundMessage.objects.filter(
+            outcome__in=REFUSED,
+            processed_at__isnull=False,
+            received_at__lt=older_than,
+        )
+        .exclude(Exists(PaymentEvent.objects.filter(message=OuterRef("pk"))))
+        .exclude(Exists(BankTransfer.objects.filter(message=OuterRef("pk"))))
+    )
+    purged = 0
+    while True:
+        with transaction.atomic():
+            ids = list(refused.order_by("pk").values_list("pk", flat=True)[:batch_size])
+            if not ids:
+                return purged
+            deleted, _ = InboundMessage.objects.filter(AnyOf(F("pk"), ids)).delete()
+            purged += deleted
 
 
 class Arriving(NamedTuple):

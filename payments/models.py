@@ -286,11 +286,18 @@ class PaymentEvent(models.Model):
         raise ValueError("Payment events are append-only.")
 
 
+# The outcomes of a message refused before anything was applied: such a row is purged after
+# INBOX_REFUSED_RETENTION_DAYS (payments.inbox.inbox_purge_refused).
+INBOX_REFUSED_OUTCOMES = ("invalid_signature", "address_not_allowed", "unauthorized")
+
+
 class InboundMessage(models.Model):
     """The inbox: every callback, webhook and partner call, stored before it is acted on.
 
     `dedupe_key` is unique, so a message a bank sends twice is stored once and applied once.
-    Rows are never deleted.
+    Accepted messages are never deleted; refused ones (INBOX_REFUSED_OUTCOMES: a forged
+    signature, missing credentials, an unlisted address) are kept short and purged after
+    INBOX_REFUSED_RETENTION_DAYS (`payments.inbox`).
     """
 
     class Kind(models.TextChoices):

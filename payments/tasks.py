@@ -6,12 +6,15 @@ middle of one leaves it to be delivered again; the services make a second run ha
 
 from __future__ import annotations
 
+import datetime
 import logging
 
 from celery import shared_task
+from django.conf import settings
 from django.db import OperationalError
+from django.utils import timezone
 
-from payments import applier, poller, services
+from payments import applier, inbox, poller, services
 from payments.queue import send_now
 
 logger = logging.getLogger(__name__)
@@ -37,6 +40,18 @@ def sweep_inbox() -> int:
     if applied:
         logger.info("inbox sweeper applied %d message(s)", applied)
     return applied
+
+
+@shared_task
+def purge_refused_messages() -> int:
+    """Forget refused messages (forged, unsigned, from unlisted addresses) older than
+    INBOX_REFUSED_RETENTION_DAYS; accepted messages stay. Hourly: each run deletes what aged
+    out since the last, and a run cut short leaves the rest to the next."""
+    cutoff = timezone.now() - datetime.timedelta(days=settings.INBOX_REFUSED_RETENTION_DAYS)
+    purged = inbox.inbox_purge_refused(older_than=cutoff)
+    if purged:
+        logger.info("purged %d refused inbox message(s) received before %s", purged, cutoff)
+    return purged
 
 
 @shared_task(autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)

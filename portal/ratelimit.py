@@ -26,6 +26,7 @@ _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 class Decision:
     allowed: bool
     retry_after: int  # seconds until the window resets; 0 when allowed
+    count: int = 0  # requests counted in this window, this one included; 0 without a store
 
 
 def parse_rate(rate: str) -> tuple[int, int]:
@@ -56,8 +57,8 @@ def hit(scope: str, key: str, rate: str) -> Decision:
         logger.warning("rate-limit store unavailable; letting %s through", scope)
         return Decision(True, 0)
     if count <= limit:
-        return Decision(True, 0)
-    return Decision(False, max(1, int((window + 1) * period - now) + 1))
+        return Decision(True, 0, count)
+    return Decision(False, max(1, int((window + 1) * period - now) + 1), count)
 
 
 def lookup_hit(request: HttpRequest | Any) -> Decision:

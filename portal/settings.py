@@ -187,6 +187,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "payments.tasks.apply_inbox": {"queue": "callbacks"},
     "payments.tasks.sweep_inbox": {"queue": "callbacks"},
+    "payments.tasks.purge_refused_messages": {"queue": "reports"},
     "payments.tasks.reconcile_dropped_statements": {"queue": "reports"},
     "payments.tasks.warm_noncash_dashboard": {"queue": "reports"},
 }
@@ -195,6 +196,10 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "expire-stale-payments": {"task": "payments.tasks.expire_stale_payments", "schedule": 30.0},
     "sweep-inbox": {"task": "payments.tasks.sweep_inbox", "schedule": 15.0},
+    "purge-refused-messages": {
+        "task": "payments.tasks.purge_refused_messages",
+        "schedule": crontab(minute=17),
+    },
     "poll-pending-gateway-payments": {
         "task": "payments.tasks.poll_pending_gateway_payments",
         "schedule": 30.0,
@@ -212,6 +217,16 @@ CELERY_BEAT_SCHEDULE = {
 
 # An inbox message whose last attempt failed waits this long before the next one.
 INBOX_RETRY_AFTER = timedelta(seconds=env.int("INBOX_RETRY_AFTER_SECONDS", default=30))
+# Refused messages (forged signature, no credentials, unlisted address) cost an attacker nothing:
+# each is kept with at most this much of its body, at most this many per client address (the
+# rest are answered alike but not kept), and purged after this many days.
+INBOX_REFUSED_BODY_LIMIT = env.int("INBOX_REFUSED_BODY_LIMIT", default=2000)
+INBOX_REFUSED_RATE_LIMIT = env.str("INBOX_REFUSED_RATE_LIMIT", default="60/m")
+if not re.fullmatch(r"\d+/[smhd]", INBOX_REFUSED_RATE_LIMIT):
+    raise ImproperlyConfigured(
+        "INBOX_REFUSED_RATE_LIMIT must look like 60/m (count per s, m, h or d)."
+    )
+INBOX_REFUSED_RETENTION_DAYS = env.int("INBOX_REFUSED_RETENTION_DAYS", default=30)
 
 # --- Auth, sessions, lockout --------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
@@ -322,6 +337,9 @@ VIETQR_ACCOUNT_NAME = env.str("VIETQR_ACCOUNT_NAME", default="CONG TY DIEN LUC H
 TRANSFER_WEBHOOK_API_KEY = env.str(
     "TRANSFER_WEBHOOK_API_KEY", default="dev-transfer-webhook-key" if DEBUG else ""
 )
+# A monitor sending "Authorization: Bearer HEALTH_TOKEN" sees /health/'s details (database,
+# broker); unset, only signed-in staff do. Everyone else sees up or down.
+HEALTH_TOKEN = env.str("HEALTH_TOKEN", default="")
 
 
 def _partner_credentials() -> dict[str, dict[str, str]]:

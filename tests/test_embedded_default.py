@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "docs" / "samples" / "bills-sample.csv"
 
 pytestmark = pytest.mark.slow
+HEALTH_TOKEN = "embedded-health-token-0123456789"
 
 
 def _free_port() -> int:
@@ -26,9 +27,10 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _get(url: str) -> tuple[int, bytes]:
+def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers=headers or {})  # noqa: S310 - loopback only
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -49,6 +51,7 @@ def test_it_migrates_imports_serves_and_runs_tasks_without_postgres_or_redis(tmp
         CELERY_BROKER_URL="",
         DJANGO_SETTINGS_MODULE="portal.settings",
         PAYMENT_TTL_MINUTES="0",
+        HEALTH_TOKEN=HEALTH_TOKEN,
     )
     manage = [sys.executable, "manage.py"]
 
@@ -91,7 +94,8 @@ def test_it_migrates_imports_serves_and_runs_tasks_without_postgres_or_redis(tmp
         assert status == 200 and b'name="code"' in body
         status, body = _get(base + "/bills/PA14HT9000001/")
         assert status == 200 and "Nguyễn V** H**".encode() in body
-        health = json.loads(_get(base + "/health/")[1])
+        assert json.loads(_get(base + "/health/")[1]) == {"status": "ok"}
+        health = json.loads(_get(base + "/health/", {"Authorization": f"Bearer {HEALTH_TOKEN}"})[1])
         assert health["database"]["detail"] == "sqlite"
         assert health["broker"]["ok"] is True
 

@@ -14,6 +14,7 @@ from django.utils.translation import gettext_lazy as _
 
 from customers.codes import normalise
 from customers.models import AuditEntry, Bill, Customer
+from customers.services import PERSONAL_DATA_VIEWS
 from payments import inbox
 from payments import selectors as payments_selectors
 from payments.models import BankTransfer, InboundMessage, Payment, PaymentBill, PaymentEvent
@@ -170,7 +171,13 @@ def customer_payments(*, customer: Customer) -> QuerySet[Payment]:
 
 
 def customer_audit(*, customer: Customer, limit: int = 50) -> list[AuditEntry]:
-    return list(customer.audit_entries.select_related("actor", "payment").order_by("-at")[:limit])
+    """What staff did to this customer; who merely looked is on the audit page, not here, or
+    every visit would push the actions off the list."""
+    return list(
+        customer.audit_entries.exclude(action__in=PERSONAL_DATA_VIEWS)
+        .select_related("actor", "payment")
+        .order_by("-at")[:limit]
+    )
 
 
 def payment_for_staff(*, payment_id: Any) -> Payment | None:

@@ -1,7 +1,16 @@
-"""Liveness for load balancers and operators: the database and the broker must both answer."""
+"""Liveness for load balancers and operators: the database and the broker must both answer.
+
+Anyone may ask whether the portal is up (200 `{"status": "ok"}`, or 503 `{"status":
+"unavailable"}`); what it runs on (database vendor, broker transport, the error that took either
+down) helps an attacker choose, so the details are shown only to a signed-in staff member or to
+a monitor sending `Authorization: Bearer <HEALTH_TOKEN>` (no token configured: no token access).
+"""
 
 from __future__ import annotations
 
+import hmac
+
+from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
@@ -30,15 +39,27 @@ def _broker_ok() -> tuple[bool, str]:
     return True, str(transport)
 
 
+def _may_see_details(request: HttpRequest) -> bool:
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated and user.is_staff:
+        return True
+    expected = settings.HEALTH_TOKEN
+    if not expected:
+        return False
+    scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(token.strip().encode("utf-8"), expected.encode("utf-8"))
+
+
 @never_cache
 @require_GET
 def health(request: HttpRequest) -> JsonResponse:
     db_ok, db_detail = _database_ok()
     broker_ok, broker_detail = _broker_ok()
     healthy = db_ok and broker_ok
-    body = {
-        "status": "ok" if healthy else "unavailable",
-        "database": {"ok": db_ok, "detail": db_detail},
-        "broker": {"ok": broker_ok, "detail": broker_detail},
-    }
+    body: dict[str, object] = {"status": "ok" if healthy else "unavailable"}
+    if _may_see_details(request):
+        body["database"] = {"ok": db_ok, "detail": db_detail}
+        body["broker"] = {"ok": broker_ok, "detail": broker_detail}
     return JsonResponse(body, status=200 if healthy else 503)

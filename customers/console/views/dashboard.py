@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
+from customers import services
 from customers.console.charts import ranked, rate_chart
 from customers.console.forms import parse_month
 from customers.console.permissions import EXPORT_CASH, VIEW_REPORT, staff_required
@@ -72,6 +73,10 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     )
 
 
+def _list_name(period: datetime.date, area: ServiceArea | None) -> str:
+    return f"{period:%Y-%m}{'-' + area.code if area else ''}"
+
+
 @require_GET
 @staff_required(VIEW_REPORT)
 def cash_customers(request: HttpRequest) -> HttpResponse:
@@ -79,6 +84,13 @@ def cash_customers(request: HttpRequest) -> HttpResponse:
     rows = reports.cash_customers(period=period, area_code=area.code if area else None)
     raw_page = request.GET.get("page", "1")
     page = Paginator(rows, CASH_PER_PAGE).get_page(int(raw_page) if raw_page.isdigit() else 1)
+    services.personal_data_viewed(
+        actor=request.user,
+        action="cash_customers_view",
+        rows=len(page),
+        target=_list_name(period, area),
+        detail={"page": page.number},
+    )
     return render(
         request,
         "console/cash_customers.html",
@@ -148,8 +160,16 @@ def _csv_lines(header: list[str], rows: Iterator[dict[str, Any]]) -> Iterator[st
 @staff_required(VIEW_REPORT, EXPORT_CASH)
 def cash_customers_csv(request: HttpRequest) -> StreamingHttpResponse:
     _periods, period, area = _choices(request)
-    rows = reports.cash_customers_iter(period=period, area_code=area.code if area else None)
-    name = f"khach-hang-tien-mat-{period:%Y-%m}{'-' + area.code if area else ''}.csv"
+    area_code = area.code if area else None
+    # Audited before a row leaves: a download cut short has still handed data out.
+    services.personal_data_viewed(
+        actor=request.user,
+        action="cash_customers_export",
+        rows=reports.cash_customers(period=period, area_code=area_code).count(),
+        target=_list_name(period, area),
+    )
+    rows = reports.cash_customers_iter(period=period, area_code=area_code)
+    name = f"khach-hang-tien-mat-{_list_name(period, area)}.csv"
     response = StreamingHttpResponse(
         # The header is translated now: the body is written after the view has returned.
         _csv_lines(_csv_header(), rows),

@@ -27,7 +27,7 @@ from payments.services import OPEN_TRANSFER_STATUSES
 SEARCH_PER_PAGE = 25
 QUEUE_PER_PAGE = 50
 AUDIT_PER_PAGE = 50
-# Written by payments.services (the first four) and customers.services (the last two).
+# Written by payments.services (the first four) and customers.services (the rest).
 AUDIT_ACTIONS = (
     "cash_payment",
     "payment_refund",
@@ -35,6 +35,7 @@ AUDIT_ACTIONS = (
     "transfer_resolve",
     "payment_recheck",
     "receipt_resend",
+    *services.PERSONAL_DATA_VIEWS,
 )
 # A raw message body beyond this is cut on the page (the full text stays in the inbox table).
 MESSAGE_SHOWN = 20_000
@@ -67,6 +68,13 @@ def search(request: HttpRequest) -> HttpResponse:
         results = Paginator(services.customer_search(query=query), SEARCH_PER_PAGE).get_page(
             _page_number(request)
         )
+        services.personal_data_viewed(
+            actor=request.user,
+            action="customer_search",
+            rows=len(results),
+            target=query,
+            detail={"page": results.number, "matches": results.paginator.count},
+        )
     return render(
         request,
         "console/search.html",
@@ -89,6 +97,9 @@ def customer(request: HttpRequest, code: str) -> HttpResponse:
     page = payments.get_page(_page_number(request))
     for payment in page:
         _decorate(payment)
+    services.personal_data_viewed(
+        actor=request.user, action="customer_view", rows=1, customer=found
+    )
     return render(
         request,
         "console/customer.html",

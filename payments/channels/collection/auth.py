@@ -15,7 +15,8 @@ The signature is checked before the clock and the address, so only a caller hold
 learns why a request was refused in detail.
 
 Every refused request is kept in the inbox (under a key of its own, so a forged request can never
-take the place of a real one) with the answer it got.
+take the place of a real one) with the answer it got, as `payments.inbox.inbox_refuse` keeps
+refusals: cut short, so many per client address, purged after a while.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
 from payments.channels.collection import signing
-from payments.inbox import Applied, inbox_set_response, inbox_store, keep_headers
+from payments.inbox import Applied, inbox_refuse, keep_headers
 from payments.models import InboundMessage, Partner
 from portal.api import ApiError, error_body
 from portal.ratelimit import client_address
@@ -45,9 +46,6 @@ PARTNER_HEADER = "X-Partner-Code"
 TIMESTAMP_HEADER = "X-Timestamp"
 SIGNATURE_HEADER = "X-Signature"
 WWW_AUTHENTICATE = 'HMAC-SHA256 realm="collection", headers="X-Partner-Code X-Timestamp"'
-
-# A refused request's body is kept for the record, but never more than this: anyone can send one.
-REJECTED_BODY_LIMIT = 10_000
 
 
 @dataclass(frozen=True)
@@ -75,10 +73,9 @@ class PartnerCaller:
         return kept
 
 
-def body_as_text(body: bytes, limit: int | None = None) -> str:
+def body_as_text(body: bytes) -> str:
     """A body as the inbox keeps it: text, with NUL (which PostgreSQL text refuses) replaced."""
-    text = body.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
-    return text if limit is None else text[:limit]
+    return body.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
 
 
 class Unauthorized(Exception):
@@ -172,27 +169,28 @@ def record_rejection(request: HttpRequest, *, kind: str, exc: Unauthorized) -> A
     """Keep a refused request and its answer in the inbox; returns the error to raise."""
     fields = {exc.header: [exc.message]} if exc.header else {}
     answer = error_body("unauthorized", exc.message, fields)
-    body = body_as_text(request.body, REJECTED_BODY_LIMIT)
-    headers = keep_headers(request.headers, remote_addr=client_address(request))
+    address = client_address(request)
+    headers = keep_headers(request.headers, remote_addr=address)
     signature = request.headers.get(SIGNATURE_HEADER, "")
     if signature:
-        headers[SIGNATURE_HEADER] = signature[:200]
-    message, _created = inbox_store(
+        headers[SIGNATURE_HEADER] = signature
+    message_id = inbox_refuse(
         kind=kind,
         # Random, never derived from the request: a forged copy must not claim a real request's key.
         dedupe_key=f"collection:rejected:{uuid.uuid4().hex}",
-        body=body,
-        partner=exc.partner,
+        body=body_as_text(request.body),
+        address=address,
+        refusal=Applied(InboundMessage.Outcome.UNAUTHORIZED, exc.reason),
+        partner_id=exc.partner.pk if exc.partner else None,
         headers=headers,
         signature_valid=exc.signature_valid,
-        processed=Applied(InboundMessage.Outcome.UNAUTHORIZED, exc.reason),
+        response=(status.HTTP_401_UNAUTHORIZED, answer),
     )
-    inbox_set_response(message_id=message.pk, status=status.HTTP_401_UNAUTHORIZED, body=answer)
     logger.info(
         "collection request refused: %s (partner %s, message %s)",
         exc.reason,
         exc.partner.code if exc.partner else "-",
-        message.pk,
+        message_id or "not kept",
     )
     return ApiError(
         "unauthorized",

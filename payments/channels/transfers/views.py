@@ -1,5 +1,8 @@
 """POST /callbacks/transfers/: bank-transfer notifications (SePay shape, docs/architecture.md).
 
+A request without the right API key is answered 401 and not stored: nothing of it is worth
+keeping, and storing it would let anyone fill the inbox.
+
 The sender wants a 2xx within seconds and retries otherwise, so this view only authenticates,
 checks the shape, stores the notification in the inbox under the sender's id and answers
 `{"success": true}`; an applier matches it (`payments.matching.apply_credits`). A repeat of the
@@ -24,6 +27,7 @@ from payments import inbox, matching
 from payments.channels.transfers import notifications
 from payments.models import InboundMessage
 from portal.api import error_response
+from portal.ratelimit import client_address
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +74,7 @@ def transfer_notification(request: HttpRequest) -> JsonResponse:
         dedupe_key=f"transfer:{sender_id}",
         body=text,
         partner_id=matching.receiving_partner_id(),
-        headers=inbox.keep_headers(request.headers, request.META.get("REMOTE_ADDR", "")),
+        headers=inbox.keep_headers(request.headers, client_address(request)),
         signature_valid=True,
     )
     if message_id is not None:

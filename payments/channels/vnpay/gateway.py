@@ -238,16 +238,17 @@ def ipn_receive(
     partner_id = partner.pk if partner else None
     if partner is None or not vnpay.verify(params, partner.secret):
         refusal = _answer(vnpay.RSP_INVALID_SIGNATURE)
-        inbox.inbox_receive(
+        inbox.inbox_refuse(
             kind=InboundMessage.Kind.IPN,
             dedupe_key=ipn_invalid_dedupe_key(code, params, raw_query),
             body=raw_query,
+            address=remote_addr,
+            refusal=Applied(
+                Outcome.INVALID_SIGNATURE, "the signature did not verify; nothing applied"
+            ),
             partner_id=partner_id,
             headers=kept_headers,
             signature_valid=False,
-            processed=Applied(
-                Outcome.INVALID_SIGNATURE, "the signature did not verify; nothing applied"
-            ),
             response=(200, refusal.as_json()),
         )
         return refusal
@@ -255,14 +256,15 @@ def ipn_receive(
         # A genuine signature from an address we do not know: keep it, apply nothing, and let
         # the bank retry (99) while someone updates PARTNER_<CODE>_ALLOWED_IPS.
         logger.warning("IPN for %s from unlisted address %s", partner.code, remote_addr)
-        inbox.inbox_receive(
+        inbox.inbox_refuse(
             kind=InboundMessage.Kind.IPN,
             dedupe_key=ipn_invalid_dedupe_key(code, params, raw_query + "|" + remote_addr),
             body=raw_query,
+            address=remote_addr,
+            refusal=Applied(Outcome.ADDRESS_NOT_ALLOWED, remote_addr),
             partner_id=partner_id,
             headers=kept_headers,
             signature_valid=True,
-            processed=Applied(Outcome.ADDRESS_NOT_ALLOWED, remote_addr),
         )
         return _answer(vnpay.RSP_UNKNOWN_ERROR)
 
