@@ -452,6 +452,7 @@ if not DEBUG:
             )
     _refuse_public("SECRET_KEY", SECRET_KEY)
     _refuse_public("TRANSFER_WEBHOOK_API_KEY", TRANSFER_WEBHOOK_API_KEY)
+    _refuse_public("HEALTH_TOKEN", HEALTH_TOKEN)
     for _code, _credentials in PARTNER_CREDENTIALS.items():
         _refuse_public(f"PARTNER_{_code}_SECRET", _credentials["secret"])
     if SANDBOX_BANK_ENABLED:
