@@ -312,7 +312,37 @@ def _partner_for(method: str, partner_code: str | None) -> Partner | None:
     return partner
 
 
-@transaction.atomic
+@dataclass(frozen=True)
+class Started:
+    payment: Payment
+    # False when an open payment of the same bills, method and partner was handed back.
+    created: bool
+
+
+def _open_payment_for(
+    customer: Customer, bills: list[Bill], method: str, partner: Partner | None, now: datetime
+) -> Payment | None:
+    """The customer's pending, unexpired payment of exactly these bills by this method and
+    partner, if there is one."""
+    wanted = {bill.id for bill in bills}
+    candidates = (
+        Payment.objects.filter(
+            customer=customer,
+            method=method,
+            partner=partner,
+            status=Status.PENDING,
+            expires_at__gt=now,
+            amount=sum(bill.amount for bill in bills),
+        )
+        .prefetch_related("lines")
+        .order_by("-created_at")
+    )
+    for payment in candidates:
+        if {line.bill_id for line in payment.lines.all()} == wanted:
+            return payment
+    return None
+
+
 def payment_create(
     *,
     customer_code: str,
@@ -324,7 +354,36 @@ def payment_create(
     contact_email: str = "",
     contact_phone: str = "",
 ) -> Payment:
+    """`payment_start`'s payment, for callers that need not know whether it is new."""
+    return payment_start(
+        customer_code=customer_code,
+        method=method,
+        bill_numbers=bill_numbers,
+        partner_code=partner_code,
+        source=source,
+        actor=actor,
+        contact_email=contact_email,
+        contact_phone=contact_phone,
+    ).payment
+
+
+@transaction.atomic
+def payment_start(
+    *,
+    customer_code: str,
+    method: str,
+    bill_numbers: Sequence[str] | None = None,
+    partner_code: str | None = None,
+    source: str = Source.API,
+    actor: Any = None,
+    contact_email: str = "",
+    contact_phone: str = "",
+) -> Started:
     """Start a payment of the named bills (all unpaid bills by default); status `pending`.
+
+    While a pending, unexpired payment of the same bills by the same method and partner exists,
+    that payment is returned instead (`created` False): a repeated or scripted start cannot
+    fill the table with pending payments that the poller would then ask the bank about.
 
     Raises CustomerNotFound, BillNotFound, BillAlreadyPaid, NothingToPay, InvalidPartner.
     """
@@ -332,8 +391,14 @@ def payment_create(
     if customer is None:
         raise CustomerNotFound("No customer has this code.")
     partner = _partner_for(method, partner_code)
-    bills = _unpaid_bills_for(customer, bill_numbers, lock=False)
+    # The bills are locked (in id order) before looking for an open payment, so two starts of
+    # the same bills take turns and the second finds the first's payment. No payment row is
+    # locked here, so this stays within the lock order (docs/architecture.md).
+    bills = _unpaid_bills_for(customer, bill_numbers, lock=True)
     now = timezone.now()
+    existing = _open_payment_for(customer, bills, method, partner, now)
+    if existing is not None:
+        return Started(existing, created=False)
     payment = Payment.objects.create(
         reference=_new_reference(),
         customer=customer,
@@ -362,7 +427,7 @@ def payment_create(
         detail={"bills": [bill.number for bill in bills], "amount": payment.amount},
     )
     journal.write()
-    return payment
+    return Started(payment, created=True)
 
 
 # --- Settling ---------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ switching between them. The budget is `settings.LOOKUP_RATE_LIMIT` ("30/m": 30 p
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from portal import fastcache
 logger = logging.getLogger(__name__)
 
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_RATE = re.compile(r"(\d+)/(\d*)([smhd])")
 
 
 @dataclass(frozen=True)
@@ -30,9 +32,12 @@ class Decision:
 
 
 def parse_rate(rate: str) -> tuple[int, int]:
-    """'30/m' -> (30, 60)."""
-    count, _, unit = rate.partition("/")
-    return int(count), _PERIODS[unit]
+    """'30/m' -> (30, 60); '20/15m' -> (20, 900)."""
+    match = _RATE.fullmatch(rate)
+    if match is None:
+        raise ValueError(f"not a rate: {rate!r}")
+    count, multiple, unit = match.groups()
+    return int(count), int(multiple or 1) * _PERIODS[unit]
 
 
 def client_address(request: HttpRequest | Any) -> str:
@@ -45,20 +50,56 @@ def client_address(request: HttpRequest | Any) -> str:
     return str(request.META.get("REMOTE_ADDR", "unknown"))
 
 
-def hit(scope: str, key: str, rate: str) -> Decision:
-    """Count one request of `key` in `scope`; refuse it once the window's budget is spent."""
+@dataclass(frozen=True)
+class _Window:
+    limit: int
+    period: int
+    key: str
+    retry_after: int  # seconds until this window ends
+
+
+def _window(scope: str, key: str, rate: str) -> _Window:
     limit, period = parse_rate(rate)
     now = time.time()
     window = int(now // period)
-    cache_key = f"rl:{scope}:{key}:{window}"
+    return _Window(
+        limit, period, f"rl:{scope}:{key}:{window}", max(1, int((window + 1) * period - now) + 1)
+    )
+
+
+def hit(scope: str, key: str, rate: str) -> Decision:
+    """Count one request of `key` in `scope`; refuse it once the window's budget is spent."""
+    current = _window(scope, key, rate)
     try:
-        count = fastcache.count_in_window(cache_key, period + 1)
+        count = fastcache.count_in_window(current.key, current.period + 1)
     except Exception:  # noqa: BLE001 - a cache outage must not take the lookup down with it
         logger.warning("rate-limit store unavailable; letting %s through", scope)
         return Decision(True, 0)
-    if count <= limit:
+    if count <= current.limit:
         return Decision(True, 0, count)
-    return Decision(False, max(1, int((window + 1) * period - now) + 1), count)
+    return Decision(False, current.retry_after, count)
+
+
+def spent(scope: str, key: str, rate: str) -> Decision:
+    """Whether the window's budget is used up, without counting anything (for limits that count
+    only some outcomes, such as failed sign-ins)."""
+    current = _window(scope, key, rate)
+    try:
+        count = int(fastcache.get_json(current.key) or 0)
+    except Exception:  # noqa: BLE001 - as in hit()
+        logger.warning("rate-limit store unavailable; letting %s through", scope)
+        return Decision(True, 0)
+    if count < current.limit:
+        return Decision(True, 0)
+    return Decision(False, current.retry_after)
+
+
+def forget(scope: str, key: str, rate: str) -> None:
+    """Start the window's count of `key` afresh."""
+    try:
+        fastcache.delete_many([_window(scope, key, rate).key])
+    except Exception:  # noqa: BLE001 - as in hit()
+        logger.warning("rate-limit store unavailable; could not reset %s", scope)
 
 
 def lookup_hit(request: HttpRequest | Any) -> Decision:

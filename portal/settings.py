@@ -231,7 +231,9 @@ INBOX_REFUSED_RETENTION_DAYS = env.int("INBOX_REFUSED_RETENTION_DAYS", default=3
 # --- Auth, sessions, lockout --------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "customers.console.backends.StaffBackend",
+    # After axes, so that it sees only attempts axes let through: see customers/console/signin.py.
+    "customers.console.signin.UserNameCeilingBackend",
+    "customers.console.signin.StaffBackend",
 ]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -247,6 +249,19 @@ AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+# Attempts while locked are refused without being recorded, so the lock ends AXES_COOLOFF_TIME
+# after the last real failure instead of growing with every refused try.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# The client's address as the rate limits see it: behind the proxy, not the proxy's own.
+AXES_CLIENT_IP_CALLABLE = "customers.console.signin.axes_client_ip"
+# Failed sign-ins for one user name from all addresses together ("count/period"): past it the
+# name is refused until the window ends (at most one period, never longer), except from an
+# address it signed in from lately. Axes' limit above is per (user name, address).
+SIGNIN_USERNAME_RATE = env.str("SIGNIN_USERNAME_RATE", default=f"{AXES_FAILURE_LIMIT * 4}/15m")
+if not re.fullmatch(r"\d+/\d*[smhd]", SIGNIN_USERNAME_RATE):
+    raise ImproperlyConfigured("SIGNIN_USERNAME_RATE must look like 20/15m (count per period).")
+# How long an address that signed in stays known to its user name (exempt from the ceiling).
+SIGNIN_KNOWN_ADDRESS_DAYS = env.int("SIGNIN_KNOWN_ADDRESS_DAYS", default=30)
 AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
 # The console's lockout page, for /admin/ too, instead of axes' plain text.
 AXES_LOCKOUT_CALLABLE = "customers.console.views.auth.lockout_response"

@@ -118,3 +118,12 @@ def test_the_docs_page_is_served_from_this_site_only(client):
     assert "swagger" in html.lower()
     for url in re.findall(r'(?:src|href)="([^"]+)"', html):
         assert url.startswith("/"), f"{url} is not served by the portal"
+
+
+def test_starting_a_payment_documents_the_reused_payment_and_the_rate_limit(schema):
+    operation = schema["paths"]["/api/v1/payments/"]["post"]
+    assert {"200", "201", "429"} <= set(operation["responses"])
+    assert "Retry-After" in operation["responses"]["429"]["headers"]
+    for status in ("200", "201"):
+        body = operation["responses"][status]["content"]["application/json"]["schema"]
+        assert body == {"$ref": "#/components/schemas/PaymentOutput"}, status

@@ -22,7 +22,7 @@ from payments.channels.vnpay import gateway
 from payments.models import IdempotencyKey, Payment
 from portal.api import ApiError
 from portal.openapi import ERROR_RESPONSES
-from portal.ratelimit import client_address
+from portal.ratelimit import LookupThrottle, client_address
 
 IDEMPOTENCY_SCOPE = "payments.create"
 
@@ -81,6 +81,10 @@ def _fingerprint(data: dict[str, Any]) -> str:
 
 
 class PaymentListCreateView(APIView):
+    # The lookup budget: an answer here also tells whether a customer code exists, and every
+    # payment started costs status checks at the bank.
+    throttle_classes = [LookupThrottle]
+
     @extend_schema(
         operation_id="payments_create",
         summary="Start a payment",
@@ -91,12 +95,24 @@ class PaymentListCreateView(APIView):
                 OpenApiParameter.HEADER,
                 description="Repeat a request safely: the same key and body return the first "
                 "answer; the same key with another body is refused with 409.",
-            )
+            ),
+            OpenApiParameter(
+                "Retry-After",
+                int,
+                OpenApiParameter.HEADER,
+                response=[429],
+                description="Seconds to wait before the next request.",
+            ),
         ],
         request=PaymentCreateInput,
         responses={
-            201: PaymentOutput,
-            **{code: ERROR_RESPONSES[code] for code in (400, 404, 409)},
+            201: OpenApiResponse(PaymentOutput, description="A new pending payment."),
+            200: OpenApiResponse(
+                PaymentOutput,
+                description="The customer's open payment of the same bills by the same method "
+                "(and bank), returned instead of a new one.",
+            ),
+            **{code: ERROR_RESPONSES[code] for code in (400, 404, 409, 429)},
         },
     )
     def post(self, request: Request) -> Response:
@@ -122,12 +138,14 @@ class PaymentListCreateView(APIView):
                         response_status=0,
                         response_body={},
                     )
-                payment = services.payment_create(
+                started = services.payment_start(
                     customer_code=data["customer_code"],
                     method=data["method"],
                     bill_numbers=data.get("bill_numbers"),
                     partner_code=data.get("partner"),
                 )
+                payment = started.payment
+                answer = status.HTTP_201_CREATED if started.created else status.HTTP_200_OK
                 if payment.method == Payment.Method.REDIRECT:
                     gateway.payment_start_redirect(
                         payment,
@@ -137,7 +155,7 @@ class PaymentListCreateView(APIView):
                 body = PaymentOutput(_payment_or_404(payment.pk), context={"request": request}).data
                 if claim is not None:
                     claim.payment = payment
-                    claim.response_status = status.HTTP_201_CREATED
+                    claim.response_status = answer
                     claim.response_body = json.loads(json.dumps(body, default=str))
                     claim.save(update_fields=["payment", "response_status", "response_body"])
         except services.PaymentError as exc:
@@ -151,7 +169,7 @@ class PaymentListCreateView(APIView):
             if replay is None:
                 raise
             return replay
-        return Response(body, status=status.HTTP_201_CREATED)
+        return Response(body, status=answer)
 
 
 def _replay(key: str, fingerprint: str) -> Response | None:

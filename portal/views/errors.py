@@ -48,15 +48,21 @@ def server_error(request: HttpRequest) -> HttpResponse:
     )
 
 
-def too_many_requests(request: HttpRequest, *, retry_after: int) -> HttpResponse:
-    """The friendly page for a household (or a script) that looked up too much too fast."""
+def too_many_requests(
+    request: HttpRequest, *, retry_after: int, message: str | None = None
+) -> HttpResponse:
+    """The friendly page for a household (or a script) that looked up too much too fast;
+    `message` replaces the page's explanation, which speaks of lookups."""
     if wants_json(request):
         response: HttpResponse = error_response(
             "rate_limited", _("Too many requests. Please wait a moment and try again."), 429
         )
     else:
         response = render(
-            request, "errors/429.html", {"retry_after": max(1, retry_after)}, status=429
+            request,
+            "errors/429.html",
+            {"retry_after": max(1, retry_after), "message": message},
+            status=429,
         )
     response["Retry-After"] = str(max(1, retry_after))
     add_never_cache_headers(response)

@@ -20,7 +20,8 @@ from payments import selectors, services
 from payments.channels.vietqr import image as vietqr
 from payments.channels.vnpay import gateway
 from payments.models import Partner, Payment
-from portal.ratelimit import client_address
+from portal.ratelimit import client_address, lookup_hit
+from portal.views import errors
 
 _START_ERRORS = {
     "customer_not_found": gettext_lazy("No customer has this code."),
@@ -42,7 +43,19 @@ def _payment_or_404(payment_id: UUID) -> Payment:
 
 @require_POST
 def start(request: HttpRequest) -> HttpResponse:
-    """The bills page's "pay" form: create the payment, then hand over to QR or bank."""
+    """The bills page's "pay" form: create the payment (or take up the customer's open one of
+    the same bills and method), then hand over to QR or bank."""
+    # The lookup budget: a start also tells whether a code exists, and costs bank status checks.
+    decision = lookup_hit(request)
+    if not decision.allowed:
+        return errors.too_many_requests(
+            request,
+            retry_after=decision.retry_after,
+            message=_(
+                "There have been many payment requests and lookups from your connection in a "
+                "short time. To keep customers' bills private, we pause them for a little while."
+            ),
+        )
     try:
         code = clean_customer_code(request.POST.get("customer_code"))
     except InvalidCustomerCode:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import time
 
 import pytest
 from django.contrib.sessions.models import Session
@@ -111,3 +112,88 @@ def test_the_console_is_vietnamese_first_with_an_english_switch(client):
     assert '<html lang="vi">' in vi and "Hàng đợi công việc" in vi
     en = client.get("/console/?lang=en").content.decode()
     assert '<html lang="en">' in en and "Work queues" in en
+
+
+# --- Behind the proxy: per (user name, address), and a ceiling per user name -----------------------
+PROXY = "10.0.0.1"
+
+
+def _sign_in_from(client: Client, address: str, username: str, password: str = PASSWORD):
+    return client.post(
+        LOGIN,
+        {"username": username, "password": password},
+        REMOTE_ADDR=PROXY,
+        HTTP_X_FORWARDED_FOR=address,
+    )
+
+
+def test_behind_the_proxy_one_clients_failures_do_not_lock_the_name_for_another(settings):
+    settings.TRUSTED_PROXY_COUNT = 1
+    staff_user("agent", username="thu.ngan")
+    attacker = Client()
+    for attempt in range(settings.AXES_FAILURE_LIMIT):
+        # What the client writes before the proxy's hop changes nothing: it is not trusted.
+        answer = _sign_in_from(attacker, f"6.6.6.{attempt}, 203.0.113.7", "thu.ngan", "guess")
+    assert answer.status_code == 429
+    assert _sign_in_from(attacker, "203.0.113.7", "thu.ngan").status_code == 429
+    assert _sign_in_from(Client(), "198.51.100.9", "thu.ngan").status_code == 302
+
+
+def _fail_from_many_addresses(settings, count: int) -> None:
+    for n in range(count):
+        answer = _sign_in_from(Client(), f"203.0.113.{n + 1}", "thu.ngan", "guess")
+        assert answer.status_code == 400, n
+
+
+def test_failures_for_one_name_from_many_addresses_hit_a_ceiling(settings):
+    settings.TRUSTED_PROXY_COUNT = 1
+    settings.SIGNIN_USERNAME_RATE = "6/h"
+    staff_user("agent", username="thu.ngan")
+    staff_user("agent", username="dong.nghiep")
+    _fail_from_many_addresses(settings, 6)
+    locked = _sign_in_from(Client(), "198.51.100.9", "thu.ngan")
+    assert locked.status_code == 429
+    text = locked.content.decode()
+    assert "từ nhiều nơi khác nhau" in text
+    minutes = -(-int(locked["Retry-After"]) // 60)
+    assert 1 <= minutes <= 60 and f"{minutes} phút" in text
+    admin = Client().post(
+        "/admin/login/?next=/admin/",
+        {"username": "thu.ngan", "password": PASSWORD},
+        REMOTE_ADDR=PROXY,
+        HTTP_X_FORWARDED_FOR="198.51.100.10",
+    )
+    assert admin.status_code == 429
+    # Only that name: a colleague signs in from the same address.
+    assert _sign_in_from(Client(), "198.51.100.9", "dong.nghiep").status_code == 302
+
+
+def test_the_ceiling_ends_on_its_own_and_refused_tries_do_not_prolong_it(settings):
+    settings.TRUSTED_PROXY_COUNT = 1
+    settings.SIGNIN_USERNAME_RATE = "3/2s"
+    staff_user("agent", username="thu.ngan")
+    # Start at the beginning of a window, so the three failures land in one.
+    time.sleep(2 - time.time() % 2)
+    _fail_from_many_addresses(settings, 3)
+    locked = _sign_in_from(Client(), "198.51.100.9", "thu.ngan")
+    assert locked.status_code == 429
+    wait = int(locked["Retry-After"])
+    assert wait <= 3
+    time.sleep(0.5)
+    assert _sign_in_from(Client(), "198.51.100.9", "thu.ngan", "guess").status_code == 429
+    time.sleep(wait)
+    assert _sign_in_from(Client(), "198.51.100.9", "thu.ngan").status_code == 302
+
+
+def test_the_agents_own_address_gets_in_past_the_ceiling_and_resets_it(settings):
+    settings.TRUSTED_PROXY_COUNT = 1
+    settings.SIGNIN_USERNAME_RATE = "6/h"
+    staff_user("agent", username="thu.ngan")
+    counter = Client()
+    assert _sign_in_from(counter, "192.0.2.50", "thu.ngan").status_code == 302
+    counter.post("/console/logout/", REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR="192.0.2.50")
+    _fail_from_many_addresses(settings, 6)
+    assert _sign_in_from(Client(), "198.51.100.9", "thu.ngan").status_code == 429
+    assert _sign_in_from(counter, "192.0.2.50", "thu.ngan").status_code == 302
+    # The success reset the count: the name is open again from elsewhere too.
+    assert _sign_in_from(Client(), "198.51.100.9", "thu.ngan").status_code == 302

@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from customers.models import Bill
@@ -162,3 +163,106 @@ def test_two_requests_with_the_same_key_at_the_same_moment_create_one_payment():
     assert len({a.json()["id"] for a in answers}) == 1
     assert Payment.objects.count() == 1 and IdempotencyKey.objects.count() == 1
     assert Bill.objects.filter(status="unpaid").count() == 1
+
+
+# --- Rate limit and reuse of an open payment ---------------------------------------------------
+def test_starting_payments_shares_the_lookup_budget_and_answers_429_past_it(api, settings):
+    settings.LOOKUP_RATE_LIMIT = "3/m"
+    customer, _ = customer_with_bills(unpaid=1)
+    assert api.get(f"/api/v1/customers/{customer.code}/bills/").status_code == 200
+    assert _post(api, {"customer_code": customer.code, "method": "vietqr"}).status_code == 201
+    assert _post(api, {"customer_code": "PA14HT9999999", "method": "vietqr"}).status_code == 404
+    # The budget is spent: no more telling known codes from unknown ones, and no new payments.
+    for code in (customer.code, "PA14HT9999998"):
+        refused = _post(api, {"customer_code": code, "method": "vietqr"})
+        assert refused.status_code == 429, refused.content
+        assert refused.json()["error"]["code"] == "rate_limited"
+        assert 1 <= int(refused["Retry-After"]) <= 61
+    lookup = api.get(f"/api/v1/customers/{customer.code}/bills/")
+    assert lookup.status_code == 429
+    assert Payment.objects.count() == 1
+    # Another client address still has its budget.
+    other = api.post(
+        URL,
+        data=json.dumps({"customer_code": customer.code, "method": "vietqr"}),
+        content_type="application/json",
+        REMOTE_ADDR="10.0.0.9",
+    )
+    assert other.status_code == 200
+
+
+def test_the_same_bills_and_method_return_the_open_payment_not_a_new_one(api):
+    customer, bills = customer_with_bills(unpaid=2)
+    first = _post(api, {"customer_code": customer.code, "method": "vietqr"})
+    assert first.status_code == 201
+    again = _post(api, {"customer_code": customer.code, "method": "vietqr"})
+    named = _post(
+        api,
+        {
+            "customer_code": customer.code,
+            "method": "vietqr",
+            "bill_numbers": [b.number for b in reversed(bills)],
+        },
+    )
+    assert again.status_code == named.status_code == 200
+    assert again.json() == named.json() == first.json()
+    assert Payment.objects.count() == 1
+
+
+def test_another_method_or_other_bills_make_a_new_payment(api):
+    customer, bills = customer_with_bills(unpaid=2)
+    vietqr_payment = _post(api, {"customer_code": customer.code, "method": "vietqr"}).json()
+    redirect = _post(
+        api, {"customer_code": customer.code, "method": "redirect", "partner": "SANDBOX"}
+    )
+    one_bill = _post(
+        api, {"customer_code": customer.code, "method": "vietqr", "bill_numbers": [bills[0].number]}
+    )
+    assert redirect.status_code == one_bill.status_code == 201
+    ids = {vietqr_payment["id"], redirect.json()["id"], one_bill.json()["id"]}
+    assert len(ids) == 3
+    redirect_again = _post(
+        api, {"customer_code": customer.code, "method": "redirect", "partner": "SANDBOX"}
+    )
+    assert redirect_again.status_code == 200
+    assert redirect_again.json()["id"] == redirect.json()["id"]
+    assert "vnp_SecureHash=" in redirect_again.json()["redirect_url"]
+
+
+def test_an_expired_or_settled_payment_is_not_reused(api):
+    customer, _ = customer_with_bills(unpaid=1)
+    body = {"customer_code": customer.code, "method": "vietqr"}
+    first = _post(api, body).json()
+    assert _post(api, body).status_code == 200  # while it is open
+    Payment.objects.filter(pk=first["id"]).update(expires_at=timezone.now())
+    second = _post(api, body)
+    assert second.status_code == 201 and second.json()["id"] != first["id"]
+    services.payment_cancel(
+        payment_id=second.json()["id"], report=services.Report(source=services.Source.API)
+    )
+    third = _post(api, body)
+    assert third.status_code == 201 and third.json()["id"] not in {first["id"], second.json()["id"]}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_starts_of_the_same_bills_at_the_same_moment_make_one_payment():
+    customer, _ = customer_with_bills(unpaid=2)
+    body = {"customer_code": customer.code, "method": "vietqr"}
+    barrier = threading.Barrier(6)
+    answers = []
+
+    def call():
+        try:
+            barrier.wait()
+            answers.append(_post(APIClient(), body))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=call) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(a.status_code for a in answers) == [200] * 5 + [201]
+    assert len({a.json()["id"] for a in answers}) == 1
+    assert Payment.objects.count() == 1

@@ -23,6 +23,14 @@ def _start(customer, **kwargs):
     return services.payment_create(customer_code=customer.code, method="vietqr", **kwargs)
 
 
+def _start_by_bank(customer):
+    """A second payment of the same bills: by another method, since a second start by the same
+    method is handed the open first one."""
+    return services.payment_create(
+        customer_code=customer.code, method="redirect", partner_code="SANDBOX"
+    )
+
+
 def test_it_creates_a_pending_payment_for_all_unpaid_bills():
     customer, bills = customer_with_bills(unpaid=2, amounts=[300_000, 150_000])
     payment = _start(customer)
@@ -85,7 +93,7 @@ def test_a_wrong_amount_changes_nothing():
 
 def test_a_bill_paid_through_two_payments_leaves_exactly_one_needs_refund():
     customer, bills = customer_with_bills(unpaid=1)
-    first, second = _start(customer), _start(customer)
+    first, second = _start(customer), _start_by_bank(customer)
     services.payment_mark_succeeded(payment_id=first.id, report=IPN)
     outcome = services.payment_mark_succeeded(payment_id=second.id, report=IPN)
     assert outcome == services.Outcome.NEEDS_REFUND
@@ -99,7 +107,7 @@ def test_a_bill_paid_through_two_payments_leaves_exactly_one_needs_refund():
 
 def test_the_database_refuses_a_second_applied_line_for_one_bill():
     customer, bills = customer_with_bills(unpaid=1)
-    first, second = _start(customer), _start(customer)
+    first, second = _start(customer), _start_by_bank(customer)
     services.payment_mark_succeeded(payment_id=first.id, report=IPN)
     with pytest.raises(IntegrityError):
         PaymentBill.objects.filter(payment=second).update(applied=True)
@@ -164,7 +172,7 @@ def test_cancel_only_pending_payments():
 
 def test_refund_needs_the_flag_and_a_note_and_is_audited(supervisor):
     customer, _ = customer_with_bills(unpaid=1)
-    first, second = _start(customer), _start(customer)
+    first, second = _start(customer), _start_by_bank(customer)
     services.payment_mark_succeeded(payment_id=first.id, report=IPN)
     services.payment_mark_succeeded(payment_id=second.id, report=IPN)
     with pytest.raises(services.InvalidTransition):
@@ -296,3 +304,14 @@ def test_the_same_report_repeated_is_recorded_each_time_but_flags_the_reason_onc
     payment.refresh_from_db()
     assert payment.review_reason == "The bank reported success for a failed payment."
     assert payment.events.filter(detail__has_key="flagged").count() == 3
+
+
+def test_a_second_start_of_the_same_bills_and_method_returns_the_open_payment():
+    customer, bills = customer_with_bills(unpaid=2)
+    first = services.payment_start(customer_code=customer.code, method="vietqr")
+    again = services.payment_start(
+        customer_code=customer.code, method="vietqr", bill_numbers=[b.number for b in bills]
+    )
+    assert first.created and not again.created
+    assert again.payment.id == first.payment.id
+    assert Payment.objects.count() == 1

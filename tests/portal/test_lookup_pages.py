@@ -7,7 +7,7 @@ import re
 import pytest
 from django.core.cache import cache
 
-from payments.models import Partner
+from payments.models import Partner, Payment
 from portal.views.lookup import GATEWAYS_CACHE_KEY, kwh_chart
 from tests import factories
 from tests.portal.demo import household_with_history, months_ago
@@ -241,3 +241,29 @@ def test_hostile_input_gets_a_400_page_never_a_500(client, path):
     response = client.get(path)
     assert response.status_code == 400
     assert "Mã khách hàng không hợp lệ" in text_of(response)
+
+
+def test_starting_a_payment_counts_against_the_lookup_budget(client, settings):
+    settings.LOOKUP_RATE_LIMIT = "2/m"
+    household = household_with_history(unpaid=1)
+    assert client.get(bills_url(household.customer.code)).status_code == 200
+    start = {"customer_code": household.customer.code, "method": "vietqr"}
+    assert client.post("/pay/start/", start).status_code == 302
+    refused = client.post("/pay/start/", start)
+    assert refused.status_code == 429
+    retry_after = int(refused["Retry-After"])
+    html = text_of(refused)
+    assert "Có nhiều yêu cầu thanh toán và tra cứu từ kết nối của bạn" in html
+    assert f"Bạn có thể thử lại sau {retry_after} giây" in html
+    assert Payment.objects.filter(status="pending").count() == 1
+
+
+def test_starting_the_same_payment_twice_continues_to_the_same_checkout(client):
+    household = household_with_history(unpaid=2)
+    start = {"customer_code": household.customer.code, "method": "vietqr"}
+    first = client.post("/pay/start/", start)
+    second = client.post("/pay/start/", start)
+    assert first.status_code == second.status_code == 302
+    assert first["Location"] == second["Location"]
+    assert Payment.objects.filter(status="pending").count() == 1
+    assert client.get(second["Location"]).status_code == 200

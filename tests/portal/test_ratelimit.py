@@ -60,3 +60,15 @@ def test_a_cache_outage_lets_lookups_through_from_the_database(settings, client)
         assert "Trần T** H** N**" in response.content.decode()
     api = client.get(f"/api/v1/customers/{household.customer.code}/bills/")
     assert api.status_code == 200 and api.json()["total_due"] > 0
+
+
+def test_a_period_may_be_several_units_and_a_budget_can_be_read_without_counting():
+    assert ratelimit.parse_rate("20/15m") == (20, 900)
+    for _ in range(2):
+        assert ratelimit.spent("test", "10.0.0.1", "2/15m").allowed  # reading counts nothing
+    ratelimit.hit("test", "10.0.0.1", "2/15m")
+    ratelimit.hit("test", "10.0.0.1", "2/15m")
+    refused = ratelimit.spent("test", "10.0.0.1", "2/15m")
+    assert not refused.allowed and 1 <= refused.retry_after <= 901
+    ratelimit.forget("test", "10.0.0.1", "2/15m")
+    assert ratelimit.spent("test", "10.0.0.1", "2/15m").allowed

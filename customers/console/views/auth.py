@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.conf import settings
@@ -22,15 +23,22 @@ from customers.console.permissions import USE_CONSOLE
 def lockout_response(
     request: HttpRequest, original_response: HttpResponse | None = None, credentials: Any = None
 ) -> HttpResponse:
-    """The page shown while django-axes locks a user name out (also fit for
-    `AXES_LOCKOUT_CALLABLE`, whose signature this is)."""
-    minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
-    return render(
+    """The page shown while django-axes, or the user-name ceiling (customers.console.signin),
+    locks a user name out (also fit for `AXES_LOCKOUT_CALLABLE`, whose signature this is)."""
+    ceiling_wait = getattr(request, "signin_retry_after", None)
+    seconds = ceiling_wait or settings.AXES_COOLOFF_TIME.total_seconds()
+    response = render(
         request,
         "console/locked_out.html",
-        {"minutes": minutes, "limit": settings.AXES_FAILURE_LIMIT},
+        {
+            "minutes": max(1, math.ceil(seconds / 60)),
+            "limit": settings.AXES_FAILURE_LIMIT,
+            "everywhere": ceiling_wait is not None,
+        },
         status=429,
     )
+    response["Retry-After"] = str(math.ceil(seconds))
+    return response
 
 
 def _next_url(request: HttpRequest) -> str:
