@@ -104,6 +104,8 @@ PERSONAL_DATA_VIEWS = (
     "customer_view",
     "cash_customers_view",
     "cash_customers_export",
+    "receipt_view",
+    "transfer_view",
 )
 
 

@@ -10,7 +10,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from customers.models import AuditEntry
+from tests.console import factories as console
 from tests.console.factories import area, billed, customer_in, paid
+from tests.factories import customer_with_bills
 
 pytestmark = pytest.mark.django_db
 OCT = datetime.date(2026, 10, 1)
@@ -77,3 +79,23 @@ def test_the_audit_page_lists_the_views_in_vietnamese(supervisor_client):
     # Looking is not an action on the customer: the record's own list stays about actions.
     record = supervisor_client.get(signed_in_view).content.decode()
     assert "Xem hồ sơ khách hàng" not in record
+
+
+def test_opening_a_receipt_to_print_is_audited_against_its_customer(agent, agent_client):
+    payment = console.succeeded_payment()
+    page = agent_client.get(reverse("console:receipt", args=[payment.id]))
+    assert page.status_code == 200 and payment.customer.name in page.content.decode()
+    entry = _only_entry("receipt_view")
+    assert entry.actor == agent and entry.customer == payment.customer
+    assert entry.detail["rows"] == 1
+
+
+def test_a_transfer_page_listing_candidate_customers_is_audited(agent, agent_client):
+    customer, _ = customer_with_bills(unpaid=1, amounts=[321_000])
+    console.vietqr_payment(customer)
+    transfer = console.transfer(amount=321_000, content="CK tien dien thang 10")
+    page = agent_client.get(reverse("console:transfer", args=[transfer.id]))
+    assert page.status_code == 200
+    entry = _only_entry("transfer_view")
+    assert entry.actor == agent and entry.target == transfer.external_id
+    assert entry.detail["rows"] == 1 and entry.detail["transfer"] == transfer.pk

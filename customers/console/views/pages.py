@@ -139,6 +139,9 @@ def payment_receipt(request: HttpRequest, payment_id: UUID) -> HttpResponse:
     ):
         raise Http404
     entry = payment.audit_entries.filter(action="cash_payment").select_related("actor").first()
+    services.personal_data_viewed(
+        actor=request.user, action="receipt_view", rows=1, customer=payment.customer
+    )
     return render(
         request,
         "console/receipt.html",
@@ -163,13 +166,22 @@ def transfer(request: HttpRequest, transfer_id: int) -> HttpResponse:
     if found is None:
         raise Http404
     query = request.GET.get("q", "").strip()[:64]
+    # The candidates show customers' names and addresses: listed, so audited.
+    candidates = list(selectors.transfer_candidates(transfer=found, query=query))
+    services.personal_data_viewed(
+        actor=request.user,
+        action="transfer_view",
+        rows=len(candidates),
+        target=found.external_id,
+        detail={"transfer": found.pk, "query": query},
+    )
     return render(
         request,
         "console/transfer.html",
         {
             "transfer": found,
             "query": query,
-            "candidates": selectors.transfer_candidates(transfer=found, query=query),
+            "candidates": candidates,
             "is_open": found.status in OPEN_TRANSFER_STATUSES,
         },
     )
