@@ -210,9 +210,9 @@ def _applied(reference: str, previous: str, outcome: services.Outcome) -> Decisi
             f"Payment {reference} was {previous} when the money arrived; give it "
             "back or settle the bills by hand.",
         )
-    late = previous == Payment.Status.EXPIRED
+    late = previous in (Payment.Status.EXPIRED, Payment.Status.CANCELLED)
     reason = f"Matched payment {reference}"
-    reason += " after it had expired (late transfer)." if late else "."
+    reason += f" after it was {previous} (late transfer)." if late else "."
     if outcome == services.Outcome.NEEDS_REFUND:
         reason += " Some of its bills were already paid: the payment carries a refund."
     return Decision(Status.MATCHED, MATCHED_LATE if late else MATCHED, reason)

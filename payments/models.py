@@ -335,7 +335,7 @@ class InboundMessage(models.Model):
         NOTHING_YET = "nothing_yet", _("the bank has nothing on it yet")
         # Transfers and statement lines
         MATCHED = "matched", _("matched to a payment")
-        MATCHED_LATE = "matched_late", _("matched to a payment after it expired")
+        MATCHED_LATE = "matched_late", _("matched to a payment after it expired or was cancelled")
         UNMATCHED = "unmatched", _("no payment found")
         WRONG_AMOUNT = "wrong_amount", _("wrong amount")
         NEEDS_REFUND = "needs_refund", _("money to give back")

@@ -52,13 +52,14 @@ class Step:
     target: str | None = None
 
 
-# Money may still settle these: the bank's word wins over our clock.
-SETTLEABLE = frozenset({Status.PENDING, Status.EXPIRED})
+# Money may still settle these: the bank's word wins over our clock and over a cancel.
+SETTLEABLE = frozenset({Status.PENDING, Status.EXPIRED, Status.CANCELLED})
 # A bank's success has already reached these: a repeat changes nothing.
 SETTLED = frozenset({Status.SUCCEEDED, Status.REFUNDED, Status.REVERSED})
 # The money moved and the partner did not take it back: what reconciliation and the books count.
 COLLECTED = frozenset({Status.SUCCEEDED, Status.REFUNDED})
-# Nothing the household does changes these any more.
+# Nothing the household does changes these any more (a bank's late success still settles a
+# cancelled payment).
 FINAL = frozenset(
     {Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.REFUNDED, Status.REVERSED}
 )
@@ -117,7 +118,9 @@ TRANSITIONS: dict[tuple[str, Event], Step] = {
     (Status.FAILED, Event.REVERSE): _REFUSE,
     # cancelled: the household gave up
     (Status.CANCELLED, Event.OPEN): _REFUSE,
-    (Status.CANCELLED, Event.SUCCEED): _FLAG,
+    # Money the bank moved after the household gave up still pays the bills (those paid
+    # meanwhile leave it to give back), as for an expired payment: it is never left unapplied.
+    (Status.CANCELLED, Event.SUCCEED): _MOVE[Status.SUCCEEDED],
     (Status.CANCELLED, Event.FAIL): _NOTE,  # declined after the household gave up: same end
     (Status.CANCELLED, Event.CANCEL): _ALREADY,
     (Status.CANCELLED, Event.EXPIRE): _REFUSE,

@@ -245,15 +245,32 @@ def test_without_a_bank_reference_the_senders_id_names_the_transfer(client):
     assert message.outcome == matching.MATCHED
 
 
-def test_money_for_a_cancelled_payment_is_flagged_never_applied(client):
+def test_money_that_arrives_after_a_cancel_still_pays_the_bills(client):
+    """The household cancelled, then the transfer it had already sent arrived: the bill is paid,
+    as for an expired payment; nothing waits for an agent."""
     payment, bills = vietqr_payment()
     services.payment_cancel(payment_id=payment.pk, report=services.Report(source="api"))
     message = deliver(client, notification(payment))
-    assert message.outcome == matching.NEEDS_REFUND
-    assert transfer_of(message).status == Status.NEEDS_REFUND
+    assert message.outcome == matching.MATCHED_LATE
+    assert "after it was cancelled" in message.outcome_detail
+    assert transfer_of(message).status == Status.MATCHED
     payment.refresh_from_db()
-    assert payment.status == Payment.Status.CANCELLED and payment.needs_review
-    assert Bill.objects.get(pk=bills[0].pk).status == Bill.Status.UNPAID
+    assert payment.status == Payment.Status.SUCCEEDED and not payment.needs_refund
+    assert payment.events.get(to_status="succeeded").from_status == Payment.Status.CANCELLED
+    assert Bill.objects.get(pk=bills[0].pk).paid_by_id == payment.pk
+
+
+def test_money_after_a_cancel_for_bills_paid_meanwhile_is_kept_for_a_refund(client, agent):
+    payment, bills = vietqr_payment()
+    services.payment_cancel(payment_id=payment.pk, report=services.Report(source="api"))
+    cash = services.payment_record_cash(
+        customer_code=payment.customer.code, bill_numbers=[bills[0].number], actor=agent
+    )
+    message = deliver(client, notification(payment))
+    assert message.outcome == matching.MATCHED_LATE
+    payment.refresh_from_db()
+    assert payment.needs_refund and payment.refund_amount == payment.amount
+    assert Bill.objects.get(pk=bills[0].pk).paid_by_id == cash.pk  # paid once, by the cash
 
 
 def test_a_transfer_naming_a_bank_redirect_payment_does_not_settle_it(client):

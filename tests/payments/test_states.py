@@ -35,12 +35,16 @@ def test_the_sets_of_statuses_follow_from_the_table():
     repeats = {s for s in Status if states.step(s, Event.SUCCEED).verdict is Verdict.ALREADY}
     assert repeats == states.SETTLED
     assert states.COLLECTED < states.SETTLED < states.FINAL | {Status.REVERSED}
-    # Nothing leaves a final status but the money's own way back (refund, reversal).
+    # Nothing leaves a final status but the money's own way back (refund, reversal), and money
+    # that arrives after a cancel.
     for status in states.FINAL:
         for event in Event:
             step = states.step(status, event)
             if step.verdict is Verdict.MOVE:
-                assert event in {Event.REFUND_WHOLE, Event.REFUND_PART, Event.REVERSE}
+                assert event in {Event.REFUND_WHOLE, Event.REFUND_PART, Event.REVERSE} or (
+                    status,
+                    event,
+                ) == (Status.CANCELLED, Event.SUCCEED)
 
 
 def _payment_in(status: str) -> Payment:

@@ -38,7 +38,7 @@ from payments.models import InboundMessage
 
 OUTCOME_LABELS = {
     matching.MATCHED: "matched to a payment",
-    matching.MATCHED_LATE: "matched to a payment after it expired",
+    matching.MATCHED_LATE: "matched to a payment after it expired or was cancelled",
     matching.DUPLICATE: "already recorded (announced by a notification or an earlier import)",
     matching.UNMATCHED: "no payment found: waiting for an agent",
     matching.WRONG_AMOUNT: "wrong amount: waiting for an agent",

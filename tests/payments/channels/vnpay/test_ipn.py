@@ -200,13 +200,17 @@ def test_an_expired_payment_still_accepts_the_banks_success(client):
     assert event.from_status == Status.EXPIRED
 
 
-def test_a_success_for_a_cancelled_payment_is_flagged_not_ignored(client):
+def test_a_success_for_a_cancelled_payment_still_pays_the_bills(client):
+    """Cancelled on our side while the household was approving at the bank: the money moved,
+    so the bills are paid (as for an expired payment), never left unapplied."""
     payment = redirect_payment()
     services.payment_cancel(payment_id=payment.pk, report=services.Report(source="api"))
-    assert _ipn(client, bank_message(payment))["RspCode"] == "02"
+    assert _ipn(client, bank_message(payment))["RspCode"] == "00"
     _apply_stored(payment)
     payment.refresh_from_db()
-    assert payment.status == Status.CANCELLED and payment.needs_review
+    assert payment.status == Status.SUCCEEDED
+    assert payment.events.get(to_status=Status.SUCCEEDED).from_status == Status.CANCELLED
+    assert not payment.customer.bills.filter(status=Bill.Status.UNPAID).exists()
 
 
 def test_a_suspicious_debit_is_flagged_for_review_and_not_settled(client):

@@ -1,0 +1,52 @@
+"""A household cancels a VietQR payment it had in fact already sent, in a real browser.
+
+Cancelling takes two taps with a warning between them; the money that arrives after the cancel
+(the bank's transfer notification → a real Celery worker) still pays the bill, and the bills page
+says so.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from customers.models import Bill
+from payments.models import BankTransfer, Payment
+from tests.browser.test_vietqr_checkout import _notify, _start_vietqr_checkout
+from tests.conftest import axe_violations, screenshot, wait_until
+from tests.factories import customer_with_bills
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.mark.celery_worker
+def test_a_cancel_warns_first_and_money_sent_before_it_still_pays_the_bill(
+    page, live_server, celery_worker
+):
+    customer, bills = customer_with_bills(unpaid=1, amounts=[452_160], name="Lê Thị Hoa")
+    payment = _start_vietqr_checkout(page, live_server, customer)
+
+    # One tap only opens the warning; nothing is cancelled yet.
+    page.get_by_text("Hủy lần thanh toán này").click()
+    warning = page.locator(".cancel-confirm")
+    expect(warning).to_be_visible()
+    expect(warning).to_contain_text("Nếu bạn đã chuyển tiền hoặc đã thanh toán tại ngân hàng")
+    assert Payment.objects.get(pk=payment.pk).status == Payment.Status.PENDING
+    assert axe_violations(page) == []
+    screenshot(page, "checkout-cancel-warning")
+
+    page.locator("[data-confirm-cancel]").click()
+    page.wait_for_url(re.compile(rf"/bills/{customer.code}/$"))
+    assert Payment.objects.get(pk=payment.pk).status == Payment.Status.CANCELLED
+
+    # The transfer the household had already sent arrives: it pays the bill all the same.
+    response = _notify(live_server, payment)
+    assert response.status_code == 200
+    wait_until(lambda: Bill.objects.get(pk=bills[0].pk).status == Bill.Status.PAID, timeout=30)
+    page.reload()
+    expect(page.locator("main")).to_contain_text("Tất cả hóa đơn đã được thanh toán")
+    payment.refresh_from_db()
+    assert payment.status == Payment.Status.SUCCEEDED and not payment.needs_refund
+    assert BankTransfer.objects.get().status == BankTransfer.Status.MATCHED
