@@ -98,6 +98,7 @@ def page(request: HttpRequest, payment_id: UUID) -> HttpResponse:
     payment = _payment_or_404(payment_id)
     context = {
         "payment": payment,
+        "bank_says": _bank_says(request, payment),
         "customer_name": mask_name(payment.customer.name),
         "customer_address": mask_address(payment.customer.address),
         "lines": list(payment.lines.all()),
@@ -111,6 +112,37 @@ def page(request: HttpRequest, payment_id: UUID) -> HttpResponse:
             "account_name": vietqr.account_name(),
         }
     return render(request, "pay/page.html", context)
+
+
+# What the bank's vnp_ResponseCode means, in words a household understands.
+BANK_REASONS = {
+    "07": gettext_lazy("the bank is checking this transaction"),
+    "09": gettext_lazy("internet banking is not turned on for your account"),
+    "10": gettext_lazy("the verification failed too many times"),
+    "11": gettext_lazy("the time to pay ran out"),
+    "12": gettext_lazy("your account is locked"),
+    "13": gettext_lazy("the one-time password (OTP) was wrong"),
+    "24": gettext_lazy("you cancelled the payment"),
+    "51": gettext_lazy("the account balance is not enough"),
+    "65": gettext_lazy("the daily limit of your account was reached"),
+    "75": gettext_lazy("the bank is under maintenance"),
+    "79": gettext_lazy("the password was wrong too many times"),
+}
+
+
+def _bank_says(request: HttpRequest, payment: Payment) -> dict[str, str] | None:
+    """What the bank told the household on its way back (`pay_return`), while the payment is
+    still open: the page shows it as the one message of the state, instead of "waiting for your
+    payment" beside it. Words only; the payment's state is still the bank's to confirm."""
+    if payment.status not in (Payment.Status.PENDING, Payment.Status.EXPIRED):
+        return None
+    said = request.GET.get("bank")
+    if said == "ok":
+        return {"result": "ok"}
+    if said == "declined":
+        reason = BANK_REASONS.get(request.GET.get("reason", ""))
+        return {"result": "declined", "reason": str(reason) if reason else ""}
+    return None
 
 
 def _receiving_bank_name() -> str:

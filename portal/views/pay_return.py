@@ -7,32 +7,18 @@ query API (or applying the bank's IPN), settles it.
 
 from __future__ import annotations
 
-from django.contrib import messages
+from urllib.parse import urlencode
+
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from payments import poller, states
 from payments.channels.vnpay import gateway
 from payments.channels.vnpay import protocol as vnpay
-
-# What the bank's vnp_ResponseCode means, in words a household understands.
-BANK_REASONS = {
-    "07": gettext_lazy("the bank is checking this transaction"),
-    "09": gettext_lazy("internet banking is not turned on for your account"),
-    "10": gettext_lazy("the verification failed too many times"),
-    "11": gettext_lazy("the time to pay ran out"),
-    "12": gettext_lazy("your account is locked"),
-    "13": gettext_lazy("the one-time password (OTP) was wrong"),
-    "24": gettext_lazy("you cancelled the payment"),
-    "51": gettext_lazy("the account balance is not enough"),
-    "65": gettext_lazy("the daily limit of your account was reached"),
-    "75": gettext_lazy("the bank is under maintenance"),
-    "79": gettext_lazy("the password was wrong too many times"),
-}
 
 
 def _problem(request: HttpRequest, *, title: str, message: str, status: int) -> HttpResponse:
@@ -69,19 +55,13 @@ def pay_return(request: HttpRequest, partner: str) -> HttpResponse:
             ),
             status=404,
         )
+    target = reverse("pay", args=[report.payment.pk])
     if report.payment.status in states.SETTLEABLE:
         poller.payment_request_poll(payment_id=report.payment.pk)
+        # What the bank showed the household, for the page to say in one message (never
+        # applied: the page's state stays the payment's own until the bank confirms).
         if report.result is vnpay.Result.SUCCESS:
-            messages.info(
-                request,
-                _("Your bank says the payment went through. We are confirming it with the bank."),
-            )
+            target += "?" + urlencode({"bank": "ok"})
         elif report.result is vnpay.Result.FAILED:
-            reason = BANK_REASONS.get(report.response_code)
-            messages.error(
-                request,
-                _("Your bank did not complete the payment: %(reason)s.") % {"reason": reason}
-                if reason
-                else _("Your bank did not complete the payment."),
-            )
-    return redirect("pay", payment_id=report.payment.pk)
+            target += "?" + urlencode({"bank": "declined", "reason": report.response_code})
+    return redirect(target)

@@ -72,7 +72,7 @@ def test_approving_at_the_bank_brings_the_customer_back_to_a_paid_bill(
 
     page.get_by_role("radio", name="Gửi ngay").check()
     page.get_by_role("button", name="Chấp thuận thanh toán").click()
-    page.wait_for_url(re.compile(rf"/pay/{payment.pk}/$"))
+    page.wait_for_url(re.compile(rf"/pay/{payment.pk}/\?bank=ok$"))
 
     # The bank's server-to-server notification, sent by its courier.
     wait_until(lambda: delivery.deliver_due(), 20)
@@ -103,11 +103,16 @@ def test_declining_at_the_bank_shows_a_clear_failure_and_the_bill_stays_unpaid(
 
     page.get_by_label("Reason").select_option("51")
     page.get_by_role("button", name="Decline").click()
-    page.wait_for_url(re.compile(rf"/pay/{payment.pk}/$"))
+    page.wait_for_url(re.compile(rf"/pay/{payment.pk}/\?bank=declined&reason=51$"))
     # What the bank told the customer, at once; then the confirmed state.
     expect(
         page.get_by_role("alert").filter(has_text="the account balance is not enough")
     ).to_be_visible()
+    # One message for the state: no spinner saying "waiting", no clock; another try offered.
+    expect(page.get_by_text("Waiting for your payment")).to_have_count(0)
+    expect(page.locator("[data-expires-at]")).to_have_count(0)
+    expect(page.get_by_role("link", name="Try again at the bank")).to_be_visible()
+    screenshot(page, "bank-return-declined")
     delivery.deliver_due()
     wait_until(lambda: Payment.objects.get(pk=payment.pk).status == Status.FAILED, 30)
     status = page.locator('#payment-status[data-status="failed"]')

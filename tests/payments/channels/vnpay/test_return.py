@@ -37,14 +37,44 @@ def english(client):
 def test_a_signed_success_shows_the_payment_page_without_marking_anything_paid(english):
     payment = redirect_payment()
     response = _return(english, bank_message(payment))
-    assert response.status_code == 302 and response["Location"] == f"/pay/{payment.pk}/"
+    assert response.status_code == 302 and response["Location"] == f"/pay/{payment.pk}/?bank=ok"
     payment.refresh_from_db()
     assert payment.status == Status.PENDING
     assert not Bill.objects.filter(customer=payment.customer, status=Bill.Status.PAID).exists()
     page = english.get(response["Location"])
     assert page.status_code == 200
-    assert "Your bank says the payment went through" in page.content.decode()
-    assert 'data-status="pending"' in page.content.decode()
+    text = page.content.decode()
+    assert "Your bank says the payment went through" in text
+    assert 'data-status="pending"' in text
+    # One message for the state, and only what makes sense in it: no waiting for a payment
+    # the bank says is made, no clock, no way back to the bank, no cancel.
+    for contradiction in (
+        "Waiting for your payment",
+        "data-expires-at",
+        "Continue to the bank",
+        "Cancel this payment",
+    ):
+        assert contradiction not in text, contradiction
+
+
+@pytest.mark.django_db
+def test_after_a_decline_the_page_says_why_and_offers_another_try_without_a_spinner(english):
+    payment = redirect_payment()
+    response = _return(english, bank_message(payment, response_code="51", status="02"))
+    text = english.get(response["Location"]).content.decode()
+    assert "the account balance is not enough" in text and 'role="alert"' in text
+    assert "Try again at the bank" in text and "Choose another way to pay" in text
+    assert "Waiting for your payment" not in text and "data-expires-at" not in text
+
+
+@pytest.mark.django_db
+def test_what_the_bank_said_is_not_shown_once_the_payment_is_settled(english):
+    from payments import services
+
+    payment = redirect_payment()
+    services.payment_mark_succeeded(payment_id=payment.pk, report=services.Report(source="ipn"))
+    text = english.get(f"/pay/{payment.pk}/?bank=declined&reason=51").content.decode()
+    assert "did not complete" not in text and "Payment received" in text
 
 
 @pytest.mark.django_db
@@ -135,7 +165,8 @@ def test_the_return_asks_the_bank_and_the_worker_settles_what_the_bank_confirms(
     back = requests.get(
         bank.return_redirect_url(tx, bank.merchant().secret), timeout=10, allow_redirects=False
     )
-    assert back.status_code == 302 and back.headers["Location"] == f"/pay/{payment.pk}/"
+    assert back.status_code == 302
+    assert back.headers["Location"] == f"/pay/{payment.pk}/?bank=ok"
     wait_until(lambda: Payment.objects.get(pk=payment.pk).status == Status.SUCCEEDED, 30)
 
 
