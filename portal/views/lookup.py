@@ -19,6 +19,7 @@ from customers.selectors import BillLine
 from payments.models import Partner
 from portal.ratelimit import lookup_hit
 from portal.views import errors
+from portal.views.in_progress import open_payment
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ def bills(request: HttpRequest, code: str) -> HttpResponse:
             "history": history,
             "chart": kwh_chart(history),
             "gateways": usable_gateways(),
+            "in_progress": open_payment(request, clean),
         },
     )
     # A customer's page is nobody's business but theirs: keep it out of search engines.

@@ -22,6 +22,7 @@ from payments.channels.vnpay import gateway
 from payments.models import Partner, Payment
 from portal.ratelimit import client_address, lookup_hit
 from portal.views import errors
+from portal.views.in_progress import remember_open_payment
 
 _START_ERRORS = {
     "customer_not_found": gettext_lazy("No customer has this code."),
@@ -82,14 +83,14 @@ def start(request: HttpRequest) -> HttpResponse:
                 client_ip=client_address(request),
                 locale=getattr(request, "LANGUAGE_CODE", "vi"),
             )
-            return HttpResponseRedirect(url)
+            return remember_open_payment(HttpResponseRedirect(url), payment)
     except services.PaymentError as exc:
         messages.error(request, str(_START_ERRORS.get(exc.code, exc.message)))
         return redirect("bills", code=code)
     except gateway.GatewayNotConfigured:
         messages.error(request, str(_START_ERRORS["invalid_partner"]))
         return redirect("bills", code=code)
-    return redirect("pay", payment_id=payment.id)
+    return remember_open_payment(redirect("pay", payment_id=payment.id), payment)
 
 
 @never_cache

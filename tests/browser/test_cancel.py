@@ -50,3 +50,28 @@ def test_a_cancel_warns_first_and_money_sent_before_it_still_pays_the_bill(
     payment.refresh_from_db()
     assert payment.status == Payment.Status.SUCCEEDED and not payment.needs_refund
     assert BankTransfer.objects.get().status == BankTransfer.Status.MATCHED
+
+
+def test_back_on_the_bills_page_a_payment_in_progress_is_continued_not_doubled(page, live_server):
+    customer, _bills = customer_with_bills(unpaid=1, amounts=[389_500], name="Trần Văn Ba")
+    payment = _start_vietqr_checkout(page, live_server, customer)
+
+    # The household leaves the QR and looks its bills up again.
+    page.goto(f"{live_server.url}/bills/{customer.code}/")
+    banner = page.locator(".in-progress")
+    expect(banner).to_contain_text("Bạn có một giao dịch đang chờ thanh toán")
+    expect(banner).to_contain_text(payment.reference)
+    assert axe_violations(page) == []
+    screenshot(page, "bills-payment-in-progress")
+    banner.get_by_role("link", name="Tiếp tục thanh toán").click()
+    page.wait_for_url(re.compile(rf"/pay/{payment.pk}/$"))
+
+    # Or cancels it from there, after the same warning, and the offer is gone.
+    page.goto(f"{live_server.url}/bills/{customer.code}/")
+    banner.get_by_text("Hủy lần thanh toán này").click()
+    expect(banner.locator(".cancel-confirm")).to_contain_text("xin đừng hủy")
+    banner.locator("[data-confirm-cancel]").click()
+    page.wait_for_url(re.compile(rf"/bills/{customer.code}/$"))
+    expect(page.locator(".in-progress")).to_have_count(0)
+    assert Payment.objects.get(pk=payment.pk).status == Payment.Status.CANCELLED
+    assert Payment.objects.filter(customer=customer).count() == 1
