@@ -86,7 +86,12 @@ def _deliver(payment: Payment, bills: list[PaymentBill]) -> None:
     email = payment.contact_email or payment.customer.email
     phone = payment.contact_phone or payment.customer.phone
     with translation.override("vi"):
-        context = {"payment": payment, "bills": bills, "url": receipt_url(payment)}
+        context = {
+            "payment": payment,
+            "bills": bills,
+            "url": receipt_url(payment),
+            "refund_days": settings.REFUND_WORKING_DAYS,
+        }
         if email:
             send_mail(
                 subject=render_to_string("payments/receipt_subject.txt", context).strip(),
@@ -95,14 +100,29 @@ def _deliver(payment: Payment, bills: list[PaymentBill]) -> None:
                 recipient_list=[email],
             )
         if phone:
-            sms_backend().send(
-                to=phone,
-                text=(
-                    f"EVN Ha Tinh: da nhan {format_vnd(payment.amount)} tien dien "
-                    f"KH {payment.customer.code}, ma GD {payment.reference}. "
-                    f"Bien nhan: {context['url']}"
-                ),
-            )
+            sms_backend().send(to=phone, text=_sms_text(payment, context["url"]))
+
+
+def _sms_text(payment: Payment, url: str) -> str:
+    """The receipt SMS (unaccented Vietnamese, as SMS gateways carry it); a payment that paid
+    nothing, or only part, says what goes back, how and when."""
+    days = settings.REFUND_WORKING_DAYS
+    if payment.needs_refund and payment.refund_amount >= payment.amount:
+        return (
+            f"EVN Ha Tinh: hoa don KH {payment.customer.code} da duoc thanh toan truoc do. "
+            f"So tien {format_vnd(payment.amount)} (ma GD {payment.reference}) se duoc hoan "
+            f"ve tai khoan da chuyen trong {days} ngay lam viec. Chi tiet: {url}"
+        )
+    text = (
+        f"EVN Ha Tinh: da nhan {format_vnd(payment.amount)} tien dien "
+        f"KH {payment.customer.code}, ma GD {payment.reference}."
+    )
+    if payment.needs_refund:
+        text += (
+            f" {format_vnd(payment.refund_amount)} se duoc hoan ve tai khoan da chuyen "
+            f"trong {days} ngay lam viec."
+        )
+    return f"{text} Bien nhan: {url}"
 
 
 def receipts_send(

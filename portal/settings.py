@@ -329,6 +329,10 @@ try:
 except re.error as exc:  # pragma: no cover - a configuration error, reported at start-up
     raise ImproperlyConfigured(f"CUSTOMER_CODE_PATTERN is not a valid expression: {exc}") from exc
 PAYMENT_TTL = timedelta(minutes=env.int("PAYMENT_TTL_MINUTES", default=15))
+# Money that paid nothing (bills already paid by another payment) goes back to the account it
+# came from within this many working days: what the household is told, on the page and in the
+# receipt.
+REFUND_WORKING_DAYS = env.int("REFUND_WORKING_DAYS", default=7)
 # When to ask a gateway about a pending redirect payment whose IPN has not come: 1, 2, 5 and 15
 # minutes after it started, then every 15 minutes until expiry plus the grace period.
 GATEWAY_POLL_SCHEDULE = [

@@ -177,5 +177,7 @@ def receipt(request: HttpRequest, payment_id: UUID) -> HttpResponse:
             "customer_name": mask_name(payment.customer.name),
             "customer_address": mask_address(payment.customer.address),
             "lines": list(payment.lines.all()),
+            "refund_days": settings.REFUND_WORKING_DAYS,
+            "emailed": bool(payment.contact_email or payment.customer.email),
         },
     )

@@ -80,3 +80,45 @@ def test_the_receipt_of_an_unsettled_payment_sends_to_the_pay_page(client):
     payment = services.payment_create(customer_code=customer.code, method="vietqr")
     response = client.get(f"/receipts/{payment.id}/")
     assert response.status_code == 302 and response["Location"] == f"/pay/{payment.id}/"
+
+
+def _paid_twice():
+    """A household started a VietQR payment, then paid the same bills through a bank as well,
+    and both went through: the second paid nothing and goes back."""
+    customer, _ = customer_with_bills(unpaid=2, amounts=[300_000, 150_000])
+    first = services.payment_create(customer_code=customer.code, method="vietqr")
+    second = services.payment_create(
+        customer_code=customer.code, method="redirect", partner_code="SANDBOX"
+    )
+    for payment in (first, second):
+        services.payment_mark_succeeded(
+            payment_id=payment.id, report=services.Report(source=services.Source.IPN)
+        )
+    return Payment.objects.get(pk=second.pk)
+
+
+def test_a_payment_that_paid_nothing_says_so_and_when_the_money_goes_back(client, settings):
+    settings.REFUND_WORKING_DAYS = 7
+    payment = _paid_twice()
+    assert payment.needs_refund and payment.refund_amount == payment.amount == 450_000
+    text = client.get(f"/receipts/{payment.id}/").content.decode()
+    assert "Các hóa đơn này đã được thanh toán trước đó" in text
+    assert "450.000 ₫ sẽ được hoàn về tài khoản đã chuyển trong vòng 7 ngày làm việc" in text
+    assert "Cảm ơn bạn!" not in text and "alert-ok" not in text
+
+    notifications.receipt_send(payment_id=str(payment.id))
+    body = mail.outbox[-1].body
+    assert body.startswith("Các hóa đơn này đã được thanh toán trước đó")
+    assert "sẽ được hoàn về tài khoản đã chuyển trong vòng 7 ngày làm việc" in body
+    sms = notifications.LocmemSMSBackend.outbox[-1][1]
+    assert "da duoc thanh toan truoc do" in sms and "7 ngay lam viec" in sms
+    assert "da nhan" not in sms  # not a plain "received"
+
+
+def test_the_receipt_mentions_the_email_only_when_one_was_sent(client):
+    payment = _paid()
+    assert "email chúng tôi đã gửi" in client.get(f"/receipts/{payment.id}/").content.decode()
+    payment.customer.email = ""
+    payment.customer.save(update_fields=["email"])
+    text = client.get(f"/receipts/{payment.id}/").content.decode()
+    assert "email chúng tôi đã gửi" not in text and "lưu lại trang này" in text
