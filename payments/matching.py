@@ -229,6 +229,8 @@ class _Transfer:
     payment_id: Any
     reason: str = ""
     changed: bool = False  # decided after its row was written: written again with the batch
+    amount: int = 0  # known for credits kept short (`wrong_amount`): what they brought
+    external_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,14 +300,16 @@ def apply_credits(
             results[message_id] = Applied(decided.outcome, decided.reason)
             continue
         named.append(_Line(by_pk[message_id], credit, transfer, decided))
+    combined: list[_Transfer] = []
     if named:
-        _settle_named(named, results)
+        combined = _settle_named(named, results)
     bulk_update_rows(
         BankTransfer,
         ("status", "reason", "payment"),
         [
             (transfer.pk, transfer.status, transfer.reason, transfer.payment_id)
-            for transfer in transfers.values()
+            # A credit kept short in this very batch may be made whole by a later line of it.
+            for transfer in {t.pk: t for t in [*transfers.values(), *combined]}.values()
             if transfer.changed
         ],
     )
@@ -434,21 +438,67 @@ def _decide(transfer: _Transfer, decision: Decision, payment: Payment | None) ->
     transfer.changed = True
 
 
-def _settle_named(named: list[_Line], results: dict[int, Applied]) -> None:
-    """Choose each line's payment and settle them through `services.payments_mark_succeeded`.
+def _held_short(references: list[str]) -> dict[Any, list[_Transfer]]:
+    """The credits kept as `wrong_amount` for the VietQR payments these references name, by
+    payment, locked (transfers before payments, in id order): money that arrived short, which a
+    later credit may make whole."""
+    rows = (
+        BankTransfer.objects.select_for_update(of=("self",))
+        .filter(
+            status=Status.WRONG_AMOUNT,
+            payment__reference__in=references,
+            payment__method=Payment.Method.VIETQR,
+        )
+        .order_by("pk")
+        .values_list("pk", "message_id", "status", "source", "payment_id", "amount", "external_id")
+    )
+    held: dict[Any, list[_Transfer]] = {}
+    for pk, message_id, status, source, payment_id, amount, external_id in rows:
+        transfer = _Transfer(pk, message_id, status, source, payment_id)
+        transfer.amount, transfer.external_id = amount, external_id
+        held.setdefault(payment_id, []).append(transfer)
+    return held
+
+
+def _combined(reference: str, line: _Line, held: list[_Transfer]) -> tuple[Decision, Decision]:
+    """The decisions when this credit makes whole what arrived short: (this line, the earlier)."""
+    earlier = ", ".join(transfer.external_id for transfer in held)
+    return (
+        Decision(
+            Status.MATCHED,
+            MATCHED,
+            f"Matched payment {reference} together with the earlier transfer(s) {earlier}, "
+            "which together bring its exact amount.",
+        ),
+        Decision(
+            Status.MATCHED,
+            MATCHED,
+            f"Matched payment {reference} together with transfer {line.credit.external_id}, "
+            "which brought the rest.",
+        ),
+    )
+
+
+def _settle_named(named: list[_Line], results: dict[int, Applied]) -> list[_Transfer]:
+    """Choose each line's payment and settle them through `services.payments_mark_succeeded`;
+    returns the earlier transfers a line made whole (changed, to be written with the batch).
 
     Settlements go in line order, so a payment two lines pay is settled by the first and the
     second brings money to give back, as one by one. Only which payment a note naming several
     goes to depends on what earlier lines did to them: such a line waits until the lines
-    before it are settled.
+    before it are settled. So does a line of another amount than its payment's: the credits of
+    a payment kept as `wrong_amount` (earlier, or in this batch) and this one settle it when
+    together they bring its exact amount.
     """
     references = sorted({reference for line in named for reference in line.found})
     # Locked here, in id order: transfers, then payments, then (by the service) bills.
+    held = _held_short(references)
     locked = services.payments_lock(AnyOf(F("reference"), references))
     position = {payment.pk: index for index, payment in enumerate(locked)}
     by_reference = {payment.reference: payment.pk for payment in locked}
     current = {payment.pk: payment for payment in locked}
-    pending: list[tuple[_Line, Payment]] = []
+    pending: list[tuple[_Line, Payment, list[_Transfer]]] = []
+    made_whole: list[_Transfer] = []
 
     def settle() -> None:
         settled = services.payments_mark_succeeded(
@@ -456,18 +506,27 @@ def _settle_named(named: list[_Line], results: dict[int, Applied]) -> None:
                 services.Settlement(
                     payment_id=payment.pk,
                     report=_report(line.transfer.pk, line.credit, line.message),
-                    amount=line.credit.amount,
+                    amount=line.credit.amount + sum(t.amount for t in earlier),
                     at=line.credit.occurred_at,
                 )
-                for line, payment in pending
+                for line, payment, earlier in pending
             ],
             locked=current,
         )
-        for (line, payment), result in zip(pending, settled, strict=True):
+        for (line, payment, earlier), result in zip(pending, settled, strict=True):
             if result.previous in states.SETTLED:
                 decision = _settled_twice(payment.reference, line.credit, result.previous)
             elif result.outcome is None:
                 decision = _wrong_amount(payment.reference, payment.amount, line.credit)
+                line.transfer.amount = line.credit.amount
+                line.transfer.external_id = line.credit.external_id
+                held.setdefault(payment.pk, []).append(line.transfer)
+            elif earlier:
+                decision, before = _combined(payment.reference, line, earlier)
+                for transfer in earlier:
+                    _decide(transfer, before, payment)
+                    made_whole.append(transfer)
+                held.pop(payment.pk, None)
             else:
                 decision = _applied(payment.reference, result.previous, result.outcome)
             _decide(line.transfer, decision, payment)
@@ -481,13 +540,21 @@ def _settle_named(named: list[_Line], results: dict[int, Applied]) -> None:
         )
         candidates = [current[pk] for pk in pks]
         vietqr = {p.pk for p in candidates if p.method == Payment.Method.VIETQR}
-        if len(vietqr) > 1 and vietqr & {payment.pk for _line, payment in pending}:
+        if len(vietqr) > 1 and vietqr & {payment.pk for _line, payment, _e in pending}:
             settle()
         chosen = _choose(line.credit, line.found, candidates)
         if isinstance(chosen, Decision):
             _decide(line.transfer, chosen, None)
             results[line.message_id] = Applied(chosen.outcome, chosen.reason)
             continue
-        pending.append((line, chosen))
+        earlier: list[_Transfer] = []
+        if line.credit.amount != chosen.amount and chosen.method == Payment.Method.VIETQR:
+            if any(payment.pk == chosen.pk for _line, payment, _e in pending):
+                settle()  # what the lines before this one brought decides what it completes
+            short = held.get(chosen.pk, [])
+            if short and sum(t.amount for t in short) + line.credit.amount == chosen.amount:
+                earlier = list(short)
+        pending.append((line, chosen, earlier))
     if pending:
         settle()
+    return made_whole

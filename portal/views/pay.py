@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 from django.conf import settings
@@ -97,7 +98,7 @@ def start(request: HttpRequest) -> HttpResponse:
 @require_GET
 def page(request: HttpRequest, payment_id: UUID) -> HttpResponse:
     payment = _payment_or_404(payment_id)
-    context = {
+    context: dict[str, Any] = {
         "payment": payment,
         "bank_says": _bank_says(request, payment),
         "customer_name": mask_name(payment.customer.name),
@@ -106,7 +107,10 @@ def page(request: HttpRequest, payment_id: UUID) -> HttpResponse:
         "status_url": reverse("api-payment", args=[payment.id]),
     }
     if payment.method == Payment.Method.VIETQR:
+        due = vietqr.payment_amount_due(payment)
         context["qr"] = {
+            "amount": due,
+            "received": payment.amount - due,
             "payload": vietqr.payment_qr_payload(payment),
             "bank_name": _receiving_bank_name(),
             "account": settings.VIETQR_ACCOUNT,

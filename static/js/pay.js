@@ -36,6 +36,13 @@
         .then(function (payment) {
           failures = 0;
           if (payment && payment.status && payment.status !== initial) { changed(payment); return; }
+          // Money arrived short: the amount still due, and its QR, changed.
+          var shown = box.getAttribute("data-qr-payload");
+          if (shown && payment && payment.qr && payment.qr.payload !== shown) {
+            say(box.getAttribute("data-changed-label"));
+            window.location.reload();
+            return;
+          }
           poll();
         })
         .catch(function () { failures = Math.min(failures + 1, 4); poll(); });

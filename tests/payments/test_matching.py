@@ -323,3 +323,28 @@ def test_processing_a_message_twice_applies_it_once(client):
     message = deliver(client, notification(payment))
     assert applier.apply_one(message.pk) == matching.MATCHED
     assert BankTransfer.objects.count() == 1 and successes(payment) == 1
+
+
+def test_money_that_arrives_short_is_made_whole_by_a_second_transfer(client):
+    """100.000 of 452.160 first (kept for an agent, the payment untouched), then the rest with
+    the same note: together they bring the exact amount, and the bills are paid once."""
+    payment, bills = vietqr_payment()
+    short = deliver(client, notification(payment, transferAmount=100_000))
+    assert short.outcome == matching.WRONG_AMOUNT
+    assert Payment.objects.get(pk=payment.pk).status == Payment.Status.PENDING
+    rest = deliver(client, notification(payment, transferAmount=payment.amount - 100_000))
+    assert rest.outcome == matching.MATCHED and "together with" in rest.outcome_detail
+    payment.refresh_from_db()
+    assert payment.status == Payment.Status.SUCCEEDED and not payment.needs_refund
+    assert Bill.objects.get(pk=bills[0].pk).paid_by_id == payment.pk
+    assert {transfer_of(short).status, transfer_of(rest).status} == {Status.MATCHED}
+    assert payment.events.filter(to_status="succeeded").count() == 1
+
+
+def test_a_second_transfer_that_does_not_make_the_amount_leaves_both_for_an_agent(client):
+    payment, _ = vietqr_payment()
+    deliver(client, notification(payment, transferAmount=100_000))
+    again = deliver(client, notification(payment, transferAmount=100_000))
+    assert again.outcome == matching.WRONG_AMOUNT
+    assert Payment.objects.get(pk=payment.pk).status == Payment.Status.PENDING
+    assert BankTransfer.objects.filter(status=Status.WRONG_AMOUNT).count() == 2

@@ -22,6 +22,7 @@ from PIL import Image
 from qrcode import util as qr_util
 from qrcode.constants import ERROR_CORRECT_M
 
+from payments import selectors
 from payments.channels.vietqr.payload import VietQR, build_payload
 from payments.models import Payment
 from portal.text import strip_accents
@@ -38,9 +39,19 @@ PNG_BOX = 8
 CACHE_SIZE = 1024
 
 
+def payment_amount_due(payment: Payment) -> int:
+    """What is still to transfer: the amount, less what arrived short for it."""
+    return payment.amount - selectors.payment_received_short(payment=payment)
+
+
 def payment_qr_payload(payment: Payment) -> str:
-    """A dynamic QR: the exact amount, and the reference as the transfer note (62/08)."""
-    return _payload(settings.VIETQR_BIN, settings.VIETQR_ACCOUNT, payment.amount, payment.reference)
+    """A dynamic QR: the amount still due, and the reference as the transfer note (62/08)."""
+    return _payload(
+        settings.VIETQR_BIN,
+        settings.VIETQR_ACCOUNT,
+        payment_amount_due(payment),
+        payment.reference,
+    )
 
 
 @lru_cache(maxsize=CACHE_SIZE)

@@ -621,3 +621,19 @@ def test_two_imports_of_the_same_statement_at_once_apply_each_line_once(tmp_path
         int(re.search(r"(\d+)  matched", out).group(1)) for out in outputs if "matched" in out
     )
     assert matched == 12
+
+
+def test_two_lines_that_together_bring_the_amount_settle_the_payment_once(tmp_path):
+    payment, bills = vietqr_payment(amount=1_383_622)
+    out, _err = run(
+        statement(
+            tmp_path,
+            line(payment, tx="PART-1", amount=100_000),
+            line(payment, tx="PART-2", amount=1_283_622),
+        )
+    )
+    payment.refresh_from_db()
+    assert payment.status == Payment.Status.SUCCEEDED and not payment.needs_refund
+    assert Bill.objects.get(pk=bills[0].pk).paid_by_id == payment.pk
+    assert set(BankTransfer.objects.values_list("status", flat=True)) == {Status.MATCHED}
+    assert "1  matched to a payment" in out and "1  wrong amount" in out

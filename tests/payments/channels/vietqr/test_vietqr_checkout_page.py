@@ -35,8 +35,9 @@ def _page(client, payment, lang="vi"):
 def test_it_shows_the_qr_and_every_transfer_detail_with_copy_buttons(client):
     payment = _payment()
     html = _page(client, payment)
-    assert f'src="/api/v1/payments/{payment.pk}/qr.svg"' in html
-    assert f'href="/api/v1/payments/{payment.pk}/qr.png"' in html  # to save for the gallery
+    # The amount in the address: a QR cached for an hour changes when money arrives short.
+    assert f'src="/api/v1/payments/{payment.pk}/qr.svg?amount=841660"' in html
+    assert f'href="/api/v1/payments/{payment.pk}/qr.png?amount=841660"' in html  # for the gallery
     for value in ("Vietcombank", "0011004321987", "CONG TY DIEN LUC HA TINH", "841.660 ₫"):
         assert value in html
     assert f'<code class="detail-value mono" data-detail="note">{payment.reference}</code>' in html
@@ -86,3 +87,28 @@ def test_a_settled_payment_links_to_its_receipt(client):
     )
     html = _page(client, payment)
     assert f'href="/receipts/{payment.pk}/"' in html and "qr.svg" not in html
+
+
+def test_money_that_arrived_short_is_shown_with_a_qr_for_the_rest(client):
+    from payments.channels.vietqr import payload as emv
+    from payments.models import BankTransfer
+
+    payment = _payment()
+    BankTransfer.objects.create(
+        source=BankTransfer.Source.WEBHOOK,
+        external_id="FT-SHORT",
+        account_number="0011004321987",
+        amount=100_000,
+        occurred_at=payment.created_at,
+        status=BankTransfer.Status.WRONG_AMOUNT,
+        payment=payment,
+        reason="short",
+    )
+    html = _page(client, payment)
+    assert "Chúng tôi đã nhận 100.000 ₫" in html and "còn thiếu 741.660 ₫" in html
+    assert 'qr.svg?amount=741660"' in html
+    copies = re.findall(r'data-copy="([^"]+)"', html)
+    assert "741660" in copies and "841660" not in copies
+    api = client.get(f"/api/v1/payments/{payment.pk}/").json()
+    assert emv.parse_payload(api["qr"]["payload"]).amount == 741_660
+    assert f'data-qr-payload="{api["qr"]["payload"]}"' in html  # the page reloads when it changes
