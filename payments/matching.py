@@ -9,9 +9,10 @@ the same money announced by a webhook, its retries and a statement is recorded o
   payment reference whose check character is right; none, or one that names no VietQR payment,
   leaves the transfer UNMATCHED;
 - the payment must not already be settled (else NEEDS_REFUND: the money came twice), and the
-  amount must be exact (else WRONG_AMOUNT, the payment untouched);
-- then `services.payments_mark_succeeded` settles it, pending or expired alike: late money is
-  still money.
+  amount must be exact (else WRONG_AMOUNT, the payment untouched), or make it exact together
+  with the credits kept as WRONG_AMOUNT for the same VietQR payment (money that arrived short);
+- then `services.payments_mark_succeeded` settles it, pending, expired or cancelled alike: late
+  money is still money.
 
 Nothing is ever dropped: each outcome is a row an agent can find, with its reason.
 
