@@ -446,8 +446,8 @@ def _held_short(references: list[str]) -> dict[Any, list[_Transfer]]:
     rows = (
         BankTransfer.objects.select_for_update(of=("self",))
         .filter(
+            AnyOf(F("payment__reference"), references),
             status=Status.WRONG_AMOUNT,
-            payment__reference__in=references,
             payment__method=Payment.Method.VIETQR,
         )
         .order_by("pk")
