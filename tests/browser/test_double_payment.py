@@ -36,3 +36,12 @@ def test_the_second_of_two_payments_for_the_same_bills_says_it_goes_back(page, l
 
     page.goto(f"{live_server.url}/receipts/{first.pk}/")
     expect(page.locator(".alert-ok")).to_contain_text("Đã nhận được thanh toán")
+    expect(page.locator(".in-words")).to_have_text(
+        "Một triệu ba trăm tám mươi ba nghìn sáu trăm hai mươi hai đồng"
+    )
+    # Printed (or saved as PDF from the print dialog): the receipt alone.
+    expect(page.get_by_role("button", name="In hoặc lưu thành PDF")).to_be_visible()
+    page.emulate_media(media="print")
+    expect(page.locator("header.site-header")).to_be_hidden()
+    expect(page.locator(".receipt-actions")).to_be_hidden()
+    expect(page.locator(".receipt")).to_be_visible()

@@ -122,3 +122,10 @@ def test_the_receipt_mentions_the_email_only_when_one_was_sent(client):
     payment.customer.save(update_fields=["email"])
     text = client.get(f"/receipts/{payment.id}/").content.decode()
     assert "email chúng tôi đã gửi" not in text and "lưu lại trang này" in text
+
+
+def test_the_receipt_writes_the_amount_in_words_and_offers_to_print(client):
+    payment = _paid()
+    text = client.get(f"/receipts/{payment.id}/").content.decode()
+    assert "Bằng chữ" in text and "Bốn trăm năm mươi nghìn đồng" in text
+    assert "data-print" in text and "js/print.js" in text
