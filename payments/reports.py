@@ -84,6 +84,13 @@ class NonCashReport:
     areas: list[AreaRate]
     total: AreaRate
     computed_at: datetime.datetime | None = None
+    due_date: datetime.date | None = None
+
+    @property
+    def is_open(self) -> bool:
+        """Bills not yet due: the rate is still growing, so it is not measured against the
+        target (a month billed yesterday would read "0.2 %, 1,596 short")."""
+        return self.due_date is not None and self.due_date >= timezone.localdate()
 
     @property
     def below_target(self) -> list[AreaRate]:
@@ -169,10 +176,12 @@ class MonthTally:
     computed_at: datetime.datetime
     # (area id, payment method or None when unpaid, partner id or None, bills, paid, amount)
     rows: tuple[tuple[int, str | None, int | None, int, int, int], ...]
+    # The month's last due date: until it has passed, households are still paying.
+    due_date: datetime.date | None = None
 
 
 def _tally_key(period: datetime.date) -> str:
-    return f"reports:noncash:v1:{period:%Y-%m}"
+    return f"reports:noncash:v2:{period:%Y-%m}"
 
 
 def month_tally(*, period: datetime.date, fresh: bool = False) -> MonthTally:
@@ -199,9 +208,11 @@ def month_tally(*, period: datetime.date, fresh: bool = False) -> MonthTally:
             bills=Count("id"),
             paid=Count("id", filter=Q(status=Bill.Status.PAID)),
             amount=Sum("amount"),
+            due=Max("due_date"),
         )
         .order_by()
     )
+    dues = [row["due"] for row in rows if row["due"] is not None]
     tally = MonthTally(
         period=period,
         computed_at=timezone.now(),
@@ -216,6 +227,7 @@ def month_tally(*, period: datetime.date, fresh: bool = False) -> MonthTally:
             )
             for row in rows
         ),
+        due_date=max(dues) if dues else None,
     )
     try:
         cache.set(key, tally, REPORT_CACHE_SECONDS)
@@ -266,7 +278,12 @@ def noncash_report(*, period: datetime.date, tally: MonthTally | None = None) ->
         target=target,
     )
     return NonCashReport(
-        period=period, target=target, areas=areas, total=total, computed_at=tally.computed_at
+        period=period,
+        target=target,
+        areas=areas,
+        total=total,
+        computed_at=tally.computed_at,
+        due_date=tally.due_date,
     )
 
 

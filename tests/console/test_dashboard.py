@@ -31,6 +31,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from customers.console.charts import rate_chart
+from customers.models import Bill
 from payments import reports
 from tests.console.factories import area, billed, customer_in, paid
 
@@ -268,3 +269,25 @@ def test_a_spreadsheet_formula_in_a_name_is_neutralised_in_the_export(finance_cl
     export = finance_client.get(reverse("console:cash-customers-csv"), {"month": "2026-10"})
     body = b"".join(export.streaming_content).decode("utf-8")
     assert "'=HYPERLINK" in body
+
+
+def test_a_month_not_yet_due_is_marked_so_and_not_measured_against_the_target(
+    finance_client, month
+):
+    """October's bills fall due 44 days after the month starts: on a day before that, the rate
+    is still growing and no "short of the target" figure is given."""
+    from django.utils import timezone
+
+    due = (
+        Bill.objects.filter(period=OCT).order_by("-due_date").values_list("due_date", flat=True)[0]
+    )
+    cache.clear()
+    Bill.objects.filter(period=OCT).update(
+        due_date=timezone.localdate() + datetime.timedelta(days=3)
+    )
+    page = finance_client.get(reverse("console:dashboard"), {"month": "2026-10"}).content.decode()
+    assert "chưa đến hạn thanh toán" in page and "tile-open" in page and "tile-low" not in page
+    cache.clear()
+    Bill.objects.filter(period=OCT).update(due_date=due)
+    page = finance_client.get(reverse("console:dashboard"), {"month": "2026-10"}).content.decode()
+    assert "chưa đến hạn thanh toán" not in page
