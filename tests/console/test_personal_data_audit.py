@@ -99,3 +99,17 @@ def test_a_transfer_page_listing_candidate_customers_is_audited(agent, agent_cli
     entry = _only_entry("transfer_view")
     assert entry.actor == agent and entry.target == transfer.external_id
     assert entry.detail["rows"] == 1 and entry.detail["transfer"] == transfer.pk
+
+
+def test_the_audit_page_shows_details_in_words_and_amounts_as_money(supervisor, supervisor_client):
+    from customers.services import audit_record
+
+    audit_record(
+        actor=supervisor,
+        action="payment_refund",
+        reason="Trả lại khách",
+        detail={"amount": 200_000, "bills": ["HD1", "HD2"]},
+    )
+    page = supervisor_client.get(reverse("console:audit")).content.decode()
+    assert "Số tiền: 200.000 ₫" in page and "HD1, HD2" in page
+    assert "{&#x27;amount&#x27;" not in page and "{'amount'" not in page
