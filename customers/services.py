@@ -13,7 +13,8 @@ import re
 from typing import Any
 
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import QuerySet, Value
+from django.db.models.functions import StrIndex
 
 from customers.codes import is_valid_customer_code, normalise
 from customers.models import AuditEntry, Customer
@@ -57,15 +58,19 @@ def customer_search(*, query: str) -> QuerySet[Customer]:
     """Customers whose code, name, phone or address contains the query, accent-insensitive.
 
     One `LIKE '%term%'` on the folded column, which the trigram index `customer_search_trgm`
-    (migration customers/0003) serves on PostgreSQL. Terms under three characters find nothing.
+    (migration customers/0003) serves on PostgreSQL, ranked by where the term is found. Terms
+    under three characters find nothing.
     """
     term = customer_search_term(query=query)
     if len(term) < SEARCH_MIN_LENGTH:
         return Customer.objects.none()
+    # Relevance: where the term starts in `search_text` (code, then name, phone, address), so a
+    # code or a name that begins with it comes before a street that merely contains it.
     return (
         Customer.objects.select_related("service_area")
         .filter(search_text__contains=term)
-        .order_by("code")
+        .annotate(hit_at=StrIndex("search_text", Value(term)))
+        .order_by("hit_at", "code")
     )
 
 

@@ -131,3 +131,11 @@ def test_on_postgresql_the_search_uses_the_trigram_index():
     # The two queries the search page runs: the page of results, and the count for paging.
     assert "customer_search_trgm" in results.all()[:25].explain()
     assert "customer_search_trgm" in results.order_by().explain()
+
+
+def test_results_come_by_relevance_a_name_before_a_street_of_that_name():
+    street = CustomerFactory(code="PA14HT0000001", name="Lê Văn Hùng", address="12 Trần Thị Lý")
+    named = CustomerFactory(code="PA14HT0000009", name="Trần Thị Mai", address="Xóm 1")
+    by_code = CustomerFactory(code="PA14HT3000123", name="Phan Văn Ba", address="Xóm 2")
+    assert list(services.customer_search(query="tran thi")) == [named, street]
+    assert list(services.customer_search(query="pa14ht30")) == [by_code]
