@@ -127,3 +127,21 @@ def test_starting_a_payment_documents_the_reused_payment_and_the_rate_limit(sche
     for status in ("200", "201"):
         body = operation["responses"][status]["content"]["application/json"]["schema"]
         assert body == {"$ref": "#/components/schemas/PaymentOutput"}, status
+
+
+def test_starting_a_payment_shows_real_examples_that_the_api_accepts(schema, client):
+    from tests.factories import customer_with_bills
+
+    operation = schema["paths"]["/api/v1/payments/"]["post"]
+    examples = operation["requestBody"]["content"]["application/json"]["examples"]
+    assert len(examples) == 2
+    by_method = {example["value"]["method"]: example["value"] for example in examples.values()}
+    assert set(by_method) == {"vietqr", "redirect"}
+    # Each example, given a real customer's code and bills, starts a payment.
+    customer, bills = customer_with_bills(unpaid=2)
+    for value in by_method.values():
+        body = {**value, "customer_code": customer.code}
+        if "bill_numbers" in body:
+            body["bill_numbers"] = [bill.number for bill in bills]
+        response = client.post("/api/v1/payments/", body, content_type="application/json")
+        assert response.status_code == 201, response.content

@@ -9,7 +9,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.http import HttpResponse
 from django.utils.translation import gettext as _
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -105,6 +105,27 @@ class PaymentListCreateView(APIView):
             ),
         ],
         request=PaymentCreateInput,
+        examples=[
+            OpenApiExample(
+                "All unpaid bills by VietQR",
+                value={"customer_code": "PA14HT0012345", "method": "vietqr"},
+                description="The answer carries the QR payload, its images and the transfer "
+                "details; the payment settles when the transfer arrives.",
+                request_only=True,
+            ),
+            OpenApiExample(
+                "Two bills through a bank's payment page",
+                value={
+                    "customer_code": "PA14HT0012345",
+                    "bill_numbers": ["HD2610900045", "HD2609900045"],
+                    "method": "redirect",
+                    "partner": "SANDBOX",
+                },
+                description="The answer carries `redirect_url`: send the household there; the "
+                "bank calls back and the payment settles.",
+                request_only=True,
+            ),
+        ],
         responses={
             201: OpenApiResponse(PaymentOutput, description="A new pending payment."),
             200: OpenApiResponse(
