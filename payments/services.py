@@ -343,30 +343,6 @@ def _open_payment_for(
     return None
 
 
-def payment_create(
-    *,
-    customer_code: str,
-    method: str,
-    bill_numbers: Sequence[str] | None = None,
-    partner_code: str | None = None,
-    source: str = Source.API,
-    actor: Any = None,
-    contact_email: str = "",
-    contact_phone: str = "",
-) -> Payment:
-    """`payment_start`'s payment, for callers that need not know whether it is new."""
-    return payment_start(
-        customer_code=customer_code,
-        method=method,
-        bill_numbers=bill_numbers,
-        partner_code=partner_code,
-        source=source,
-        actor=actor,
-        contact_email=contact_email,
-        contact_phone=contact_phone,
-    ).payment
-
-
 @transaction.atomic
 def payment_start(
     *,

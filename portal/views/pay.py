@@ -72,12 +72,12 @@ def start(request: HttpRequest) -> HttpResponse:
         return redirect("bills", code=code)
     bill_numbers = [number for number in request.POST.getlist("bills") if number] or None
     try:
-        payment = services.payment_create(
+        payment = services.payment_start(
             customer_code=code,
             method=method,
             bill_numbers=bill_numbers,
             partner_code=partner_code or None,
-        )
+        ).payment
         if payment.method == Payment.Method.REDIRECT:
             url = gateway.payment_start_redirect(
                 payment,

@@ -15,10 +15,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 def test_the_second_of_two_payments_for_the_same_bills_says_it_goes_back(page, live_server):
     customer, _ = customer_with_bills(unpaid=1, amounts=[1_383_622], name="Phạm Thị Bốn")
-    first = services.payment_create(customer_code=customer.code, method="vietqr")
-    second = services.payment_create(
+    first = services.payment_start(customer_code=customer.code, method="vietqr").payment
+    second = services.payment_start(
         customer_code=customer.code, method="redirect", partner_code="SANDBOX"
-    )
+    ).payment
     for payment in (first, second):
         services.payment_mark_succeeded(
             payment_id=payment.id, report=services.Report(source=services.Source.IPN)

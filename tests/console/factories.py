@@ -18,13 +18,13 @@ _numbers = itertools.count(1)
 
 
 def redirect_payment(customer: Customer, **kwargs: Any) -> Payment:
-    return services.payment_create(
+    return services.payment_start(
         customer_code=customer.code, method="redirect", partner_code="SANDBOX", **kwargs
-    )
+    ).payment
 
 
 def vietqr_payment(customer: Customer, **kwargs: Any) -> Payment:
-    return services.payment_create(customer_code=customer.code, method="vietqr", **kwargs)
+    return services.payment_start(customer_code=customer.code, method="vietqr", **kwargs).payment
 
 
 def succeeded_payment(customer: Customer | None = None, **kwargs: Any) -> Payment:

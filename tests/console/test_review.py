@@ -14,7 +14,7 @@ IPN = services.Report(source=services.Source.IPN)
 
 def _flagged():
     customer, _ = customer_with_bills(unpaid=1)
-    payment = services.payment_create(customer_code=customer.code, method="vietqr")
+    payment = services.payment_start(customer_code=customer.code, method="vietqr").payment
     services.payment_mark_succeeded(payment_id=payment.id, report=IPN)
     services.payment_mark_failed(payment_id=payment.id, report=IPN, reason="24")
     return Payment.objects.get(pk=payment.pk)
@@ -46,6 +46,6 @@ def test_an_agent_cannot_clear_a_review(client, agent):
 
 def test_the_service_refuses_a_payment_without_a_flag(supervisor):
     customer, _ = customer_with_bills(unpaid=1)
-    payment = services.payment_create(customer_code=customer.code, method="vietqr")
+    payment = services.payment_start(customer_code=customer.code, method="vietqr").payment
     with pytest.raises(services.InvalidTransition):
         services.payment_review_clear(payment_id=payment.id, actor=supervisor, note="x")

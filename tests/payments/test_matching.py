@@ -76,7 +76,7 @@ def deliver(client, body) -> InboundMessage:
 
 def vietqr_payment(amounts=(452_160,)):
     customer, bills = customer_with_bills(unpaid=len(amounts), amounts=list(amounts))
-    payment = services.payment_create(customer_code=customer.code, method="vietqr")
+    payment = services.payment_start(customer_code=customer.code, method="vietqr").payment
     return payment, bills
 
 
@@ -275,9 +275,9 @@ def test_money_after_a_cancel_for_bills_paid_meanwhile_is_kept_for_a_refund(clie
 
 def test_a_transfer_naming_a_bank_redirect_payment_does_not_settle_it(client):
     customer, _ = customer_with_bills(unpaid=1)
-    payment = services.payment_create(
+    payment = services.payment_start(
         customer_code=customer.code, method="redirect", partner_code="SANDBOX"
-    )
+    ).payment
     message = deliver(client, notification(payment))
     assert message.outcome == matching.UNMATCHED
     payment.refresh_from_db()

@@ -20,7 +20,7 @@ def _sms(settings):
 
 def _paid():
     customer, _ = customer_with_bills(unpaid=2, amounts=[300_000, 150_000])
-    payment = services.payment_create(customer_code=customer.code, method="vietqr")
+    payment = services.payment_start(customer_code=customer.code, method="vietqr").payment
     services.payment_mark_succeeded(
         payment_id=payment.id, report=services.Report(source=services.Source.TRANSFER)
     )
@@ -51,7 +51,7 @@ def test_an_agent_can_resend_a_receipt():
 
 def test_a_pending_payment_gets_no_receipt():
     customer, _ = customer_with_bills(unpaid=1)
-    payment = services.payment_create(customer_code=customer.code, method="vietqr")
+    payment = services.payment_start(customer_code=customer.code, method="vietqr").payment
     assert notifications.receipt_send(payment_id=str(payment.id), force=True) is False
     assert mail.outbox == []
 
@@ -77,7 +77,7 @@ def test_the_receipt_page_shows_a_masked_customer_and_the_bills(client):
 
 def test_the_receipt_of_an_unsettled_payment_sends_to_the_pay_page(client):
     customer, _ = customer_with_bills(unpaid=1)
-    payment = services.payment_create(customer_code=customer.code, method="vietqr")
+    payment = services.payment_start(customer_code=customer.code, method="vietqr").payment
     response = client.get(f"/receipts/{payment.id}/")
     assert response.status_code == 302 and response["Location"] == f"/pay/{payment.id}/"
 
@@ -86,10 +86,10 @@ def _paid_twice():
     """A household started a VietQR payment, then paid the same bills through a bank as well,
     and both went through: the second paid nothing and goes back."""
     customer, _ = customer_with_bills(unpaid=2, amounts=[300_000, 150_000])
-    first = services.payment_create(customer_code=customer.code, method="vietqr")
-    second = services.payment_create(
+    first = services.payment_start(customer_code=customer.code, method="vietqr").payment
+    second = services.payment_start(
         customer_code=customer.code, method="redirect", partner_code="SANDBOX"
-    )
+    ).payment
     for payment in (first, second):
         services.payment_mark_succeeded(
             payment_id=payment.id, report=services.Report(source=services.Source.IPN)

@@ -20,15 +20,15 @@ IPN = services.Report(source=services.Source.IPN)
 
 
 def _start(customer, **kwargs):
-    return services.payment_create(customer_code=customer.code, method="vietqr", **kwargs)
+    return services.payment_start(customer_code=customer.code, method="vietqr", **kwargs).payment
 
 
 def _start_by_bank(customer):
     """A second payment of the same bills: by another method, since a second start by the same
     method is handed the open first one."""
-    return services.payment_create(
+    return services.payment_start(
         customer_code=customer.code, method="redirect", partner_code="SANDBOX"
-    )
+    ).payment
 
 
 def test_it_creates_a_pending_payment_for_all_unpaid_bills():
@@ -53,7 +53,7 @@ def test_it_refuses_unknown_customers_bills_of_others_and_nothing_to_pay():
     customer, _ = customer_with_bills(unpaid=1)
     other, other_bills = customer_with_bills(unpaid=1)
     with pytest.raises(services.CustomerNotFound):
-        services.payment_create(customer_code="PA14HT9999999", method="vietqr")
+        services.payment_start(customer_code="PA14HT9999999", method="vietqr")
     with pytest.raises(services.BillNotFound):
         _start(customer, bill_numbers=[other_bills[0].number])
     paid = _start(other)
@@ -308,10 +308,10 @@ def test_the_same_report_repeated_is_recorded_each_time_but_flags_the_reason_onc
 
 def test_a_second_start_of_the_same_bills_and_method_returns_the_open_payment():
     customer, bills = customer_with_bills(unpaid=2)
-    first = services.payment_start(customer_code=customer.code, method="vietqr")
+    first = services.payment_start(customer_code=customer.code, method="vietqr").payment
     again = services.payment_start(
         customer_code=customer.code, method="vietqr", bill_numbers=[b.number for b in bills]
-    )
+    ).payment
     assert first.created and not again.created
     assert again.payment.id == first.payment.id
     assert Payment.objects.count() == 1

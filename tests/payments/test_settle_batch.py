@@ -187,16 +187,16 @@ def both_ways(build_and_run_single: Any, run_batch: Any) -> tuple[Any, Any, Any,
 # --- The service --------------------------------------------------------------------------------
 def _pending(amounts=(452_160,)) -> Payment:
     customer, _ = customer_with_bills(unpaid=len(amounts), amounts=list(amounts))
-    return services.payment_create(customer_code=customer.code, method="vietqr")
+    return services.payment_start(customer_code=customer.code, method="vietqr").payment
 
 
 def _covering(bills: list[Bill]) -> Payment:
     """Another pending payment for bills that already have one (a second checkout)."""
-    return services.payment_create(
+    return services.payment_start(
         customer_code=bills[0].customer.code,
         method="vietqr",
         bill_numbers=[bill.number for bill in bills],
-    )
+    ).payment
 
 
 def _mixed_settlements(agent) -> list[services.Settlement]:
@@ -214,7 +214,7 @@ def _mixed_settlements(agent) -> list[services.Settlement]:
     twice = _pending()
     # Two checkouts of one customer's bills: whoever settles first pays them.
     customer, shared_bills = customer_with_bills(unpaid=2, amounts=[200_000, 100_000])
-    first_of_two = services.payment_create(customer_code=customer.code, method="vietqr")
+    first_of_two = services.payment_start(customer_code=customer.code, method="vietqr").payment
     second_of_two = _covering(shared_bills[1:])
     # A bill paid at the counter meanwhile.
     counter = _pending(amounts=(120_000, 80_000))

@@ -49,7 +49,7 @@ def test_the_sets_of_statuses_follow_from_the_table():
 
 def _payment_in(status: str) -> Payment:
     customer, _bills = customer_with_bills(unpaid=1)
-    payment = services.payment_create(customer_code=customer.code, method="vietqr")
+    payment = services.payment_start(customer_code=customer.code, method="vietqr").payment
     Payment.objects.filter(pk=payment.pk).update(
         status=status, expires_at=timezone.now() - datetime.timedelta(seconds=1)
     )
@@ -108,7 +108,7 @@ def test_the_services_do_what_the_table_says(status, event):
 @pytest.mark.django_db
 def test_opening_a_payment_is_the_tables_created_to_pending():
     customer, _bills = customer_with_bills(unpaid=1)
-    payment = services.payment_create(customer_code=customer.code, method="vietqr")
+    payment = services.payment_start(customer_code=customer.code, method="vietqr").payment
     step = states.step(Status.CREATED, Event.OPEN)
     event = payment.events.get()
     assert (event.from_status, event.to_status) == (Status.CREATED, step.target)

@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.celery_worker, pytest.mark.django_db(transaction=True)
 
 def test_twenty_threads_confirming_one_payment_apply_it_once():
     customer, bills = customer_with_bills(unpaid=2)
-    payment = services.payment_create(customer_code=customer.code, method="vietqr")
+    payment = services.payment_start(customer_code=customer.code, method="vietqr").payment
     barrier = threading.Barrier(20)
     outcomes: list[str] = []
 
@@ -50,7 +50,7 @@ def test_twenty_threads_confirming_one_payment_apply_it_once():
 
 def test_the_worker_expires_stale_payments(celery_worker):
     customer, _ = customer_with_bills(unpaid=1)
-    payment = services.payment_create(customer_code=customer.code, method="vietqr")
+    payment = services.payment_start(customer_code=customer.code, method="vietqr").payment
     Payment.objects.filter(pk=payment.pk).update(
         expires_at=timezone.now() - datetime.timedelta(seconds=1)
     )
@@ -86,7 +86,7 @@ def test_a_settled_payment_sends_its_receipt_through_the_worker(transactional_db
     worker.start()
     try:
         customer, _ = customer_with_bills(unpaid=1)
-        payment = services.payment_create(customer_code=customer.code, method="vietqr")
+        payment = services.payment_start(customer_code=customer.code, method="vietqr").payment
         services.payment_mark_succeeded(
             payment_id=payment.id, report=services.Report(source=services.Source.TRANSFER)
         )

@@ -22,7 +22,7 @@ REPORT = services.Report(source=services.Source.IPN)
 
 def _settled(unpaid=1):
     customer, bills = customer_with_bills(unpaid=unpaid)
-    payment = services.payment_create(customer_code=customer.code, method="vietqr")
+    payment = services.payment_start(customer_code=customer.code, method="vietqr").payment
     services.payment_mark_succeeded(payment_id=payment.id, report=REPORT)
     return Payment.objects.get(pk=payment.pk), bills
 
@@ -30,11 +30,11 @@ def _settled(unpaid=1):
 def test_healthy_books_pass_including_a_needs_refund_payment():
     _settled(unpaid=2)
     customer, _ = customer_with_bills(unpaid=1)
-    first = services.payment_create(customer_code=customer.code, method="vietqr")
+    first = services.payment_start(customer_code=customer.code, method="vietqr").payment
     # By another method: a second start by the same one is handed the open first payment.
-    second = services.payment_create(
+    second = services.payment_start(
         customer_code=customer.code, method="redirect", partner_code="SANDBOX"
-    )
+    ).payment
     services.payment_mark_succeeded(payment_id=first.id, report=REPORT)
     services.payment_mark_succeeded(payment_id=second.id, report=REPORT)
     assert Payment.objects.get(pk=second.pk).needs_refund
@@ -129,11 +129,11 @@ def test_it_finds_a_payment_matched_by_two_transfers():
 
 def test_it_finds_money_owed_back_that_nobody_is_asked_to_give_back():
     customer, _ = customer_with_bills(unpaid=1)
-    first = services.payment_create(customer_code=customer.code, method="vietqr")
+    first = services.payment_start(customer_code=customer.code, method="vietqr").payment
     # By another method: a second start by the same one is handed the open first payment.
-    second = services.payment_create(
+    second = services.payment_start(
         customer_code=customer.code, method="redirect", partner_code="SANDBOX"
-    )
+    ).payment
     services.payment_mark_succeeded(payment_id=first.id, report=REPORT)
     services.payment_mark_succeeded(payment_id=second.id, report=REPORT)
     assert integrity_check().ok

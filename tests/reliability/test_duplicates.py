@@ -70,7 +70,7 @@ def test_a_hundred_payments_each_notified_ten_times_at_once_are_settled_once(por
 
 def _vietqr_payment(index: int) -> Payment:
     customer, _bills = customer_with_bills(amounts=[300_000 + index, 152_160])
-    return services.payment_create(customer_code=customer.code, method="vietqr")
+    return services.payment_start(customer_code=customer.code, method="vietqr").payment
 
 
 def test_concurrent_transfer_notifications_apply_each_credit_once(portal_stack):
@@ -143,7 +143,7 @@ def test_a_bank_app_payment_racing_a_vietqr_transfer_pays_the_bill_once(portal_s
     cases = []
     for index in range(rounds):
         customer, bills = customer_with_bills(amounts=[400_000 + index])
-        pending = services.payment_create(customer_code=customer.code, method="vietqr")
+        pending = services.payment_start(customer_code=customer.code, method="vietqr").payment
         notice = {
             "transaction_id": f"VCB-RACE-{index}",
             "customer_code": customer.code,

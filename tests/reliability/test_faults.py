@@ -43,7 +43,9 @@ def _vietqr_payments(count: int) -> list[Payment]:
     payments = []
     for index in range(count):
         customer, _bills = customer_with_bills(amounts=[250_000 + index, 120_000])
-        payments.append(services.payment_create(customer_code=customer.code, method="vietqr"))
+        payments.append(
+            services.payment_start(customer_code=customer.code, method="vietqr").payment
+        )
     return payments
 
 

@@ -93,9 +93,9 @@ def _known_data() -> dict[str, Any]:
     """Rows the generated requests can hit: the schemas' example customer, with bills and a
     pending payment, so valid requests reach the code behind the validation."""
     customer, bills = customer_with_bills(unpaid=3, code="PA14HT0012345")
-    payment = services.payment_create(
+    payment = services.payment_start(
         customer_code=customer.code, method="vietqr", bill_numbers=[bills[0].number]
-    )
+    ).payment
     return {"customer": customer, "bills": bills, "payment": payment}
 
 
@@ -387,7 +387,7 @@ def test_hypothesis_over_the_transfer_webhook_finds_no_5xx_and_no_change_from_in
     (or 401 without the key), nothing stored. Valid ones are stored once and answered 200."""
     figures = Figures("hypothesis_transfers", "hypothesis over the transfer webhook")
     customer, _bills = customer_with_bills(unpaid=1)
-    payment = services.payment_create(customer_code=customer.code, method="vietqr")
+    payment = services.payment_start(customer_code=customer.code, method="vietqr").payment
     statuses: collections.Counter = collections.Counter()
     url = "/callbacks/transfers/"
 

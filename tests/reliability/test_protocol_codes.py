@@ -167,7 +167,7 @@ def _transfer(client: Client, body: Any, key: str = KEY) -> int:
 
 def _vietqr(amount: int = 452_160) -> Payment:
     customer, _bills = customer_with_bills(amounts=[amount])
-    return services.payment_create(customer_code=customer.code, method="vietqr")
+    return services.payment_start(customer_code=customer.code, method="vietqr").payment
 
 
 def test_a_replayed_transfer_id_with_a_tampered_amount_is_answered_but_never_applied(client):

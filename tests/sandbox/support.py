@@ -41,9 +41,9 @@ def redirect_payment(*, amounts: list[int] | None = None, customer: Any = None) 
     """A pending SANDBOX redirect payment whose pay URL was signed, as the pay page does."""
     if customer is None:
         customer, _bills = customer_with_bills(amounts=amounts or [452_160, 310_000])
-    payment = services.payment_create(
+    payment = services.payment_start(
         customer_code=customer.code, method=Payment.Method.REDIRECT, partner_code="SANDBOX"
-    )
+    ).payment
     gateway.payment_start_redirect(payment, client_ip="203.0.113.9", locale="vi")
     payment.refresh_from_db()
     return payment

@@ -390,7 +390,7 @@ def test_paid_at_may_be_ahead_by_the_clock_tolerance_and_no_more(client, ahead, 
 
 def test_a_bank_app_payment_turns_a_later_vietqr_transfer_into_a_refund(client):
     customer, bills = customer_with_bills(unpaid=1)
-    pending = services.payment_create(customer_code=customer.code, method="vietqr")
+    pending = services.payment_start(customer_code=customer.code, method="vietqr").payment
     accepted = signed_post(client, PAYMENTS, notice(customer, bills, "VCB-RACE"))
     assert accepted.status_code == 201
     outcome = services.payment_mark_succeeded(

@@ -85,7 +85,7 @@ def test_the_same_notice_sent_twice_at_once_is_recorded_once():
 def test_a_bank_app_racing_a_vietqr_transfer_never_pays_a_bill_twice():
     for round_ in range(ROUNDS):
         customer, bills = customer_with_bills(unpaid=1)
-        pending = services.payment_create(customer_code=customer.code, method="vietqr")
+        pending = services.payment_start(customer_code=customer.code, method="vietqr").payment
         from_vcb = notice(customer, bills, f"VCB-QR{round_}")
         notice_response, transfer_outcome = _race(
             lambda body=from_vcb: signed_post(Client(), PAYMENTS, body),

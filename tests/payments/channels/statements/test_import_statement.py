@@ -40,7 +40,7 @@ def _receiving_account(settings):
 
 def vietqr_payment(amount=452_160):
     customer, bills = customer_with_bills(unpaid=1, amounts=[amount])
-    return services.payment_create(customer_code=customer.code, method="vietqr"), bills
+    return services.payment_start(customer_code=customer.code, method="vietqr").payment, bills
 
 
 def statement(tmp_path: Path, *lines: str, name: str = "statement.csv") -> Path:
@@ -264,9 +264,9 @@ def test_batches_decide_exactly_as_the_one_by_one_handler(tmp_path):
     time give the same statuses and reasons."""
     vietqr_payment()
     customer, _ = customer_with_bills(unpaid=1)
-    redirect = services.payment_create(
+    redirect = services.payment_start(
         customer_code=customer.code, method="redirect", partner_code="SANDBOX"
-    )
+    ).payment
     kinds = [
         {"content": "no reference here"},
         {"content": f"CT {references.generate()}"},
@@ -320,25 +320,25 @@ def _statement_of_every_kind(client, agent, tmp_path: Path) -> Path:
     assert _notify(client, settled, "FT-OTHER") == matching.MATCHED
     # A bill paid at the counter meanwhile, and two checkouts of the same bill.
     counter, counter_bills = customer_with_bills(unpaid=2, amounts=[120_000, 80_000])
-    at_counter = services.payment_create(customer_code=counter.code, method="vietqr")
+    at_counter = services.payment_start(customer_code=counter.code, method="vietqr").payment
     services.payment_record_cash(
         customer_code=counter.code, bill_numbers=[counter_bills[0].number], actor=agent
     )
     first_of_two, shared = vietqr_payment(amount=250_000)
     # The first one had expired: while it was open, a second checkout would have been handed it.
     services.payment_expire(payment_id=first_of_two.pk, now=first_of_two.expires_at)
-    second_of_two = services.payment_create(
+    second_of_two = services.payment_start(
         customer_code=first_of_two.customer.code,
         method="vietqr",
         bill_numbers=[shared[0].number],
-    )
+    ).payment
     # Two payments of one amount named in one note: the one still open takes the money.
     named_first, _ = vietqr_payment(amount=100_000)
     named_second, _ = vietqr_payment(amount=100_000)
     customer, _ = customer_with_bills(unpaid=1)
-    redirect = services.payment_create(
+    redirect = services.payment_start(
         customer_code=customer.code, method="redirect", partner_code="SANDBOX"
-    )
+    ).payment
     repeated = line(fresh, tx="FT-1")
     return statement(
         tmp_path,

@@ -70,7 +70,7 @@ def test_it_stores_the_notification_and_answers_success_at_once(client):
 @pytest.mark.django_db
 def test_the_same_id_again_is_answered_the_same_and_applied_once(client):
     customer, _ = customer_with_bills(unpaid=1)
-    payment = services.payment_create(customer_code=customer.code, method="vietqr")
+    payment = services.payment_start(customer_code=customer.code, method="vietqr").payment
     body = notification(content=f"CT {payment.reference}", transferAmount=payment.amount)
     first = post(client, body)
     message = InboundMessage.objects.get()
@@ -233,7 +233,7 @@ def test_a_broker_outage_still_gets_success_and_the_sweeper_sends_it_later(
     client, broker_down, settings, caplog
 ):
     customer, _ = customer_with_bills(unpaid=1)
-    payment = services.payment_create(customer_code=customer.code, method="vietqr")
+    payment = services.payment_start(customer_code=customer.code, method="vietqr").payment
     body = notification(content=payment.reference, transferAmount=payment.amount)
     response = post(client, body)
     assert response.status_code == 200 and response.json() == {"success": True}

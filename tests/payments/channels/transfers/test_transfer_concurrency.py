@@ -39,7 +39,7 @@ def notification(payment: Payment, **overrides):
 
 def _payment():
     customer, bills = customer_with_bills(unpaid=2, amounts=[300_000, 152_160])
-    return services.payment_create(customer_code=customer.code, method="vietqr"), bills
+    return services.payment_start(customer_code=customer.code, method="vietqr").payment, bills
 
 
 def _all_at_once(bodies, *, process: bool) -> list[int]:

@@ -38,7 +38,7 @@ def _simulate(live_server, *args: str) -> str:
 
 def test_it_announces_a_transfer_that_settles_the_payment(live_server):
     customer, _ = customer_with_bills(unpaid=1)
-    payment = services.payment_create(customer_code=customer.code, method="vietqr")
+    payment = services.payment_start(customer_code=customer.code, method="vietqr").payment
     output = _simulate(live_server, payment.reference.lower())
     assert '-> 200 {"success": true}' in output
     message = InboundMessage.objects.get()
@@ -53,7 +53,7 @@ def test_it_announces_a_transfer_that_settles_the_payment(live_server):
 
 def test_it_can_send_a_wrong_amount_for_a_demo_of_what_agents_see(live_server):
     customer, _ = customer_with_bills(unpaid=1)
-    payment = services.payment_create(customer_code=customer.code, method="vietqr")
+    payment = services.payment_start(customer_code=customer.code, method="vietqr").payment
     _simulate(live_server, str(payment.pk), "--amount", "1000")
     message = InboundMessage.objects.get()
     assert applier.apply_one(message.pk) == matching.WRONG_AMOUNT
@@ -67,7 +67,7 @@ def test_an_unknown_reference_needs_an_amount(live_server):
 
 def test_a_refusal_from_the_portal_fails_the_command(live_server):
     customer, _ = customer_with_bills(unpaid=1)
-    payment = services.payment_create(customer_code=customer.code, method="vietqr")
+    payment = services.payment_start(customer_code=customer.code, method="vietqr").payment
     out = io.StringIO()
     with pytest.raises(CommandError, match="401"):
         call_command(

@@ -146,7 +146,7 @@ def test_any_single_character_change_is_caught_by_the_crc_or_the_parser(qr, data
 def test_a_payment_qr_carries_the_utility_account_the_exact_amount_and_the_reference(settings):
     settings.VIETQR_BIN, settings.VIETQR_ACCOUNT = "970436", "0011004321987"
     customer, _ = customer_with_bills(unpaid=2, amounts=[452_160, 300_000])
-    payment = services.payment_create(customer_code=customer.code, method="vietqr")
+    payment = services.payment_start(customer_code=customer.code, method="vietqr").payment
     parsed = parse_payload(vietqr.payment_qr_payload(payment))
     assert parsed == VietQR(
         bank_bin="970436", account="0011004321987", amount=752_160, purpose=payment.reference

@@ -23,7 +23,7 @@ def _receiving_account(settings):
 
 def _payment(amounts=(452_160, 389_500)) -> Payment:
     customer, _ = customer_with_bills(unpaid=len(amounts), amounts=list(amounts))
-    return services.payment_create(customer_code=customer.code, method="vietqr")
+    return services.payment_start(customer_code=customer.code, method="vietqr").payment
 
 
 def _page(client, payment, lang="vi"):

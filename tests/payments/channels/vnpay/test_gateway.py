@@ -81,7 +81,7 @@ def test_only_open_redirect_payments_whose_check_is_due_are_polled():
     expired = redirect_payment()
     settled = redirect_payment()
     customer, _ = customer_with_bills(unpaid=1)
-    vietqr = services.payment_create(customer_code=customer.code, method="vietqr")
+    vietqr = services.payment_start(customer_code=customer.code, method="vietqr").payment
     for payment in (due, expired, settled, vietqr):
         Payment.objects.filter(pk=payment.pk).update(next_poll_at=now - MIN)
     Payment.objects.filter(pk=later.pk).update(next_poll_at=now + MIN)

@@ -136,7 +136,7 @@ def test_an_unknown_reference_is_answered_01_and_kept(client):
 
 def test_a_vietqr_payment_is_not_an_order_of_the_gateway(client):
     customer, _ = customer_with_bills(unpaid=1)
-    qr = services.payment_create(customer_code=customer.code, method="vietqr")
+    qr = services.payment_start(customer_code=customer.code, method="vietqr").payment
     assert _ipn(client, bank_message(qr))["RspCode"] == "01"
 
 
