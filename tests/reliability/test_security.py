@@ -328,7 +328,7 @@ def test_request_and_worker_logs_of_real_callbacks_carry_no_signature_or_phone(p
     customer, _bills = customer_with_bills(unpaid=1, phone="0912345678")
     from payments import services
 
-    vietqr = services.payment_create(customer_code=customer.code, method="vietqr")
+    vietqr = services.payment_start(customer_code=customer.code, method="vietqr").payment
     assert traffic.send_transfer(web.url, traffic.transfer_body(vietqr)) == 200
     traffic.session().get(web.url + "/console/customers/?q=0912345678", timeout=10)
     wait_until(books.all_processed, timeout=30, interval=0.2)
@@ -375,3 +375,21 @@ def test_the_demo_accounts_never_sign_in_in_production(client, settings, usernam
     assert sign_in("real.agent")
     demo.refresh_from_db()
     assert demo.is_active  # refused by the sign-in, not by editing the account
+
+
+def test_a_bare_checkout_runs_developer_commands_but_never_a_server(tmp_path):
+    """Nothing configured (no DEBUG, SECRET_KEY or DATABASE_URL, no .env): `manage.py` commands
+    are a developer's and run with the development settings; a server still refuses."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", ""),
+        "LANG": "C.UTF-8",
+        "PORTAL_VAR_DIR": str(tmp_path / "var"),
+    }
+    checked = _run(["manage.py", "makemigrations", "--check", "--dry-run"], env)
+    assert checked.returncode == 0, checked.stderr
+    assert "No changes detected" in checked.stdout
+    served = _run(["manage.py", "runserver", "--noreload", "127.0.0.1:0"], env)
+    assert served.returncode != 0 and "SECRET_KEY must be set" in served.stderr
+    wsgi = _run(["-c", "import portal.wsgi"], {**env, "PYTHONPATH": str(ROOT)})
+    assert wsgi.returncode != 0 and "SECRET_KEY must be set" in wsgi.stderr
