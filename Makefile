@@ -38,6 +38,9 @@ test: install-dev
 	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
 	REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 	$(BIN)/pytest $(PYTEST_ARGS)
+	# The billing import's rules again on SQLite, the embedded default's database.
+	env -u REDIS_URL -u CELERY_BROKER_URL DATABASE_URL=sqlite:///$(CURDIR)/var/test-import.sqlite3 \
+	$(BIN)/pytest -p no:cacheprovider tests/billing/test_import_bills.py
 
 # Only the reliability suite (duplicates, faults, hostile input, security), then its figures
 # are written into docs/reliability.md (failures included); exits with pytest's status. Fault

@@ -1,5 +1,7 @@
-"""A 467,636-row monthly billing file: import_bills against PostgreSQL's raw COPY of the same file
-into a bare table. Target: at most 3x the raw COPY time."""
+"""A 467,636-row monthly billing file: import_bills against the floor, COPY of the same rows into
+customers_bill itself (its indexes and constraints, committed). Targets: the import at most 1.5x
+the floor, a re-run of the same file at most 0.5x, and a 100,000-row file with 1% bad rows of
+every kind reported line by line at the same rows/s."""
 
 from __future__ import annotations
 
@@ -68,16 +70,18 @@ def _remove_imported() -> None:
     not the dead entries of the previous run."""
     from django.db import connection
 
-    from customers.models import Bill
+    from customers.models import Bill, BillingFile
 
     Bill.objects.filter(period=PERIOD, status=Bill.Status.UNPAID).delete()
+    BillingFile.objects.all().delete()
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE customers_bill")
 
 
 def _copy_into_bills(path: Path) -> float:
     """The floor of any correct import: COPY of the same rows straight into customers_bill, with
-    its indexes and constraints, skipping every check (customer ids looked up beforehand)."""
+    its indexes and constraints, committed (the deferred foreign-key checks run at commit),
+    skipping every check of our own (customer ids looked up beforehand)."""
     from django.db import connection, transaction
 
     with connection.cursor() as cursor:
@@ -89,17 +93,62 @@ def _copy_into_bills(path: Path) -> float:
         next(reader)
         for r in reader:
             rows.append((r[6], ids[r[0]], f"{r[7]}-01", int(r[8]), int(r[9]), r[10]))
-    with transaction.atomic(), connection.cursor() as cursor:
-        started = time.perf_counter()
-        with cursor.cursor.copy(
+    started = time.perf_counter()
+    with (
+        transaction.atomic(),
+        connection.cursor() as cursor,
+        cursor.cursor.copy(
             "COPY customers_bill (number, customer_id, period, kwh, amount, due_date, issued_at,"
             " status) FROM STDIN"
-        ) as copy:
-            for number, customer_id, period, kwh, amount, due in rows:
-                copy.write_row((number, customer_id, period, kwh, amount, due, "now", "unpaid"))
-        elapsed = time.perf_counter() - started
-        transaction.set_rollback(True)
-    return elapsed
+        ) as copy,
+    ):
+        for number, customer_id, period, kwh, amount, due in rows:
+            copy.write_row((number, customer_id, period, kwh, amount, due, "now", "unpaid"))
+    return time.perf_counter() - started
+
+
+BAD_KINDS = (
+    (0, "pa14??"),  # customer code
+    (1, ""),  # name
+    (4, "call me"),  # phone
+    (5, "nobody@"),  # e-mail
+    (6, "HD 11"),  # bill number
+    (7, "2026-13"),  # period
+    (8, "12.5"),  # kWh
+    (9, "-1"),  # amount
+    (10, "2026-11-31"),  # due date
+    (10, "2026-10-31"),  # due before the period
+    (None, "columns"),  # a column missing
+    (6, "repeat"),  # the bill number of the line before
+)
+
+
+def write_file_with_bad_rows(source: Path, path: Path, rows: int) -> set[int]:
+    """The first `rows` rows of the monthly file, one in a hundred spoilt, each kind in turn;
+    returns the line numbers of the spoilt ones."""
+    bad: set[int] = set()
+    with (
+        source.open(encoding="utf-8", newline="") as reader_file,
+        path.open("w", encoding="utf-8", newline="") as handle,
+    ):
+        reader = csv.reader(reader_file)
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(next(reader))
+        previous_number = ""
+        for index, values in zip(range(rows), reader, strict=False):
+            line = index + 2
+            if index % 100 == 50:
+                column, value = BAD_KINDS[(index // 100) % len(BAD_KINDS)]
+                if column is None:
+                    values = values[:-1]
+                elif value == "repeat":
+                    values[column] = previous_number
+                else:
+                    values[column] = value
+                bad.add(line)
+            previous_number = values[6] if len(values) > 6 else previous_number
+            writer.writerow(values)
+    return bad
 
 
 def run() -> Section:
@@ -114,6 +163,7 @@ def run() -> Section:
     _remove_imported()
     copy_times, import_times, floor_times = [], [], []
     rerun = 0.0
+    _remove_imported()
     for attempt in range(RUNS):
         copy_times.append(_raw_copy(path))
         floor_times.append(_copy_into_bills(path))
@@ -126,41 +176,53 @@ def run() -> Section:
             started = time.perf_counter()
             again = import_bills(path)
             rerun = time.perf_counter() - started
-            assert again.bills_created == 0 and again.bills_skipped == rows
+            assert again.bills_created == 0 and again.loaded_before is not None
         _remove_imported()
-    copy_s, import_s = median(copy_times), median(import_times)
-    ratio = import_s / copy_s
-    floor_s = median(floor_times)
-    section.add("raw COPY into a bare table, median", f"{copy_s:.2f} s", "baseline")
+    spoilt_path = VAR / "bills-2026-11-spoilt.csv"
+    spoilt = write_file_with_bad_rows(path, spoilt_path, 100_000)
+    started = time.perf_counter()
+    spoilt_result = import_bills(spoilt_path)
+    spoilt_s = time.perf_counter() - started
+    assert {error.line for error in spoilt_result.errors} == spoilt, "a bad line went unreported"
+    assert spoilt_result.bills_created == 100_000 - len(spoilt)
+    _remove_imported()
+    copy_s, import_s, floor_s = median(copy_times), median(import_times), median(floor_times)
+    ratio, rerun_ratio = import_s / floor_s, rerun / floor_s
+    rate, spoilt_rate = rows / import_s, 100_000 / spoilt_s
+    section.add("raw COPY of the file into a bare table, median", f"{copy_s:.2f} s")
     section.add(
-        "COPY into customers_bill itself (indexes, no checks), median",
+        "the floor: COPY into customers_bill itself (indexes, foreign key, commit), median",
         f"{floor_s:.2f} s",
-        f"{floor_s / copy_s:.2f}× COPY",
+        "baseline",
     )
     section.add(
-        "import_bills (validate, stage, upsert), median",
+        "import_bills (stage, check in SQL, load), median",
         f"{import_s:.2f} s",
-        f"{ratio:.2f}× COPY",
-        "≤ 3× COPY",
+        f"{ratio:.2f}× floor",
+        "≤ 1.5× floor",
     )
-    section.add("re-running the same file (all rows skipped)", f"{rerun:.2f} s")
-    section.add("rows per second", f"{rows / import_s:,.0f}")
+    section.add(
+        "re-running the same file (recognised by its digest)",
+        f"{rerun:.2f} s",
+        f"{rerun_ratio:.2f}× floor",
+        "≤ 0.5× floor",
+    )
+    section.add("rows per second, whole file", f"{rate:,.0f}")
+    section.add(
+        f"100,000 rows with {len(spoilt):,} bad ones of {len(BAD_KINDS)} kinds: rows per second",
+        f"{spoilt_rate:,.0f}",
+        f"{spoilt_rate / rate:.2f}× the whole file's",
+        "every bad line reported; same rows/s",
+    )
     section.notes.append(
         f"{rows:,} rows ({path.stat().st_size / 1e6:.0f} MB), {RUNS} runs each, into the seeded "
-        "province (5.6 million bills already present), every bill of the file new."
+        "province (5.6 million bills already present), every bill of the file new. The floor now "
+        "commits, as an import must: the deferred foreign-key checks of 467,636 new bills run "
+        "at commit and belong to writing them."
     )
-    section.passed = ratio <= 3
-    if not section.passed:
-        section.notes.append(
-            f"Why the target is missed: writing the rows into customers_bill at all, with its "
-            f"indexes and no checks, already takes {floor_s / copy_s:.1f}× the bare COPY; the "
-            "rest is the validation the issue asks for (every row's code, period, dates and "
-            "amounts checked in Python, duplicates in the file, conflicts with bills already "
-            "there) and the lookup of each row's customer among 467,636, on two cores that "
-            "PostgreSQL shares. Profiled and already done: rows streamed from the reader into "
-            "COPY of a staging table, one set-based pass to find customers and conflicts (no "
-            "ON CONFLICT per row), search text folded only for new or changed customers. What "
-            "would come closer: validation in parallel processes on more cores, and a server with "
-            "room (work_mem, shared_buffers) for the upsert's sorts and index updates in memory."
-        )
+    section.notes.append(
+        f"The spoilt file: every bad line ({len(spoilt):,}) reported with its line number and "
+        f"reason, the {100_000 - len(spoilt):,} good rows loaded."
+    )
+    section.passed = ratio <= 1.5 and rerun_ratio <= 0.5 and spoilt_rate >= 0.8 * rate
     return section

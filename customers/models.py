@@ -193,3 +193,20 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.actor} {self.action} {self.target}"
+
+
+class BillingFile(models.Model):
+    """A billing file that loaded completely, by the digest of its bytes: when the same file comes
+    again it is recognised at once instead of being read and checked row by row."""
+
+    digest = models.CharField(_("SHA-256 of the file"), max_length=64, unique=True)
+    name = models.CharField(_("file name"), max_length=255, blank=True)
+    rows = models.PositiveIntegerField(_("rows"))
+    loaded_at = models.DateTimeField(_("loaded at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("billing file")
+        verbose_name_plural = _("billing files")
+
+    def __str__(self) -> str:
+        return f"{self.name or self.digest[:12]} ({self.loaded_at:%Y-%m-%d %H:%M})"

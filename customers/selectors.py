@@ -44,6 +44,15 @@ def bills_cache_forget(*, customer_codes: Iterable[str]) -> None:
         logger.warning("could not clear %d cached lookup(s)", len(keys))
 
 
+def bills_cache_forget_all() -> None:
+    """Drop every cached lookup: a billing file changes nearly every customer's, and clearing the
+    few lookups cached now costs far less than naming half a million customers."""
+    try:
+        fastcache.delete_prefixed(bills_cache_key(""))
+    except Exception:  # noqa: BLE001 - a cache outage must not undo what was committed
+        logger.warning("could not clear the cached lookups")
+
+
 @dataclass(frozen=True)
 class BillLine:
     number: str

@@ -65,6 +65,26 @@ def delete_many(keys: list[str]) -> None:
         client.delete(*[_key(key) for key in keys[start : start + 1000]])
 
 
+def delete_prefixed(prefix: str) -> None:
+    """Delete every key that starts with `prefix`, at the cost of the keys there are, not of the
+    keys that might be. The embedded default's file cache cannot list keys by name: it is cleared
+    whole (it holds only short-lived entries there)."""
+    client = _redis()
+    if client is None:
+        caches["default"].clear()
+        return
+    pattern = _key(prefix).replace("\\", "\\\\").replace("*", "\\*").replace("?", "\\?")
+    pattern = pattern.replace("[", "\\[") + "*"
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=pattern, count=1000):
+        batch.append(key)
+        if len(batch) == 1000:
+            client.unlink(*batch)
+            batch.clear()
+    if batch:
+        client.unlink(*batch)
+
+
 def count_in_window(key: str, timeout: int) -> int:
     """Add one to a counter that lives `timeout` seconds from its first hit; return it.
 

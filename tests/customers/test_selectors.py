@@ -93,3 +93,16 @@ def test_overdue_is_decided_when_read_not_when_cached():
     overdue = {bill.number: bill.is_overdue for bill in lookup.unpaid}
     assert overdue == {household.unpaid[0].number: True, household.unpaid[1].number: False}
     assert lookup.has_overdue
+
+
+def test_forgetting_every_lookup_leaves_the_rest_of_the_cache():
+    """On Redis (the test settings' cache) only the lookups' keys go, by their prefix."""
+    from django.core.cache import cache
+
+    cache.set(selectors.bills_cache_key("PA14HT0000001"), {"bills": []})
+    cache.set(selectors.bills_cache_key("PA14XX0000009"), {"bills": []})
+    cache.set("ratelimit:lookup:203.0.113.9", 3)
+    selectors.bills_cache_forget_all()
+    assert cache.get(selectors.bills_cache_key("PA14HT0000001")) is None
+    assert cache.get(selectors.bills_cache_key("PA14XX0000009")) is None
+    assert cache.get("ratelimit:lookup:203.0.113.9") == 3
