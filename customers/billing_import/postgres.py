@@ -64,7 +64,7 @@ FROM (
         WHEN CASE WHEN length(amount) <= %(max_digits)s AND amount ~ %(digits)s
                   THEN amount::numeric >= %(max_amount)s ELSE true END THEN 'amount'
         WHEN NOT due_ok THEN 'due'
-        WHEN due::date < period_start THEN 'due_before'
+        WHEN left(due, 7) < period_text THEN 'due_before'
     END AS rule
     FROM (
         SELECT t.*,
@@ -76,16 +76,18 @@ FROM (
             CASE WHEN phone_raw = '' OR phone_raw ~ %(digits)s THEN phone_raw
                  WHEN phone_raw ~ %(phone)s THEN regexp_replace(phone_raw, %(not_phone)s, '', 'g')
             END AS phone,
-            lower(email_raw) AS email,
+            CASE WHEN email_raw <> '' THEN lower(email_raw) ELSE '' END AS email,
             CASE WHEN period_text ~ %(period)s AND left(period_text, 4) <> '0000'
-                 THEN make_date(left(period_text, 4)::integer, right(period_text, 2)::integer, 1)
+                 THEN (period_text || '-01')::date
             END AS period_start,
-            CASE WHEN due !~ %(date)s THEN false
-                 WHEN substr(due, 1, 4) = '0000' OR substr(due, 6, 2)::integer NOT BETWEEN 1 AND 12
-                     THEN false
-                 ELSE substr(due, 9, 2)::integer BETWEEN 1 AND extract(day FROM
-                     make_date(substr(due, 1, 4)::integer, substr(due, 6, 2)::integer, 1)
-                     + interval '1 month' - interval '1 day')
+            -- Dates compared as text (ISO dates sort as they read), with no date arithmetic.
+            CASE WHEN due !~ %(date)s OR left(due, 4) = '0000' THEN false
+                 ELSE substr(due, 6, 2) BETWEEN '01' AND '12' AND right(due, 2) BETWEEN '01' AND
+                     CASE WHEN substr(due, 6, 2) IN ('04', '06', '09', '11') THEN '30'
+                          WHEN substr(due, 6, 2) <> '02' THEN '31'
+                          WHEN left(due, 4)::integer %% 4 = 0 AND (left(due, 4)::integer %% 100 <> 0
+                               OR left(due, 4)::integer %% 400 = 0) THEN '29'
+                          ELSE '28' END
             END AS due_ok
         FROM (
             SELECT line, btrim(code, %(blanks)s) AS code_raw, btrim(name, %(blanks)s) AS name,

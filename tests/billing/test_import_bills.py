@@ -90,6 +90,8 @@ BAD = [
     (["PA14HT0000009", "N", "", "A", "", "", "B24", "2026-10", "1", "1", "2026-11-1"], "due date"),
     (["PA14HT0000009", "N", "", "A", "", "", "B25", "2026-10", "1", "1", "2027-02-29"], "due date"),
     (["PA14HT0000009", "N", "", "A", "", "", "B26", "2026-10", "١", "1", "2026-11-01"], "kwh"),
+    (["PA14HT0000009", "N", "", "A", "", "", "B27", "2026-10", "1", "1", "2100-02-29"], "due date"),
+    (["PA14HT0000009", "N", "", "A", "", "", "B28", "2026-10", "1", "1", "2026-04-31"], "due date"),
 ]  # fmt: skip
 
 
@@ -303,3 +305,10 @@ def test_the_command_says_when_the_same_file_already_loaded(tmp_path):
     out = io.StringIO()
     call_command("import_bills", str(path), "--recheck", stdout=out, stderr=io.StringIO())
     assert "3 already loaded" in out.getvalue()
+
+
+def test_the_last_day_of_february_in_a_leap_year_is_a_date(set_based):
+    rows = [[*GOOD[0][:6], "HD2802", "2028-01", "1", "1", "2028-02-29"],
+            [*GOOD[1][:6], "HD0002", "2000-01", "1", "1", "2000-02-29"]]  # fmt: skip
+    result = import_bills(_file(rows), set_based=set_based)
+    assert result.rejected == 0 and result.bills_created == 2
