@@ -28,7 +28,7 @@ HISTORY_PERIODS = 12
 
 
 def bills_cache_key(code: str) -> str:
-    return f"bills:{code}"
+    return f"bills:v2:{code}"
 
 
 def bills_cache_forget(*, customer_codes: Iterable[str]) -> None:
@@ -55,6 +55,7 @@ def bills_cache_forget_all() -> None:
 
 @dataclass(frozen=True)
 class BillLine:
+    id: int
     number: str
     period: datetime.date
     kwh: int
@@ -70,6 +71,10 @@ class BillLine:
     def is_overdue(self) -> bool:
         # Computed when read, not when cached: a bill becomes overdue at midnight.
         return not self.is_paid and self.due_date < timezone.localdate()
+
+
+def _bill_row(b: BillLine) -> list[Any]:
+    return [b.id, b.number, b.period.isoformat(), b.kwh, b.amount, b.due_date.isoformat(), b.status]
 
 
 @dataclass(frozen=True)
@@ -110,10 +115,7 @@ class CustomerBills:
             self.address,
             self.service_area_code,
             self.service_area_name,
-            [
-                [b.number, b.period.isoformat(), b.kwh, b.amount, b.due_date.isoformat(), b.status]
-                for b in self.bills
-            ],
+            [_bill_row(b) for b in self.bills],
         ]
 
     @classmethod
@@ -127,6 +129,7 @@ class CustomerBills:
             service_area_name=area_name,
             bills=tuple(
                 BillLine(
+                    id=bill_id,
                     number=number,
                     period=datetime.date.fromisoformat(period),
                     kwh=kwh,
@@ -134,7 +137,7 @@ class CustomerBills:
                     due_date=datetime.date.fromisoformat(due),
                     status=status,
                 )
-                for number, period, kwh, amount, due, status in bills
+                for bill_id, number, period, kwh, amount, due, status in bills
             ),
         )
 
@@ -150,8 +153,8 @@ _CUSTOMER_SQL = """
 # The last periods and every older unpaid bill, newest first, in one query: a window numbers the
 # customer's bills from the newest, so an old debt is never hidden from the total asked for.
 _BILLS_SQL = """
-    SELECT number, period, kwh, amount, due_date, status FROM (
-        SELECT number, period, kwh, amount, due_date, status,
+    SELECT id, number, period, kwh, amount, due_date, status FROM (
+        SELECT id, number, period, kwh, amount, due_date, status,
                row_number() OVER (ORDER BY period DESC) AS recency
         FROM customers_bill WHERE customer_id = %s
     ) bills
@@ -174,6 +177,7 @@ def _lookup_from_database(code: str) -> CustomerBills | None:
         cursor.execute(_BILLS_SQL, [customer_id, HISTORY_PERIODS])
         bills = tuple(
             BillLine(
+                id=bill_id,
                 number=number,
                 period=_as_date(period),
                 kwh=kwh,
@@ -181,7 +185,7 @@ def _lookup_from_database(code: str) -> CustomerBills | None:
                 due_date=_as_date(due_date),
                 status=status,
             )
-            for number, period, kwh, amount, due_date, status in cursor.fetchall()
+            for bill_id, number, period, kwh, amount, due_date, status in cursor.fetchall()
         )
     return CustomerBills(
         code=code,

@@ -492,6 +492,7 @@ def _settle_named(named: list[_Line], results: dict[int, Applied]) -> list[_Tran
     together they bring its exact amount.
     """
     references = sorted({reference for line in named for reference in line.found})
+    services.bill_payments_open(found=references)
     # Locked here, in id order: transfers, then payments, then (by the service) bills.
     held = _held_short(references)
     locked = services.payments_lock(AnyOf(F("reference"), references))

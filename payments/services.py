@@ -406,6 +406,65 @@ def payment_start(
     return Started(payment, created=True)
 
 
+def bill_payments_open(*, found: Sequence[str]) -> None:
+    """The standing VietQR payment of every bill a transfer names by the bill's own reference
+    (printed on the paper bill and in its QR), opened when the first such transfer arrives.
+
+    From then on the bill's money goes the way of any VietQR payment's: the exact amount pays
+    the bill, another amount waits for an agent, a second payer's money is kept for a refund. It
+    has no expiry: a paper bill may be paid any day.
+    """
+    wanted = {ref: bill_id for ref in found if (bill_id := references.bill_id_of(ref))}
+    if not wanted:
+        return
+    opened = set(Payment.objects.filter(reference__in=wanted).values_list("reference", flat=True))
+    bills = {
+        bill.pk: bill
+        for bill in Bill.objects.filter(
+            pk__in=[bill_id for ref, bill_id in wanted.items() if ref not in opened],
+            amount__gt=0,
+        ).select_related("customer")
+    }
+    if not bills:
+        return
+    now = timezone.now()
+    partner = _partner_for(Payment.Method.VIETQR, None)
+    payments = [
+        Payment(
+            reference=references.bill_reference(bill.pk),
+            customer=bill.customer,
+            amount=bill.amount,
+            method=Payment.Method.VIETQR,
+            partner=partner,
+            status=Status.PENDING,
+            created_at=now,
+        )
+        for bill in bills.values()
+    ]
+    # Another worker may open the same bill's payment at the same moment: the unique reference
+    # keeps one, and only the ones written here get their bill and their first event.
+    Payment.objects.bulk_create(payments, ignore_conflicts=True)
+    mine = set(Payment.objects.filter(pk__in=[p.pk for p in payments]).values_list("pk", flat=True))
+    created = [payment for payment in payments if payment.pk in mine]
+    bill_of = {references.bill_reference(pk): bill for pk, bill in bills.items()}
+    PaymentBill.objects.bulk_create(
+        [
+            PaymentBill(payment=p, bill=bill_of[p.reference], amount=bill_of[p.reference].amount)
+            for p in created
+        ]
+    )
+    journal = Journal(now=now)
+    for payment in created:
+        journal.event(
+            payment,
+            report=Report(source=Source.SYSTEM),
+            from_status=Status.CREATED,
+            to_status=Status.PENDING,
+            detail={"bills": [bill_of[payment.reference].number], "amount": payment.amount},
+        )
+    journal.write()
+
+
 # --- Settling ---------------------------------------------------------------------------------
 def payment_mark_succeeded(
     *,

@@ -356,6 +356,11 @@ VIETQR_ACCOUNT_NAME = env.str("VIETQR_ACCOUNT_NAME", default="CONG TY DIEN LUC H
 TRANSFER_WEBHOOK_API_KEY = env.str(
     "TRANSFER_WEBHOOK_API_KEY", default="dev-transfer-webhook-key" if DEBUG else ""
 )
+# Signs the pay link printed on each bill (/b/{token}/): checked without any table, so whoever
+# holds this key can make links; unset in production, bills carry no link.
+PAY_LINK_KEY = env.str("PAY_LINK_KEY", default="dev-pay-link-key" if DEBUG else "")
+# A bill's link keeps working this long after its due date (overdue bills are paid late).
+PAY_LINK_VALID_AFTER_DUE = timedelta(days=env.int("PAY_LINK_VALID_DAYS_AFTER_DUE", default=56))
 # A monitor sending "Authorization: Bearer HEALTH_TOKEN" sees /health/'s details (database,
 # broker); unset, only signed-in staff do. Everyone else sees up or down.
 HEALTH_TOKEN = env.str("HEALTH_TOKEN", default="")
@@ -422,6 +427,7 @@ _DEVELOPMENT_SECRETS = frozenset(
     {
         _DEV_SECRET_KEY,
         "dev-transfer-webhook-key",
+        "dev-pay-link-key",
         "dev-sandbox-secret-0123456789ABCDEF",
     }
 )
@@ -472,6 +478,9 @@ if not DEBUG:
     _refuse_public("SECRET_KEY", SECRET_KEY)
     _refuse_public("TRANSFER_WEBHOOK_API_KEY", TRANSFER_WEBHOOK_API_KEY)
     _refuse_public("HEALTH_TOKEN", HEALTH_TOKEN)
+    _refuse_public("PAY_LINK_KEY", PAY_LINK_KEY)
+    if PAY_LINK_KEY and len(PAY_LINK_KEY) < 32:
+        raise ImproperlyConfigured("PAY_LINK_KEY must be a random value of 32+ characters.")
     for _code, _credentials in PARTNER_CREDENTIALS.items():
         _refuse_public(f"PARTNER_{_code}_SECRET", _credentials["secret"])
     if SANDBOX_BANK_ENABLED:

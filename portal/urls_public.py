@@ -1,6 +1,6 @@
 from django.urls import path
 
-from portal.views import lookup, pay, pay_return
+from portal.views import lookup, pay, pay_return, paylink
 
 urlpatterns = [
     path("", lookup.home, name="home"),
@@ -10,4 +10,6 @@ urlpatterns = [
     path("pay/<uuid:payment_id>/", pay.page, name="pay"),
     path("pay/<uuid:payment_id>/cancel/", pay.cancel, name="pay-cancel"),
     path("receipts/<uuid:payment_id>/", pay.receipt, name="receipt"),
+    path("b/<str:token>/", paylink.bill_page, name="bill-pay-link"),
+    path("b/<str:token>/qr.svg", paylink.bill_qr, name="bill-pay-link-qr"),
 ]

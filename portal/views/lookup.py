@@ -13,7 +13,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from customers import selectors
+from customers import paylinks, selectors
 from customers.codes import InvalidCustomerCode, clean_customer_code
 from customers.selectors import BillLine
 from payments.models import Partner
@@ -69,6 +69,7 @@ def bills(request: HttpRequest, code: str) -> HttpResponse:
         {
             "lookup": lookup,
             "unpaid": lookup.unpaid,
+            "pay_paths": _pay_paths(lookup.unpaid),
             "total_due": lookup.total_due,
             "history": history,
             "chart": kwh_chart(history),
@@ -79,6 +80,15 @@ def bills(request: HttpRequest, code: str) -> HttpResponse:
     # A customer's page is nobody's business but theirs: keep it out of search engines.
     response["X-Robots-Tag"] = "noindex, nofollow"
     return response
+
+
+def _pay_paths(unpaid: list[BillLine]) -> dict[str, str]:
+    """Each unpaid bill's own pay link (its QR, to pay it alone or to share it)."""
+    if not paylinks.is_enabled():
+        return {}
+    return {
+        bill.number: paylinks.pay_path(bill_id=bill.id, due_date=bill.due_date) for bill in unpaid
+    }
 
 
 def _lookup_error(

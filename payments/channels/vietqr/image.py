@@ -22,7 +22,7 @@ from PIL import Image
 from qrcode import util as qr_util
 from qrcode.constants import ERROR_CORRECT_M
 
-from payments import selectors
+from payments import references, selectors
 from payments.channels.vietqr.payload import VietQR, build_payload
 from payments.models import Payment
 from portal.text import strip_accents
@@ -51,6 +51,14 @@ def payment_qr_payload(payment: Payment) -> str:
         settings.VIETQR_ACCOUNT,
         payment_amount_due(payment),
         payment.reference,
+    )
+
+
+def bill_qr_payload(*, bill_id: int, amount: int) -> str:
+    """A paper bill's QR: the bill's amount and the bill's own reference as the transfer note,
+    the same on every print; a transfer from it pays the bill (`services.bill_payments_open`)."""
+    return _payload(
+        settings.VIETQR_BIN, settings.VIETQR_ACCOUNT, amount, references.bill_reference(bill_id)
     )
 
 
