@@ -39,6 +39,7 @@ def bench_env(**extra: str) -> dict[str, str]:
         STATIC_FROM_FINDERS="true",
         LOOKUP_RATE_LIMIT="1000000000/s",
         TRANSFER_WEBHOOK_API_KEY=WEBHOOK_KEY,
+        PAY_LINK_KEY="bench-pay-link-" + "k" * 40,
         PARTNER_SANDBOX_SECRET=SANDBOX_SECRET,
         PARTNER_SANDBOX_TMN_CODE=SANDBOX_TMN,
         PARTNER_SANDBOX_PAY_URL="http://127.0.0.1:9/sandbox/paymentv2/vpcpay.html",

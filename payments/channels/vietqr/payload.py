@@ -6,6 +6,7 @@ CRC-16/CCITT-FALSE over everything before it including the characters "6304".
 
 from __future__ import annotations
 
+import binascii
 from dataclasses import dataclass
 
 GUID = "A000000727"
@@ -19,28 +20,13 @@ class PayloadError(ValueError):
     """The text is not a well-formed VietQR payload."""
 
 
-def _crc_table() -> tuple[int, ...]:
-    table = []
-    for byte in range(256):
-        crc = byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
-        table.append(crc & 0xFFFF)
-    return tuple(table)
-
-
-_CRC_TABLE = _crc_table()
-
-
 def crc16_ccitt_false(data: bytes) -> int:
-    """CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, no final xor."""
-    # Table-driven, one lookup per byte: eight times faster than the bitwise loop, which
-    # matters because every QR image and every parse computes it.
-    crc = 0xFFFF
-    table = _CRC_TABLE
-    for byte in data:
-        crc = ((crc << 8) & 0xFFFF) ^ table[(crc >> 8) ^ byte]
-    return crc
+    """CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, no final xor.
+
+    That is the standard library's CRC-CCITT (`binascii.crc_hqx`) started at 0xFFFF, in C:
+    every QR image, every parse and every row of a printing export computes one.
+    """
+    return binascii.crc_hqx(data, 0xFFFF)
 
 
 def _tlv(tag: str, value: str) -> str:
