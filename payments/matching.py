@@ -33,13 +33,13 @@ from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from payments import references, services, states
 from payments.bulk import AnyOf, bulk_update_rows, insert_new, pg_array
 from payments.inbox import Applied, Claimed
-from payments.models import BankTransfer, InboundMessage, Partner, Payment
+from payments.models import BankTransfer, CreditUse, InboundMessage, Partner, Payment
 from portal.text import alnum_upper
 
 logger = logging.getLogger(__name__)
@@ -450,6 +450,8 @@ def _held_short(references: list[str]) -> dict[Any, list[_Transfer]]:
             status=Status.WRONG_AMOUNT,
             payment__method=Payment.Method.VIETQR,
         )
+        # A credit an agent applied in part to bills no longer holds its amount.
+        .exclude(Exists(CreditUse.objects.filter(transfer=OuterRef("pk"))))
         .order_by("pk")
         .values_list("pk", "message_id", "status", "source", "payment_id", "amount", "external_id")
     )
