@@ -861,8 +861,9 @@ class CreditPlan:
     needs_approval: bool
 
     @property
-    def covered(self) -> int:
-        return sum(used for _credit, used in self.uses)
+    def rows(self) -> list[tuple[HeldCredit, int, int]]:
+        """(credit, what it gives, what it still holds after)."""
+        return [(credit, used, credit.amount - used) for credit, used in self.uses]
 
 
 def _transfer_uses(transfer_ids: Sequence[Any]) -> dict[Any, int]:
@@ -937,6 +938,11 @@ def credits_held(*, customer: Customer, transfer_ids: Sequence[Any] = ()) -> lis
     """The money held for this customer that an agent may apply to its unpaid bills, oldest
     first; `transfer_ids` adds transfers that name no payment (the agent knows whose they are)."""
     return _credits_held(customer, transfer_ids=transfer_ids)
+
+
+def transfer_held(*, transfer: BankTransfer) -> int:
+    """What a transfer kept for an agent still holds: its amount less what paid bills."""
+    return transfer.amount - _transfer_uses([transfer.pk]).get(transfer.pk, 0)
 
 
 def credit_plan(*, credits: Sequence[HeldCredit], total: int, actor: Any) -> CreditPlan:

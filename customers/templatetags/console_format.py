@@ -17,6 +17,7 @@ DETAIL_LABELS = {
     "amount": _("Amount"),
     "bills": _("Bills"),
     "error": _("Error"),
+    "held_money": _("Held money used"),
     "matches": _("Matches"),
     "outcome": _("Outcome"),
     "page": _("Page"),
