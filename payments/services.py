@@ -409,6 +409,38 @@ def payment_start(
     return Started(payment, created=True)
 
 
+def payments_holding(
+    *,
+    customer_code: str,
+    method: str,
+    bill_numbers: Sequence[str] | None = None,
+    partner_code: str | None = None,
+) -> list[Payment]:
+    """The customer's pending, unexpired payments that already hold some of these bills and
+    that `payment_start` with these arguments would not hand back (another method or bank, or
+    other bills), newest first: starting one more could see both paid. Reads only; a start that
+    `payment_start` would refuse holds nothing here (it is refused there, with its reason)."""
+    customer = Customer.objects.filter(code=customer_code, is_active=True).first()
+    if customer is None:
+        return []
+    try:
+        partner = _partner_for(method, partner_code)
+        bills = _unpaid_bills_for(customer, bill_numbers, lock=False)
+    except PaymentError:
+        return []
+    now = timezone.now()
+    holding = Payment.objects.filter(
+        customer=customer,
+        status=Status.PENDING,
+        expires_at__gt=now,
+        lines__bill__in=[bill.id for bill in bills],
+    )
+    same = _open_payment_for(customer, bills, method, partner, now)
+    if same is not None:
+        holding = holding.exclude(pk=same.pk)
+    return list(holding.distinct().order_by("-created_at"))
+
+
 # --- Settling ---------------------------------------------------------------------------------
 def payment_mark_succeeded(
     *,
