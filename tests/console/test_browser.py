@@ -148,9 +148,19 @@ def test_an_agent_and_a_manager_work_through_the_console(page, live_server, prov
         "Khách hàng thanh toán không dùng tiền mặt"
     )
     expect(
-        page.get_by_role("img", name=re.compile("Tỷ lệ thanh toán không dùng tiền mặt"))
+        page.get_by_role("img", name=re.compile("Tỷ lệ thanh toán không dùng tiền mặt theo đơn vị"))
     ).to_be_visible()
     expect(page.locator(".rate-chart rect")).to_have_count(13)  # 12 areas and the province
+    # The trend: one column per billing month there is (three in the seeded province).
+    expect(
+        page.get_by_role("img", name=re.compile("không dùng tiền mặt 12 tháng gần nhất: toàn tỉnh"))
+    ).to_be_visible()
+    expect(page.locator(".trend-chart rect")).to_have_count(3)
+    page.get_by_label("Xu hướng và kênh thanh toán của").select_option(label="Điện lực Hồng Lĩnh")
+    page.get_by_role("button", name="Xem").click()
+    expect(
+        page.get_by_role("heading", name="12 tháng gần nhất: Điện lực Hồng Lĩnh")
+    ).to_be_visible()
     assert_accessible(page)
     screenshot(page, "console-dashboard")
 
