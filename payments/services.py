@@ -29,7 +29,7 @@ from django.utils import timezone
 from customers.console.permissions import REFUND_PAYMENT
 from customers.models import AuditEntry, Bill, Customer
 from customers.selectors import bills_cache_forget
-from payments import references, states
+from payments import notes, references, states
 from payments.bulk import AnyOf, bulk_insert_rows, bulk_update_rows, instances
 from payments.inbox import Claimed
 from payments.models import (
@@ -475,10 +475,6 @@ def payment_mark_succeeded(
     return settled.outcome
 
 
-# How a report of each event reads on a payment's review flag.
-_REPORTED = {Event.FAIL: "failure", Event.SUCCEED: "success"}
-
-
 def _transition(payment: Payment, event: Event, *, report: Report, **detail: Any) -> Outcome:
     """Apply `event` to a locked payment as `states.step` says."""
     step = states.step(payment.status, event)
@@ -488,11 +484,11 @@ def _transition(payment: Payment, event: Event, *, report: Report, **detail: Any
     if step.verdict is Verdict.REFUSE:
         raise _refuse(payment, event)
     if step.verdict is Verdict.FLAG:
+        # Only a failure reaches here: a success for a failed payment is flagged by the settling.
         outcome = journal.flag(
             payment,
             report=report,
-            reason=f"The bank reported {_REPORTED.get(event, event)} "
-            f"({detail.get('reason', '')}) for a {payment.status} payment.",
+            reason=notes.FAILURE_FOR.say(reason=detail.get("reason", ""), status=payment.status),
         )
     elif step.verdict is Verdict.NOTE:
         journal.event(
@@ -803,7 +799,7 @@ def transfer_assign(*, transfer_id: Any, payment_id: Any, actor: Any, reason: st
     transfer.payment = payment
     transfer.status = BankTransfer.Status.MATCHED
     transfer.resolved_by, transfer.resolved_at = actor, timezone.now()
-    transfer.reason = f"{transfer.reason}\nMatched by an agent: {reason}".strip()
+    transfer.reason = f"{transfer.reason}\n{notes.MATCHED_BY_AGENT.say(reason=reason)}".strip()
     transfer.save(update_fields=["payment", "status", "resolved_by", "resolved_at", "reason"])
     _audit(
         actor=actor,
@@ -823,7 +819,7 @@ def transfer_resolve(*, transfer_id: Any, actor: Any, note: str) -> None:
     transfer = _lock_open_transfer(transfer_id)
     transfer.status = BankTransfer.Status.RESOLVED
     transfer.resolved_by, transfer.resolved_at = actor, timezone.now()
-    transfer.reason = f"{transfer.reason}\nResolved: {note}".strip()
+    transfer.reason = f"{transfer.reason}\n{notes.RESOLVED.say(note=note)}".strip()
     transfer.save(update_fields=["status", "resolved_by", "resolved_at", "reason"])
     AuditEntry.objects.create(
         actor=actor,
@@ -1105,10 +1101,8 @@ def _credit_apply(
     # The bills are paid by the channel most of the money came through (the reports count a
     # bill by how the household paid it).
     largest = max(plan.uses, key=lambda use: use[1])[0]
-    given = [
-        {"credit": credit.key, "reference": credit.reference, "amount": used}
-        for credit, used in plan.uses
-    ]
+    # What each credit gave, by its reference (a transfer's bank reference, a payment's).
+    given = {credit.reference: used for credit, used in plan.uses}
     payment = payment_record_settled(
         customer_code=customer.code,
         method=largest.method,
@@ -1141,7 +1135,7 @@ def _credit_apply(
         detail={
             "amount": total,
             "bills": [bill.number for bill in bills],
-            "held_money": [f"{use['reference']}: {use['amount']}" for use in given],
+            "held_money": given,
         },
     )
     return payment
@@ -1155,8 +1149,9 @@ def _credits_give(plan: CreditPlan, payment: Payment, *, actor: Any, now: dateti
         if credit.kind == "transfer":
             transfer = BankTransfer.objects.get(pk=credit.pk)
             left = credit.amount - used
-            note = f"{used} VND applied by an agent to the bills of payment {payment.reference}"
-            note += f"; {left} VND still held." if left else "."
+            note = notes.CREDIT_USED.say(used=used, reference=payment.reference)
+            if left:
+                note += " " + notes.CREDIT_LEFT.say(left=left)
             transfer.reason = f"{transfer.reason}\n{note}".strip()
             fields = ["reason"]
             if not left:
@@ -1298,7 +1293,7 @@ def _settle_many(settlements: Sequence[Settlement], locked: Mapping[Any, Payment
                 outcome = batch.journal.flag(
                     payment,
                     report=settlement.report,
-                    reason=f"A second bank transaction {txn} reported success.",
+                    reason=notes.SECOND_TRANSACTION.say(txn=txn),
                     detail={"provider_txn_id": txn},
                 )
             else:
@@ -1307,7 +1302,7 @@ def _settle_many(settlements: Sequence[Settlement], locked: Mapping[Any, Payment
             outcome = batch.journal.flag(
                 payment,
                 report=settlement.report,
-                reason=f"The bank reported success for a {previous} payment.",
+                reason=notes.SUCCESS_FOR.say(previous=previous),
                 detail={"provider_txn_id": txn, "amount": settlement.amount},
             )
         elif step.verdict is Verdict.MOVE:

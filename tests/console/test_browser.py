@@ -219,3 +219,15 @@ def test_an_agent_puts_two_short_transfers_onto_a_bill(page, live_server, settin
     bill.refresh_from_db()
     assert bill.status == Bill.Status.PAID
     assert not BankTransfer.objects.exclude(status=BankTransfer.Status.APPLIED).exists()
+
+    # What happened reads in Vietnamese: the states, the event's details, the transfer's note.
+    article = page.locator(f"#p-{bill.paid_by.reference}")
+    article.locator("details.timeline").evaluate("d => d.open = true")
+    expect(article).to_contain_text("đang chờ → thành công")
+    expect(article).to_contain_text(f"Tiền đang giữ đã dùng: {first.external_id}: 300.000 ₫")
+    page.goto(f"{live_server.url}/console/transfers/{first.pk}/")
+    expect(page.locator(".facts")).to_contain_text(
+        "Nhân viên đã dùng 300.000 đồng để trả hóa đơn qua giao dịch"
+    )
+    expect(page.locator(".facts")).to_contain_text("nhân viên đã dùng để trả hóa đơn")
+    assert_accessible(page)

@@ -120,10 +120,9 @@ def _pretty(value: object) -> str:
 
 
 def _decorate(payment: Payment) -> None:
-    """Display-only attributes the template cannot compute (JSON shown as text, allowed actions)."""
+    """Display-only attributes the template cannot compute (raw messages as text, allowed
+    actions); events' details are shown in words by the template (`audit_detail`)."""
     payment.can_recheck = services.payment_can_recheck(payment)  # type: ignore[attr-defined]
-    for event in payment.events.all():
-        event.detail_text = _pretty(event.detail) if event.detail else ""  # type: ignore[attr-defined]
     for message in payment.messages.all():
         message.headers_text = _pretty(message.headers)  # type: ignore[attr-defined]
         body = message.body or ""
