@@ -5,6 +5,7 @@ from django.contrib import admin
 
 from payments.models import (
     BankTransfer,
+    CreditUse,
     IdempotencyKey,
     InboundMessage,
     Partner,
@@ -98,6 +99,13 @@ class BankTransferAdmin(ReadOnlyAdmin):
     list_filter = ("status", "source")
     search_fields = ("=external_id", "content", "=payment__reference")
     show_full_result_count = False
+
+
+@admin.register(CreditUse)
+class CreditUseAdmin(ReadOnlyAdmin):
+    list_display = ("at", "payment", "transfer", "source", "amount")
+    search_fields = ("=payment__reference", "=transfer__external_id", "=source__reference")
+    list_select_related = ("payment", "transfer", "source")
 
 
 @admin.register(IdempotencyKey)

@@ -6,8 +6,12 @@ Each rule is one set-based query that lists the rows breaking it (none, when all
 - every paid bill was paid by a succeeded payment, and every applied line belongs to one;
 - a succeeded payment has a `succeeded` event in its history, and only one: money applied twice
   would show as a second transition to `succeeded`;
-- a matched bank transfer settled a succeeded payment of the same amount, and no payment is
-  matched by two transfers (the second one is money received twice: `needs_refund`);
+- a matched bank transfer settled a succeeded payment, and the transfers matched to a payment
+  bring exactly its amount (one, or short ones made whole together; money received twice is
+  `needs_refund`, never matched);
+- held money an agent applied to bills (`CreditUse`) adds up: a payment paid with it got exactly
+  its amount, a transfer never gave more than it held (all of it, once `applied`), and what a
+  payment gave counts with what its bills took and what it owes back;
 - money owed back (`refund_amount`) is either waiting for an agent (`needs_refund`), refunded,
   or went back with a reversal;
 - every inbound message is processed, or still young enough to be in flight, and every processed
@@ -29,7 +33,14 @@ from django.utils import timezone
 
 from customers.models import Bill
 from payments import states
-from payments.models import BankTransfer, InboundMessage, Payment, PaymentBill, PaymentEvent
+from payments.models import (
+    BankTransfer,
+    CreditUse,
+    InboundMessage,
+    Payment,
+    PaymentBill,
+    PaymentEvent,
+)
 
 # Settled on our side: the money moved and the partner kept it (a refund still moved money).
 SETTLED = states.COLLECTED
@@ -122,12 +133,21 @@ def integrity_check(
         ).count(),
         "inbound messages": InboundMessage.objects.count(),
     }
+    given_sum = (
+        CreditUse.objects.filter(source=OuterRef("pk"))
+        .values("source")
+        .annotate(total=Sum("amount"))
+        .values("total")
+    )
     _breach(
         report,
-        "payment amount != bills it paid + amount to refund",
-        settled.annotate(paid=Coalesce(Subquery(applied_sum), Value(0)))
-        .exclude(amount=F("paid") + F("refund_amount"))
-        .values_list("reference", "amount", "paid", "refund_amount"),
+        "payment amount != bills it paid + amount to refund + money it gave to other bills",
+        settled.annotate(
+            paid=Coalesce(Subquery(applied_sum), Value(0)),
+            gave=Coalesce(Subquery(given_sum), Value(0)),
+        )
+        .exclude(amount=F("paid") + F("refund_amount") + F("gave"))
+        .values_list("reference", "amount", "paid", "refund_amount", "gave"),
     )
     _breach(
         report,
@@ -200,23 +220,48 @@ def integrity_check(
     )
     _breach(
         report,
-        "matched transfer that did not settle its payment for its amount",
+        "matched transfer without a settled payment",
         BankTransfer.objects.filter(status=BankTransfer.Status.MATCHED)
-        .filter(
-            Q(payment__isnull=True)
-            | ~Q(payment__status__in=SETTLED)
-            | ~Q(payment__amount=F("amount"))
-        )
+        .filter(Q(payment__isnull=True) | ~Q(payment__status__in=SETTLED))
         .values_list("external_id", "amount", "payment__reference"),
+    )
+    # Money that arrived short is matched together with the credit that made it whole; money
+    # received twice would make more than the payment's amount.
+    _breach(
+        report,
+        "transfers matched to a payment that do not bring its amount",
+        BankTransfer.objects.filter(status=BankTransfer.Status.MATCHED, payment__isnull=False)
+        .values("payment__reference", "payment__amount")
+        .annotate(brought=Sum("amount"), n=Count("id"))
+        .exclude(brought=F("payment__amount"))
+        .values_list("payment__reference", "payment__amount", "brought", "n"),
     )
     _breach(
         report,
-        "payment matched by more than one transfer",
-        BankTransfer.objects.filter(status=BankTransfer.Status.MATCHED, payment__isnull=False)
-        .values("payment__reference")
-        .annotate(n=Count("id"))
-        .filter(n__gt=1)
-        .values_list("payment__reference", "n"),
+        "payment paid with held money for another amount",
+        CreditUse.objects.values("payment__reference", "payment__amount")
+        .annotate(brought=Sum("amount"))
+        .exclude(brought=F("payment__amount"))
+        .values_list("payment__reference", "payment__amount", "brought"),
+    )
+    _breach(
+        report,
+        "transfer that gave more than it held, or applied without giving all of it",
+        CreditUse.objects.filter(transfer__isnull=False)
+        .values("transfer__external_id", "transfer__amount", "transfer__status")
+        .annotate(gave=Sum("amount"))
+        .filter(
+            Q(gave__gt=F("transfer__amount"))
+            | Q(transfer__status=BankTransfer.Status.APPLIED) & ~Q(gave=F("transfer__amount"))
+        )
+        .values_list("transfer__external_id", "transfer__amount", "gave"),
+    )
+    _breach(
+        report,
+        "applied transfer that paid no bill",
+        BankTransfer.objects.filter(status=BankTransfer.Status.APPLIED)
+        .exclude(Exists(CreditUse.objects.filter(transfer=OuterRef("pk"))))
+        .values_list("external_id", "amount"),
     )
     _breach(
         report,

@@ -33,13 +33,13 @@ from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
-from payments import references, services, states
+from payments import notes, references, services, states
 from payments.bulk import AnyOf, bulk_update_rows, insert_new, pg_array
 from payments.inbox import Applied, Claimed
-from payments.models import BankTransfer, InboundMessage, Partner, Payment
+from payments.models import BankTransfer, CreditUse, InboundMessage, Partner, Payment
 from portal.text import alnum_upper
 
 logger = logging.getLogger(__name__)
@@ -113,26 +113,23 @@ def decide_without_payment(credit: Credit, *, account: str | None = None) -> Dec
     `account` is the receiving account (settings.VIETQR_ACCOUNT unless given).
     """
     if credit.outgoing:
-        return Decision(Status.IGNORED, IGNORED, "Outgoing transfer: money left the account.")
+        return Decision(Status.IGNORED, IGNORED, notes.OUTGOING.say())
     receiving = settings.VIETQR_ACCOUNT if account is None else account
     if not _same_account(credit.account_number, receiving):
         return Decision(
             Status.UNMATCHED,
             FOREIGN_ACCOUNT,
-            f"Credited to account {credit.account_number}, not the receiving account "
-            f"{receiving}: not settled automatically.",
+            notes.FOREIGN_ACCOUNT.say(account=credit.account_number, receiving=receiving),
         )
     found = references.find_in(fold_note(credit.content))
     if not found:
-        return Decision(Status.UNMATCHED, UNMATCHED, "No valid payment reference in the note.")
+        return Decision(Status.UNMATCHED, UNMATCHED, notes.NO_REFERENCE.say())
     return found
 
 
 def _no_such_payment(found: list[str]) -> Decision:
     return Decision(
-        Status.UNMATCHED,
-        UNMATCHED,
-        f"The note names {', '.join(found)}, but no VietQR payment has this reference.",
+        Status.UNMATCHED, UNMATCHED, notes.NO_SUCH_PAYMENT.say(references=", ".join(found))
     )
 
 
@@ -150,9 +147,9 @@ def _choose(credit: Credit, found: list[str], payments: Iterable[Payment]) -> Pa
             return Decision(
                 Status.UNMATCHED,
                 UNMATCHED,
-                "The note names several payments: "
-                + ", ".join(sorted(p.reference for p in candidates))
-                + ".",
+                notes.SEVERAL_PAYMENTS.say(
+                    references=", ".join(sorted(p.reference for p in candidates))
+                ),
             )
         return chosen[0]
     return candidates[0]
@@ -167,7 +164,7 @@ def receiving_partner_id() -> int | None:
 
 # --- Applying stored messages (the transfers channel of the applier) ---------------------------
 def _duplicate_detail(pk: int, status: str, source: str) -> str:
-    return f"Already recorded as bank transfer {pk} ({status}, from {source}); applied once."
+    return notes.ALREADY_RECORDED.say(pk=pk, transfer_status=status, source=source)
 
 
 def _report(transfer_id: int, credit: Credit, message: Claimed) -> services.Report:
@@ -187,8 +184,7 @@ def _settled_twice(reference: str, credit: Credit, status: str) -> Decision:
     return Decision(
         Status.NEEDS_REFUND,
         NEEDS_REFUND,
-        f"Payment {reference} was already settled ({status}); this transfer of "
-        f"{credit.amount} VND is money received twice and must be given back.",
+        notes.SETTLED_TWICE.say(reference=reference, status=status, amount=credit.amount),
     )
 
 
@@ -196,8 +192,7 @@ def _wrong_amount(reference: str, expected: int, credit: Credit) -> Decision:
     return Decision(
         Status.WRONG_AMOUNT,
         WRONG_AMOUNT,
-        f"Payment {reference} expects {expected} VND; the transfer brought "
-        f"{credit.amount} VND. The payment is left as it was.",
+        notes.WRONG_AMOUNT.say(reference=reference, expected=expected, amount=credit.amount),
     )
 
 
@@ -208,14 +203,15 @@ def _applied(reference: str, previous: str, outcome: services.Outcome) -> Decisi
         return Decision(
             Status.NEEDS_REFUND,
             NEEDS_REFUND,
-            f"Payment {reference} was {previous} when the money arrived; give it "
-            "back or settle the bills by hand.",
+            notes.ARRIVED_AFTER.say(reference=reference, previous=previous),
         )
     late = previous in (Payment.Status.EXPIRED, Payment.Status.CANCELLED)
-    reason = f"Matched payment {reference}"
-    reason += f" after it was {previous} (late transfer)." if late else "."
+    if late:
+        reason = notes.MATCHED_LATE.say(reference=reference, previous=previous)
+    else:
+        reason = notes.MATCHED.say(reference=reference)
     if outcome == services.Outcome.NEEDS_REFUND:
-        reason += " Some of its bills were already paid: the payment carries a refund."
+        reason += " " + notes.SOME_PAID_ALREADY.say()
     return Decision(Status.MATCHED, MATCHED_LATE if late else MATCHED, reason)
 
 
@@ -278,9 +274,7 @@ def apply_credits(
         first = claimed.setdefault(key, message.pk)
         if first != message.pk:
             # The same credit twice in one batch: the first one is the transfer.
-            results[message.pk] = Applied(
-                DUPLICATE, f"The same credit as inbox message {first}; applied once."
-            )
+            results[message.pk] = Applied(DUPLICATE, notes.SAME_CREDIT.say(message=first))
             continue
         readable.append((message.pk, message.partner_id, credit))
     # Most lines of a statement need no payment (other people's credits, debits): decided
@@ -450,6 +444,8 @@ def _held_short(references: list[str]) -> dict[Any, list[_Transfer]]:
             status=Status.WRONG_AMOUNT,
             payment__method=Payment.Method.VIETQR,
         )
+        # A credit an agent applied in part to bills no longer holds its amount.
+        .exclude(Exists(CreditUse.objects.filter(transfer=OuterRef("pk"))))
         .order_by("pk")
         .values_list("pk", "message_id", "status", "source", "payment_id", "amount", "external_id")
     )
@@ -466,16 +462,12 @@ def _combined(reference: str, line: _Line, held: list[_Transfer]) -> tuple[Decis
     earlier = ", ".join(transfer.external_id for transfer in held)
     return (
         Decision(
-            Status.MATCHED,
-            MATCHED,
-            f"Matched payment {reference} together with the earlier transfer(s) {earlier}, "
-            "which together bring its exact amount.",
+            Status.MATCHED, MATCHED, notes.MADE_WHOLE.say(reference=reference, earlier=earlier)
         ),
         Decision(
             Status.MATCHED,
             MATCHED,
-            f"Matched payment {reference} together with transfer {line.credit.external_id}, "
-            "which brought the rest.",
+            notes.MADE_WHOLE_EARLIER.say(reference=reference, transfer=line.credit.external_id),
         ),
     )
 

@@ -6,6 +6,8 @@ constraints that keep the rules true even if code is wrong.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from typing import Any
 
@@ -432,6 +434,8 @@ class BankTransfer(models.Model):
         NEEDS_REFUND = "needs_refund", _("payment already settled")
         IGNORED = "ignored", _("not a credit")
         RESOLVED = "resolved", _("resolved by an agent")
+        # All of it went to a customer's bills through `CreditUse` rows (an agent's decision).
+        APPLIED = "applied", _("applied to bills by an agent")
 
     class Source(models.TextChoices):
         WEBHOOK = "webhook", _("transfer notification")
@@ -499,6 +503,57 @@ class BankTransfer(models.Model):
         return f"{self.external_id} {self.amount} {self.status}"
 
 
+class CreditUse(models.Model):
+    """Money we held that an agent put towards a customer's unpaid bills: part or all of a bank
+    transfer kept for an agent, or of what a payment owed back, and the payment it paid them
+    with (`payments.services.credit_apply`).
+
+    The ledger of held money: a transfer still holds its amount less its uses; a payment's
+    `refund_amount` is lowered by what it gave, so its amount is what its bills took, what it
+    owes back and what it gave here (`payments.integrity`).
+    """
+
+    payment = models.ForeignKey(
+        Payment,
+        on_delete=models.PROTECT,
+        related_name="credits_in",
+        verbose_name=_("payment it paid"),
+    )
+    transfer = models.ForeignKey(
+        BankTransfer,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="uses",
+        verbose_name=_("bank transfer"),
+    )
+    source = models.ForeignKey(
+        Payment,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="credits_out",
+        verbose_name=_("payment that owed it back"),
+    )
+    amount = models.BigIntegerField(_("amount (VND)"))
+    at = models.DateTimeField(_("at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("use of held money")
+        verbose_name_plural = _("uses of held money")
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="credit_use_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(transfer__isnull=False, source__isnull=True)
+                | Q(transfer__isnull=True, source__isnull=False),
+                name="credit_use_one_source",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.transfer_id or self.source_id} -> {self.payment_id} {self.amount}"
+
+
 class IdempotencyKey(models.Model):
     """A client's `Idempotency-Key`, claimed under a unique constraint with the first answer."""
 
@@ -521,6 +576,21 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope}:{self.key}"
+
+    @classmethod
+    def claim(cls, *, scope: str, key: str, fingerprint: str) -> IdempotencyKey:
+        """Claim `key` before doing the work, its answer written once done: a concurrent request
+        with the same key waits on the unique index until this transaction ends, then fails
+        with IntegrityError and answers what this one did."""
+        return cls.objects.create(
+            scope=scope, key=key, fingerprint=fingerprint, response_status=0, response_body={}
+        )
+
+    @staticmethod
+    def fingerprint_of(request: dict[str, Any]) -> str:
+        """What a request asked for, so a key reused for another request is told apart."""
+        canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class SettlementReport(models.Model):

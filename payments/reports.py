@@ -34,6 +34,10 @@ logger = logging.getLogger(__name__)
 NON_CASH_METHODS: list[str] = sorted(Payment.NON_CASH_METHODS)
 # How long a month's tally is reused (see `month_tally`).
 REPORT_CACHE_SECONDS = 600
+# A closed month (`last_closed_month` or older) barely moves, and the trend reads twelve of them:
+# their tallies are kept longer, so the trend costs a query only for a month nobody asked for.
+CLOSED_MONTH_CACHE_SECONDS = 6 * 3600
+TREND_MONTHS = 12
 CASH: str = Payment.Method.CASH.value
 
 
@@ -155,10 +159,16 @@ def report_default_period(
     """
     if not periods:
         return None
+    closed = last_closed_month(today=today)
+    return next((p for p in periods if p <= closed), periods[0])
+
+
+def last_closed_month(*, today: datetime.date | None = None) -> datetime.date:
+    """The newest billing month whose bills have had a whole month to be paid: two calendar
+    months before today's."""
     today = today or timezone.localdate()
     index = today.year * 12 + today.month - 1 - 2
-    closed = datetime.date(index // 12, index % 12 + 1, 1)
-    return next((p for p in periods if p <= closed), periods[0])
+    return datetime.date(index // 12, index % 12 + 1, 1)
 
 
 def _month_bills(period: datetime.date, area_code: str | None = None) -> QuerySet[Bill]:
@@ -229,11 +239,26 @@ def month_tally(*, period: datetime.date, fresh: bool = False) -> MonthTally:
         ),
         due_date=max(dues) if dues else None,
     )
+    closed = period <= last_closed_month()
     try:
-        cache.set(key, tally, REPORT_CACHE_SECONDS)
+        cache.set(key, tally, CLOSED_MONTH_CACHE_SECONDS if closed else REPORT_CACHE_SECONDS)
     except Exception:  # noqa: BLE001 - see above
         logger.warning("could not cache the non-cash tally of %s", period)
     return tally
+
+
+def _area_sums(tally: MonthTally) -> dict[int, dict[str, int]]:
+    """Per area id: customers billed, paid, paid without cash and in cash."""
+    sums: dict[int, dict[str, int]] = {}
+    for area_id, method, _partner, bills, paid, _amount in tally.rows:
+        row = sums.setdefault(area_id, {"billed": 0, "non_cash": 0, "cash": 0, "paid": 0})
+        row["billed"] += bills
+        row["paid"] += paid
+        if method in NON_CASH_METHODS:
+            row["non_cash"] += bills
+        elif method == CASH:
+            row["cash"] += bills
+    return sums
 
 
 def noncash_report(*, period: datetime.date, tally: MonthTally | None = None) -> NonCashReport:
@@ -244,15 +269,7 @@ def noncash_report(*, period: datetime.date, tally: MonthTally | None = None) ->
     bills that month show no rate.
     """
     tally = tally or month_tally(period=period)
-    sums: dict[int, dict[str, int]] = {}
-    for area_id, method, _partner, bills, paid, _amount in tally.rows:
-        row = sums.setdefault(area_id, {"billed": 0, "non_cash": 0, "cash": 0, "paid": 0})
-        row["billed"] += bills
-        row["paid"] += paid
-        if method in NON_CASH_METHODS:
-            row["non_cash"] += bills
-        elif method == CASH:
-            row["cash"] += bills
+    sums = _area_sums(tally)
     target = noncash_target()
     areas = []
     for area in ServiceArea.objects.order_by("code"):
@@ -285,6 +302,57 @@ def noncash_report(*, period: datetime.date, tally: MonthTally | None = None) ->
         computed_at=tally.computed_at,
         due_date=tally.due_date,
     )
+
+
+@dataclass(frozen=True)
+class TrendMonth:
+    """One month of the trend: the area's (or the province's) figures that month."""
+
+    period: datetime.date
+    row: AreaRate
+    due_date: datetime.date | None = None
+
+    @property
+    def is_open(self) -> bool:
+        """Bills not yet due: still growing, as `NonCashReport.is_open`."""
+        return self.due_date is not None and self.due_date >= timezone.localdate()
+
+
+def noncash_trend(
+    *,
+    periods: list[datetime.date],
+    period: datetime.date,
+    area_code: str | None = None,
+    months: int = TREND_MONTHS,
+) -> list[TrendMonth]:
+    """The non-cash rate of the province (or one area) in each of the last `months` billing
+    months up to `period`, oldest first; `periods` are the months there are bills for
+    (`report_periods`). Each month comes from its cached `month_tally`."""
+    chosen = sorted((p for p in periods if p <= period), reverse=True)[:months]
+    area_id = None
+    if area_code:
+        area_id = ServiceArea.objects.filter(code=area_code).values_list("id", flat=True).first()
+    target = noncash_target()
+    trend = []
+    for month in reversed(chosen):
+        tally = month_tally(period=month)
+        sums = [row for key, row in _area_sums(tally).items() if area_id in (None, key)]
+        trend.append(
+            TrendMonth(
+                period=month,
+                row=AreaRate(
+                    code=area_code or "",
+                    name="",
+                    billed=sum(row["billed"] for row in sums),
+                    non_cash=sum(row["non_cash"] for row in sums),
+                    cash=sum(row["cash"] for row in sums),
+                    paid=sum(row["paid"] for row in sums),
+                    target=target,
+                ),
+                due_date=tally.due_date,
+            )
+        )
+    return trend
 
 
 def noncash_channels(

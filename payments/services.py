@@ -23,16 +23,19 @@ from typing import Any, cast
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Field, QuerySet
+from django.db.models import F, Field, Q, QuerySet, Sum
 from django.utils import timezone
 
+from customers.console.permissions import REFUND_PAYMENT
 from customers.models import AuditEntry, Bill, Customer
 from customers.selectors import bills_cache_forget
-from payments import references, states
+from payments import notes, references, states
 from payments.bulk import AnyOf, bulk_insert_rows, bulk_update_rows, instances
 from payments.inbox import Claimed
 from payments.models import (
     BankTransfer,
+    CreditUse,
+    IdempotencyKey,
     InboundMessage,
     Partner,
     Payment,
@@ -465,6 +468,38 @@ def bill_payments_open(*, found: Sequence[str]) -> None:
     journal.write()
 
 
+def payments_holding(
+    *,
+    customer_code: str,
+    method: str,
+    bill_numbers: Sequence[str] | None = None,
+    partner_code: str | None = None,
+) -> list[Payment]:
+    """The customer's pending, unexpired payments that already hold some of these bills and
+    that `payment_start` with these arguments would not hand back (another method or bank, or
+    other bills), newest first: starting one more could see both paid. Reads only; a start that
+    `payment_start` would refuse holds nothing here (it is refused there, with its reason)."""
+    customer = Customer.objects.filter(code=customer_code, is_active=True).first()
+    if customer is None:
+        return []
+    try:
+        partner = _partner_for(method, partner_code)
+        bills = _unpaid_bills_for(customer, bill_numbers, lock=False)
+    except PaymentError:
+        return []
+    now = timezone.now()
+    holding = Payment.objects.filter(
+        customer=customer,
+        status=Status.PENDING,
+        expires_at__gt=now,
+        lines__bill__in=[bill.id for bill in bills],
+    )
+    same = _open_payment_for(customer, bills, method, partner, now)
+    if same is not None:
+        holding = holding.exclude(pk=same.pk)
+    return list(holding.distinct().order_by("-created_at"))
+
+
 # --- Settling ---------------------------------------------------------------------------------
 def payment_mark_succeeded(
     *,
@@ -499,10 +534,6 @@ def payment_mark_succeeded(
     return settled.outcome
 
 
-# How a report of each event reads on a payment's review flag.
-_REPORTED = {Event.FAIL: "failure", Event.SUCCEED: "success"}
-
-
 def _transition(payment: Payment, event: Event, *, report: Report, **detail: Any) -> Outcome:
     """Apply `event` to a locked payment as `states.step` says."""
     step = states.step(payment.status, event)
@@ -512,11 +543,11 @@ def _transition(payment: Payment, event: Event, *, report: Report, **detail: Any
     if step.verdict is Verdict.REFUSE:
         raise _refuse(payment, event)
     if step.verdict is Verdict.FLAG:
+        # Only a failure reaches here: a success for a failed payment is flagged by the settling.
         outcome = journal.flag(
             payment,
             report=report,
-            reason=f"The bank reported {_REPORTED.get(event, event)} "
-            f"({detail.get('reason', '')}) for a {payment.status} payment.",
+            reason=notes.FAILURE_FOR.say(reason=detail.get("reason", ""), status=payment.status),
         )
     elif step.verdict is Verdict.NOTE:
         journal.event(
@@ -809,6 +840,9 @@ def transfer_assign(*, transfer_id: Any, payment_id: Any, actor: Any, reason: st
     if not reason.strip():
         raise PaymentError("Say how you recognised the payment.")
     transfer = _lock_open_transfer(transfer_id)
+    if transfer.uses.exists():
+        # What is left of it is no longer its amount: apply the rest to bills, or close it.
+        raise InvalidTransition("Part of this transfer already paid bills.")
     report = Report(
         source=Source.AGENT,
         actor=actor,
@@ -824,7 +858,7 @@ def transfer_assign(*, transfer_id: Any, payment_id: Any, actor: Any, reason: st
     transfer.payment = payment
     transfer.status = BankTransfer.Status.MATCHED
     transfer.resolved_by, transfer.resolved_at = actor, timezone.now()
-    transfer.reason = f"{transfer.reason}\nMatched by an agent: {reason}".strip()
+    transfer.reason = f"{transfer.reason}\n{notes.MATCHED_BY_AGENT.say(reason=reason)}".strip()
     transfer.save(update_fields=["payment", "status", "resolved_by", "resolved_at", "reason"])
     _audit(
         actor=actor,
@@ -844,7 +878,7 @@ def transfer_resolve(*, transfer_id: Any, actor: Any, note: str) -> None:
     transfer = _lock_open_transfer(transfer_id)
     transfer.status = BankTransfer.Status.RESOLVED
     transfer.resolved_by, transfer.resolved_at = actor, timezone.now()
-    transfer.reason = f"{transfer.reason}\nResolved: {note}".strip()
+    transfer.reason = f"{transfer.reason}\n{notes.RESOLVED.say(note=note)}".strip()
     transfer.save(update_fields=["status", "resolved_by", "resolved_at", "reason"])
     AuditEntry.objects.create(
         actor=actor,
@@ -855,6 +889,348 @@ def transfer_resolve(*, transfer_id: Any, actor: Any, note: str) -> None:
         reason=note,
         detail={"amount": transfer.amount},
     )
+
+
+# --- Held money applied to a customer's bills ---------------------------------------------------
+# Transfers kept for an agent that still hold money: no readable reference, a wrong amount, money
+# for a payment that was already settled (or failed).
+HELD_TRANSFER_STATUSES = frozenset(
+    {
+        BankTransfer.Status.UNMATCHED,
+        BankTransfer.Status.WRONG_AMOUNT,
+        BankTransfer.Status.NEEDS_REFUND,
+    }
+)
+# Moving more than CREDIT_APPROVAL_ABOVE_VND of held money takes the supervisors' permission to
+# give money back: a mistake here moves one household's money onto another's bills.
+CREDIT_APPROVER = REFUND_PAYMENT
+CREDIT_IDEMPOTENCY_SCOPE = "console:credit_apply"
+
+
+class CreditNotHeld(PaymentError):
+    code, http_status = "credit_not_held", 409
+
+
+class NotEnoughCredit(PaymentError):
+    code, http_status = "not_enough_credit", 409
+
+
+class ApprovalRequired(PaymentError):
+    code, http_status = "approval_required", 403
+
+
+@dataclass(frozen=True)
+class HeldCredit:
+    """Money held for a customer: a bank transfer (`kind` "transfer") or what a payment owes
+    back ("payment"), and how much of it is still held."""
+
+    kind: str
+    pk: Any
+    reference: str  # the bank's reference of a transfer; a payment's reference
+    amount: int
+    at: datetime
+    note: str
+    method: str  # how the money came: the channel of the payment its bills are paid with
+    partner_code: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.pk}"
+
+
+@dataclass(frozen=True)
+class CreditPlan:
+    """How much of each chosen credit pays bills that come to `total`: the oldest first, the
+    last one in part when it holds more than is left to pay."""
+
+    total: int
+    uses: list[tuple[HeldCredit, int]]
+    needs_approval: bool
+
+    @property
+    def rows(self) -> list[tuple[HeldCredit, int, int]]:
+        """(credit, what it gives, what it still holds after)."""
+        return [(credit, used, credit.amount - used) for credit, used in self.uses]
+
+
+def _transfer_uses(transfer_ids: Sequence[Any]) -> dict[Any, int]:
+    rows = (
+        CreditUse.objects.filter(transfer__in=list(transfer_ids))
+        .values("transfer")
+        .annotate(used=Sum("amount"))
+        .values_list("transfer", "used")
+    )
+    return dict(rows)
+
+
+def _credits_held(
+    customer: Customer,
+    *,
+    transfer_ids: Sequence[Any] = (),
+    payment_ids: Sequence[Any] | None = None,
+    lock: bool = False,
+) -> list[HeldCredit]:
+    """The money held for this customer, oldest first: its transfers kept for an agent (and the
+    `transfer_ids` that name no payment, whose owner the agent recognised), and its payments
+    owing money back. With `payment_ids` (and `lock`) only those credits, locked in the lock
+    order: transfers, then payments, each in id order."""
+    transfers = BankTransfer.objects.filter(status__in=HELD_TRANSFER_STATUSES)
+    unclaimed = Q(pk__in=list(transfer_ids), payment__isnull=True)
+    if payment_ids is None:
+        transfers = transfers.filter(Q(payment__customer=customer) | unclaimed)
+    else:
+        transfers = transfers.filter(
+            Q(pk__in=list(transfer_ids)) & (Q(payment__customer=customer) | unclaimed)
+        )
+    owing = Payment.objects.filter(customer=customer, needs_refund=True, refund_amount__gt=0)
+    if payment_ids is not None:
+        owing = owing.filter(pk__in=list(payment_ids))
+    if lock:
+        transfers = transfers.select_for_update(of=("self",))
+        owing = owing.select_for_update(of=("self",))
+    found_transfers = list(transfers.order_by("pk"))
+    found_payments = list(owing.select_related("partner").order_by("pk"))
+    used = _transfer_uses([transfer.pk for transfer in found_transfers])
+    credits = [
+        HeldCredit(
+            "transfer",
+            transfer.pk,
+            transfer.external_id,
+            transfer.amount - used.get(transfer.pk, 0),
+            transfer.occurred_at,
+            transfer.content,
+            Payment.Method.VIETQR,
+            "",
+        )
+        for transfer in found_transfers
+    ] + [
+        HeldCredit(
+            "payment",
+            payment.pk,
+            payment.reference,
+            payment.refund_amount,
+            payment.succeeded_at or payment.created_at,
+            "",
+            payment.method,
+            payment.partner.code
+            if payment.partner and payment.method != Payment.Method.VIETQR
+            else "",
+        )
+        for payment in found_payments
+    ]
+    return sorted((c for c in credits if c.amount > 0), key=lambda c: (c.at, c.kind, str(c.pk)))
+
+
+def credits_held(*, customer: Customer, transfer_ids: Sequence[Any] = ()) -> list[HeldCredit]:
+    """The money held for this customer that an agent may apply to its unpaid bills, oldest
+    first; `transfer_ids` adds transfers that name no payment (the agent knows whose they are)."""
+    return _credits_held(customer, transfer_ids=transfer_ids)
+
+
+def transfer_held(*, transfer: BankTransfer) -> int:
+    """What a transfer kept for an agent still holds: its amount less what paid bills."""
+    return transfer.amount - _transfer_uses([transfer.pk]).get(transfer.pk, 0)
+
+
+def credit_plan(*, credits: Sequence[HeldCredit], total: int, actor: Any) -> CreditPlan:
+    """What applying these credits to bills of `total` VND would use of each; raises
+    NotEnoughCredit when together they hold less. Credits not needed are left as they are."""
+    held = sum(credit.amount for credit in credits)
+    if held < total:
+        raise NotEnoughCredit(
+            f"The chosen money holds {held} VND; the bills come to {total} VND.",
+            held=held,
+            total=total,
+        )
+    uses: list[tuple[HeldCredit, int]] = []
+    left = total
+    for credit in credits:
+        if left == 0:
+            break
+        used = min(credit.amount, left)
+        uses.append((credit, used))
+        left -= used
+    needs_approval = total > settings.CREDIT_APPROVAL_ABOVE_VND and not (
+        actor is not None and actor.has_perm(CREDIT_APPROVER)
+    )
+    return CreditPlan(total=total, uses=uses, needs_approval=needs_approval)
+
+
+def credit_apply(
+    *,
+    customer_code: str,
+    bill_numbers: Sequence[str],
+    transfer_ids: Sequence[Any] = (),
+    payment_ids: Sequence[Any] = (),
+    actor: Any,
+    reason: str,
+    key: str = "",
+) -> Payment:
+    """An agent applies money held for a customer (transfers kept for an agent, what payments
+    owe back) to the customer's unpaid bills; returns the payment that paid them. Audited.
+
+    The bills are paid the one way bills are paid: a payment recorded settled
+    (`payment_record_settled`, by the channel the money came through) for exactly their total.
+    What each credit gave is a `CreditUse`: a transfer all of whose money went to bills is
+    `applied`, a payment owes back that much less. Credits, then bills, are locked (the lock
+    order), so money is applied once and never beyond what it holds, and the bills must still
+    be unpaid. `key` (the confirmation form's) makes a repeated request return the same payment.
+
+    Raises CustomerNotFound, BillNotFound, BillAlreadyPaid, CreditNotHeld, NotEnoughCredit,
+    ApprovalRequired (above CREDIT_APPROVAL_ABOVE_VND without the supervisors' permission).
+    """
+    if not reason.strip():
+        raise PaymentError("Say why this money pays these bills.")
+    if not bill_numbers:
+        raise NothingToPay("Choose the bills to pay.")
+    fingerprint = IdempotencyKey.fingerprint_of(
+        {
+            "customer": customer_code,
+            "bills": sorted(bill_numbers),
+            "transfers": sorted(map(str, transfer_ids)),
+            "payments": sorted(map(str, payment_ids)),
+        }
+    )
+    if key:
+        done = _credit_applied(key, fingerprint)
+        if done is not None:
+            return done
+    try:
+        with transaction.atomic():
+            claim = None
+            if key:
+                claim = IdempotencyKey.claim(
+                    scope=CREDIT_IDEMPOTENCY_SCOPE, key=key, fingerprint=fingerprint
+                )
+            payment = _credit_apply(
+                customer_code, bill_numbers, transfer_ids, payment_ids, actor, reason
+            )
+            if claim is not None:
+                claim.payment, claim.response_status = payment, 200
+                claim.save(update_fields=["payment", "response_status"])
+    except IntegrityError:
+        done = _credit_applied(key, fingerprint) if key else None
+        if done is None:
+            raise
+        return done
+    return payment
+
+
+def _credit_applied(key: str, fingerprint: str) -> Payment | None:
+    claim = (
+        IdempotencyKey.objects.filter(scope=CREDIT_IDEMPOTENCY_SCOPE, key=key)
+        .select_related("payment")
+        .first()
+    )
+    if claim is None:
+        return None
+    if claim.fingerprint != fingerprint or claim.payment is None:
+        raise InvalidTransition("This confirmation was already used for other money or bills.")
+    return claim.payment
+
+
+def _credit_apply(
+    customer_code: str,
+    bill_numbers: Sequence[str],
+    transfer_ids: Sequence[Any],
+    payment_ids: Sequence[Any],
+    actor: Any,
+    reason: str,
+) -> Payment:
+    customer = Customer.objects.filter(code=customer_code, is_active=True).first()
+    if customer is None:
+        raise CustomerNotFound("No customer has this code.")
+    credits = _credits_held(customer, transfer_ids=transfer_ids, payment_ids=payment_ids, lock=True)
+    wanted = {f"transfer:{pk}" for pk in transfer_ids} | {f"payment:{pk}" for pk in payment_ids}
+    gone = wanted - {credit.key for credit in credits}
+    if gone:
+        raise CreditNotHeld(
+            "This money is no longer held for this customer: " + ", ".join(sorted(gone)),
+            credits=sorted(gone),
+        )
+    # Read without a lock to decide; payment_record_settled locks the bills and checks again.
+    bills = _unpaid_bills_for(customer, bill_numbers, lock=False)
+    total = sum(bill.amount for bill in bills)
+    plan = credit_plan(credits=credits, total=total, actor=actor)
+    if plan.needs_approval:
+        raise ApprovalRequired(
+            f"Applying more than {settings.CREDIT_APPROVAL_ABOVE_VND} VND needs a supervisor.",
+            total=total,
+        )
+    # The bills are paid by the channel most of the money came through (the reports count a
+    # bill by how the household paid it).
+    largest = max(plan.uses, key=lambda use: use[1])[0]
+    # What each credit gave, by its reference (a transfer's bank reference, a payment's).
+    given = {credit.reference: used for credit, used in plan.uses}
+    payment = payment_record_settled(
+        customer_code=customer.code,
+        method=largest.method,
+        partner_code=largest.partner_code,
+        bill_numbers=[bill.number for bill in bills],
+        amount=total,
+        report=Report(
+            source=Source.AGENT, actor=actor, detail={"held_money": given, "reason": reason}
+        ),
+    )
+    now = timezone.now()
+    CreditUse.objects.bulk_create(
+        [
+            CreditUse(
+                payment=payment,
+                transfer_id=credit.pk if credit.kind == "transfer" else None,
+                source_id=credit.pk if credit.kind == "payment" else None,
+                amount=used,
+                at=now,
+            )
+            for credit, used in plan.uses
+        ]
+    )
+    _credits_give(plan, payment, actor=actor, now=now)
+    _audit(
+        actor=actor,
+        action="credit_apply",
+        payment=payment,
+        reason=reason,
+        detail={
+            "amount": total,
+            "bills": [bill.number for bill in bills],
+            "held_money": given,
+        },
+    )
+    return payment
+
+
+def _credits_give(plan: CreditPlan, payment: Payment, *, actor: Any, now: datetime) -> None:
+    """What each credit gave to `payment`, written on it: a transfer whose money is all used is
+    `applied`; a payment owes back that much less (and no longer needs a refund at nothing)."""
+    journal = Journal(now=now)
+    for credit, used in plan.uses:
+        if credit.kind == "transfer":
+            transfer = BankTransfer.objects.get(pk=credit.pk)
+            left = credit.amount - used
+            note = notes.CREDIT_USED.say(used=used, reference=payment.reference)
+            if left:
+                note += " " + notes.CREDIT_LEFT.say(left=left)
+            transfer.reason = f"{transfer.reason}\n{note}".strip()
+            fields = ["reason"]
+            if not left:
+                transfer.status = BankTransfer.Status.APPLIED
+                transfer.resolved_by, transfer.resolved_at = actor, now
+                fields += ["status", "resolved_by", "resolved_at"]
+            transfer.save(update_fields=fields)
+            continue
+        source = Payment.objects.get(pk=credit.pk)
+        source.refund_amount -= used
+        source.needs_refund = source.refund_amount > 0
+        journal.changed(source)
+        journal.event(
+            source,
+            report=Report(source=Source.AGENT, actor=actor),
+            from_status=source.status,
+            to_status=source.status,
+            detail={"applied_to": payment.reference, "amount": used},
+        )
+    journal.write()
 
 
 # --- Settling many payments at once -------------------------------------------------------------
@@ -976,7 +1352,7 @@ def _settle_many(settlements: Sequence[Settlement], locked: Mapping[Any, Payment
                 outcome = batch.journal.flag(
                     payment,
                     report=settlement.report,
-                    reason=f"A second bank transaction {txn} reported success.",
+                    reason=notes.SECOND_TRANSACTION.say(txn=txn),
                     detail={"provider_txn_id": txn},
                 )
             else:
@@ -985,7 +1361,7 @@ def _settle_many(settlements: Sequence[Settlement], locked: Mapping[Any, Payment
             outcome = batch.journal.flag(
                 payment,
                 report=settlement.report,
-                reason=f"The bank reported success for a {previous} payment.",
+                reason=notes.SUCCESS_FOR.say(previous=previous),
                 detail={"provider_txn_id": txn, "amount": settlement.amount},
             )
         elif step.verdict is Verdict.MOVE:

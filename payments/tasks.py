@@ -89,13 +89,17 @@ def reconcile_dropped_statements() -> int:
 
 @shared_task
 def warm_noncash_dashboard() -> str:
-    """Compute the dashboard's month ahead of the managers, so nobody waits for a cold page."""
+    """Compute the dashboard's month and its twelve-month trend ahead of the managers, so nobody
+    waits for a cold page."""
     from payments import reports
 
-    period = reports.report_default_period(reports.report_periods())
+    periods = reports.report_periods()
+    period = reports.report_default_period(periods)
     if period is None:
         return ""
     reports.month_tally(period=period, fresh=True)
+    # The trend's months (the newest twelve): each computed only when its cached tally is gone.
+    reports.noncash_trend(periods=periods, period=periods[0])
     return period.isoformat()
 
 

@@ -333,6 +333,10 @@ PAYMENT_TTL = timedelta(minutes=env.int("PAYMENT_TTL_MINUTES", default=15))
 # came from within this many working days: what the household is told, on the page and in the
 # receipt.
 REFUND_WORKING_DAYS = env.int("REFUND_WORKING_DAYS", default=7)
+# Held money (a transfer kept for an agent, what a payment owes back) that an agent applies to a
+# customer's bills: above this many VND it takes a supervisor (the refund permission), since a
+# mistake moves one household's money onto another's bills.
+CREDIT_APPROVAL_ABOVE_VND = env.int("CREDIT_APPROVAL_ABOVE_VND", default=2_000_000)
 # When to ask a gateway about a pending redirect payment whose IPN has not come: 1, 2, 5 and 15
 # minutes after it started, then every 15 minutes until expiry plus the grace period.
 GATEWAY_POLL_SCHEDULE = [

@@ -1,4 +1,5 @@
-"""Console forms: sign-in, the reason every action asks for, cash at the counter, the month."""
+"""Console forms: sign-in, the reason every action asks for, cash at the counter, held money
+applied to bills, the month."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.utils.translation import gettext_lazy as _
 
 from customers.models import Bill
-from portal.templatetags.portal_format import format_vnd, period
+from payments.services import HeldCredit
+from portal.templatetags.portal_format import dmy, format_vnd, period
 
 REASON_MAX_LENGTH = 1000
 
@@ -71,16 +73,73 @@ class CashForm(forms.Form):
         self.unpaid = {bill.number: bill for bill in unpaid}
         bills_field = self.fields["bills"]
         assert isinstance(bills_field, forms.MultipleChoiceField)  # noqa: S101 - for mypy
-        bills_field.choices = [
-            (bill.number, f"{period(bill.period)} · {bill.number} · {format_vnd(bill.amount)}")
-            for bill in unpaid
-        ]
+        bills_field.choices = [(bill.number, _bill_label(bill)) for bill in unpaid]
 
     def chosen_bills(self) -> list[Bill]:
         return sorted(
             (self.unpaid[number] for number in self.cleaned_data["bills"]),
             key=lambda bill: bill.period,
         )
+
+
+class CreditForm(forms.Form):
+    """Which held money pays which unpaid bills of a customer, and why (for the audit log)."""
+
+    credits = forms.MultipleChoiceField(
+        label=_("Money to apply"),
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={"required": _("Choose the money to apply.")},
+    )
+    bills = forms.MultipleChoiceField(
+        label=_("Bills to pay"),
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={"required": _("Choose at least one bill.")},
+    )
+    reason = forms.CharField(
+        label=_("Why this money pays these bills"),
+        max_length=REASON_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text=_("Written to the audit log with your name and the time."),
+    )
+
+    def __init__(
+        self, *args: Any, credits: list[HeldCredit], unpaid: list[Bill], **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.held = {credit.key: credit for credit in credits}
+        self.unpaid = {bill.number: bill for bill in unpaid}
+        for name, choices in (
+            ("credits", [(credit.key, credit_label(credit)) for credit in credits]),
+            ("bills", [(bill.number, _bill_label(bill)) for bill in unpaid]),
+        ):
+            field = self.fields[name]
+            assert isinstance(field, forms.MultipleChoiceField)  # noqa: S101 - for mypy
+            field.choices = choices
+
+    def chosen_credits(self) -> list[HeldCredit]:
+        # In the order they are offered (oldest first): the order the service uses them in.
+        return [credit for key, credit in self.held.items() if key in self.cleaned_data["credits"]]
+
+    def chosen_bills(self) -> list[Bill]:
+        return sorted(
+            (self.unpaid[number] for number in self.cleaned_data["bills"]),
+            key=lambda bill: bill.period,
+        )
+
+
+def credit_label(credit: HeldCredit) -> str:
+    kind = (
+        _("Bank transfer %(reference)s")
+        if credit.kind == "transfer"
+        else _("To give back from payment %(reference)s")
+    )
+    return (
+        f"{kind % {'reference': credit.reference}} · {dmy(credit.at)} · {format_vnd(credit.amount)}"
+    )
+
+
+def _bill_label(bill: Bill) -> str:
+    return f"{period(bill.period)} · {bill.number} · {format_vnd(bill.amount)}"
 
 
 def parse_month(raw: str | None) -> datetime.date | None:

@@ -13,6 +13,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("customers/", pages.search, name="search"),
     path("customers/<str:code>/", pages.customer, name="customer"),
     path("customers/<str:code>/cash/", actions.cash, name="cash"),
+    path("customers/<str:code>/held-money/", actions.credit_apply, name="credit-apply"),
     path("payments/<uuid:payment_id>/receipt/", pages.payment_receipt, name="receipt"),
     path("payments/<uuid:payment_id>/recheck/", actions.payment_recheck, name="payment-recheck"),
     path(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
@@ -75,11 +74,6 @@ def _validated_input(request: Request) -> dict[str, Any]:
     )
 
 
-def _fingerprint(data: dict[str, Any]) -> str:
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 class PaymentListCreateView(APIView):
     # The lookup budget: an answer here also tells whether a customer code exists, and every
     # payment started costs status checks at the bank.
@@ -141,7 +135,7 @@ class PaymentListCreateView(APIView):
         key = request.headers.get("Idempotency-Key", "").strip()
         if len(key) > 255:
             raise ApiError("invalid_idempotency_key", _("Idempotency-Key is too long."))
-        fingerprint = _fingerprint(data)
+        fingerprint = IdempotencyKey.fingerprint_of(data)
         if key:
             replay = _replay(key, fingerprint)
             if replay is not None:
@@ -150,14 +144,8 @@ class PaymentListCreateView(APIView):
             with transaction.atomic():
                 claim = None
                 if key:
-                    # Claimed first: a concurrent request with the same key waits here on the
-                    # unique index until this transaction ends, then replays our answer.
-                    claim = IdempotencyKey.objects.create(
-                        scope=IDEMPOTENCY_SCOPE,
-                        key=key,
-                        fingerprint=fingerprint,
-                        response_status=0,
-                        response_body={},
+                    claim = IdempotencyKey.claim(
+                        scope=IDEMPOTENCY_SCOPE, key=key, fingerprint=fingerprint
                     )
                 started = services.payment_start(
                     customer_code=data["customer_code"],

@@ -23,7 +23,7 @@ from payments.channels.vnpay import gateway
 from payments.models import Partner, Payment
 from portal.ratelimit import client_address, lookup_hit
 from portal.views import errors
-from portal.views.in_progress import remember_open_payment
+from portal.views.in_progress import open_payment, remember_open_payment
 
 _START_ERRORS = {
     "customer_not_found": gettext_lazy("No customer has this code."),
@@ -71,6 +71,15 @@ def start(request: HttpRequest) -> HttpResponse:
         messages.error(request, _("Please choose how to pay."))
         return redirect("bills", code=code)
     bill_numbers = [number for number in request.POST.getlist("bills") if number] or None
+    if request.POST.get("anyway") != "1":
+        holding = services.payments_holding(
+            customer_code=code,
+            method=method,
+            bill_numbers=bill_numbers,
+            partner_code=partner_code or None,
+        )
+        if holding:
+            return _held_warning(request, code, holding, method, partner_code)
     try:
         payment = services.payment_start(
             customer_code=code,
@@ -92,6 +101,28 @@ def start(request: HttpRequest) -> HttpResponse:
         messages.error(request, str(_START_ERRORS["invalid_partner"]))
         return redirect("bills", code=code)
     return remember_open_payment(redirect("pay", payment_id=payment.id), payment)
+
+
+def _held_warning(
+    request: HttpRequest, code: str, holding: list[Payment], method: str, partner_code: str
+) -> HttpResponse:
+    """Another way to pay bills a payment in progress holds: said first, with the way on. Only
+    the browser that started that payment is shown it and offered to continue or cancel it;
+    anyone else is told only that one is waiting (`in_progress`, as on the bills page)."""
+    mine = open_payment(request, code)
+    partner = Partner.objects.filter(code=partner_code).first() if partner_code else None
+    return render(
+        request,
+        "pay/held.html",
+        {
+            "code": code,
+            "mine": mine if mine and mine.pk in {payment.pk for payment in holding} else None,
+            "started_at": holding[0].created_at,
+            "chosen_method": request.POST.get("method", ""),
+            "chosen_bank": partner.name if partner else "",
+            "bills": request.POST.getlist("bills"),
+        },
+    )
 
 
 @never_cache

@@ -21,7 +21,7 @@ from payments import services
 from payments.models import BankTransfer, InboundMessage, Partner
 from tests.conftest import DESKTOP, axe_violations, screenshot
 from tests.console import factories
-from tests.factories import BillFactory, CustomerFactory, staff_user
+from tests.factories import BillFactory, CustomerFactory, customer_with_bills, staff_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -79,7 +79,8 @@ def showcase_customer() -> Customer:
 def work_in_the_queues() -> None:
     factories.transfer(amount=412_000, content="IBFT TIEN DIEN THANG 10 NHA ONG TUAN")
     factories.transfer(amount=99_000, status=BankTransfer.Status.WRONG_AMOUNT)
-    factories.payment_needing_refund()
+    # A code the seeded province never gives (the factory's numbering may, after other tests).
+    factories.payment_needing_refund(customer_with_bills(unpaid=1, code="PA14HT9000999")[0])
 
 
 @pytest.fixture
@@ -148,12 +149,85 @@ def test_an_agent_and_a_manager_work_through_the_console(page, live_server, prov
         "Khách hàng thanh toán không dùng tiền mặt"
     )
     expect(
-        page.get_by_role("img", name=re.compile("Tỷ lệ thanh toán không dùng tiền mặt"))
+        page.get_by_role("img", name=re.compile("Tỷ lệ thanh toán không dùng tiền mặt theo đơn vị"))
     ).to_be_visible()
     expect(page.locator(".rate-chart rect")).to_have_count(13)  # 12 areas and the province
+    # The trend: one column per billing month there is (three in the seeded province).
+    expect(
+        page.get_by_role("img", name=re.compile("không dùng tiền mặt 12 tháng gần nhất: toàn tỉnh"))
+    ).to_be_visible()
+    expect(page.locator(".trend-chart rect")).to_have_count(3)
+    page.get_by_label("Xu hướng và kênh thanh toán của").select_option(label="Điện lực Hồng Lĩnh")
+    page.get_by_role("button", name="Xem").click()
+    expect(
+        page.get_by_role("heading", name="12 tháng gần nhất: Điện lực Hồng Lĩnh")
+    ).to_be_visible()
     assert_accessible(page)
     screenshot(page, "console-dashboard")
 
     page.get_by_role("link", name="English").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Customers paying without cash")
+    assert_accessible(page)
+
+
+def test_an_agent_puts_two_short_transfers_onto_a_bill(page, live_server, settings):
+    """A household sent 300.000 of a 452.160 bill with the payment's reference, then the rest
+    with a note nobody could read. The agent finds the second transfer in its queue, recognises
+    the customer, and pays the bill with both."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    staff_user("agent", username="gdv.tran")
+    customer = CustomerFactory(code="PA14HT9000456", name="Trần Thị Bình")
+    bill = BillFactory(customer=customer, amount=452_160)
+    started = factories.vietqr_payment(customer)
+    first = factories.transfer(
+        amount=300_000,
+        content=f"TIEN DIEN {started.reference}",
+        status=BankTransfer.Status.WRONG_AMOUNT,
+    )
+    BankTransfer.objects.filter(pk=first.pk).update(payment=started)
+    factories.transfer(amount=152_160, content="CK PHAN CON LAI TIEN DIEN THANG 11")
+    page.set_viewport_size(DESKTOP)
+    sign_in(page, live_server.url, "gdv.tran")
+
+    page.get_by_role("link", name=re.compile("Chuyển khoản chưa đối soát được")).click()
+    page.get_by_role("link", name=re.compile("Mở")).first.click()
+    page.get_by_label("Mã giao dịch hoặc mã khách hàng").fill(customer.code)
+    page.get_by_role("button", name="Tra cứu").click()
+    page.get_by_role("link", name=re.compile("Dùng khoản tiền này trả hóa đơn")).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(
+        "Dùng tiền đang giữ để trả hóa đơn chưa thanh toán"
+    )
+    page.get_by_label(re.compile("Chuyển khoản FT")).first.check()
+    page.get_by_label(re.compile("Chuyển khoản FT")).last.check()
+    page.get_by_label("Lý do dùng khoản tiền này trả các hóa đơn").fill(
+        "Chủ hộ gọi điện: chuyển hai lần cho hóa đơn tháng này"
+    )
+    assert_accessible(page)
+    page.get_by_role("button", name="Tiếp tục").click()
+
+    expect(page.get_by_role("heading", level=1)).to_have_text(
+        "Xác nhận dùng tiền đang giữ trả hóa đơn"
+    )
+    expect(page.get_by_role("table").last).to_contain_text("152.160")
+    assert_accessible(page)
+    screenshot(page, "console-held-money")
+    page.get_by_role("button", name=re.compile("Trả hóa đơn bằng tiền đang giữ")).click()
+
+    expect(page.get_by_role("heading", level=1)).to_contain_text(customer.name)
+    expect(page.get_by_text("Đã dùng tiền đang giữ để trả hóa đơn: giao dịch")).to_be_visible()
+    assert_accessible(page)
+    bill.refresh_from_db()
+    assert bill.status == Bill.Status.PAID
+    assert not BankTransfer.objects.exclude(status=BankTransfer.Status.APPLIED).exists()
+
+    # What happened reads in Vietnamese: the states, the event's details, the transfer's note.
+    article = page.locator(f"#p-{bill.paid_by.reference}")
+    article.locator("details.timeline").evaluate("d => d.open = true")
+    expect(article).to_contain_text("đang chờ → thành công")
+    expect(article).to_contain_text(f"Tiền đang giữ đã dùng: {first.external_id}: 300.000 ₫")
+    page.goto(f"{live_server.url}/console/transfers/{first.pk}/")
+    expect(page.locator(".facts")).to_contain_text(
+        "Nhân viên đã dùng 300.000 đồng để trả hóa đơn qua giao dịch"
+    )
+    expect(page.locator(".facts")).to_contain_text("nhân viên đã dùng để trả hóa đơn")
     assert_accessible(page)

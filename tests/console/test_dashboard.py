@@ -223,7 +223,8 @@ def test_the_dashboard_page_shows_the_numbers_chart_and_drill_down(month, superv
     assert "chỉ tiêu 80 %" in text
     assert "<svg" in text and 'role="img"' in text and 'class="target"' in text
     # SVG coordinates are never written with a decimal comma.
-    svg = text[text.index("<svg") : text.index("</svg>")]
+    start = text.index("<svg", text.index('id="chart-heading"'))  # the areas, after the trend
+    svg = text[start : text.index("</svg>", start)]
     assert 'width="258' in svg and ",5" not in svg.split("<desc")[0]
     assert "Kênh và đối tác thanh toán: toàn tỉnh" in text
     assert "Agribank" in text and "Thu ngân viên tại nhà" in text
@@ -291,3 +292,95 @@ def test_a_month_not_yet_due_is_marked_so_and_not_measured_against_the_target(
     Bill.objects.filter(period=OCT).update(due_date=due)
     page = finance_client.get(reverse("console:dashboard"), {"month": "2026-10"}).content.decode()
     assert "chưa đến hạn thanh toán" not in page
+
+
+# --- The trend over the last twelve months --------------------------------------------------------
+def _months_before(period: datetime.date, count: int) -> datetime.date:
+    index = period.year * 12 + period.month - 1 - count
+    return datetime.date(index // 12, index % 12 + 1, 1)
+
+
+@pytest.fixture
+def year(month):
+    """One more Hà Tĩnh household, billed from August 2025 to August 2026 and paying by VietQR:
+    fifteen months of bills in all, so the trend must leave the oldest three out."""
+    household = customer_in(area("PA14HT", "Điện lực Thành phố Hà Tĩnh"), name="Lý Văn Mười Ba")
+    for back in range(2, 15):
+        paid(billed(household, _months_before(OCT, back)), method="vietqr", partner="VCB")
+    return month
+
+
+def test_the_trend_gives_the_rate_of_each_of_the_last_twelve_months(year):
+    periods = reports.report_periods()
+    assert len(periods) == 15
+    trend = reports.noncash_trend(periods=periods, period=OCT)
+    assert [m.period for m in trend] == [_months_before(OCT, back) for back in range(11, -1, -1)]
+    rates = [m.row.rate for m in trend]
+    assert rates == [100.0] * 10 + [0.0, 54.55]  # September: c6 in cash, c10 unpaid
+    assert (trend[-1].row.billed, trend[-1].row.non_cash) == (11, 6)
+    # One area: Hồng Lĩnh had nobody billed until September.
+    hong_linh = reports.noncash_trend(periods=periods, period=OCT, area_code="PA14HL")
+    assert [m.row.rate for m in hong_linh] == [None] * 10 + [0.0, 60.0]
+    # Up to an earlier month: the twelve months before it.
+    earlier = reports.noncash_trend(periods=periods, period=SEP)
+    assert earlier[0].period == _months_before(OCT, 12) and earlier[-1].period == SEP
+
+
+def test_the_trend_reads_each_month_from_its_cached_tally(year):
+    periods = reports.report_periods()
+    cache.clear()
+    with CaptureQueriesContext(connection) as cold:
+        reports.noncash_trend(periods=periods, period=OCT)
+    assert sum("customers_bill" in q["sql"] for q in cold) == 12
+    with CaptureQueriesContext(connection) as warm:
+        reports.noncash_trend(periods=periods, period=OCT)
+    assert not any("customers_bill" in q["sql"] for q in warm)
+
+
+def test_the_beat_task_warms_the_trend(year):
+    from payments import tasks
+
+    periods = reports.report_periods()
+    cache.clear()
+    tasks.warm_noncash_dashboard()
+    with CaptureQueriesContext(connection) as captured:
+        reports.noncash_trend(periods=periods, period=OCT)
+    assert not any("customers_bill" in q["sql"] for q in captured)
+
+
+def test_the_trend_chart_draws_a_column_per_month_and_marks_the_open_one(year):
+    from django.utils import timezone
+
+    from customers.console.charts import TREND_PLOT_HEIGHT, trend_chart
+
+    Bill.objects.filter(period=OCT).update(
+        due_date=timezone.localdate() + datetime.timedelta(days=3)
+    )
+    cache.clear()
+    trend = reports.noncash_trend(periods=reports.report_periods(), period=OCT)
+    chart = trend_chart(trend, target=80.0, current=SEP)
+    assert len(chart.columns) == 12
+    first, september, october = chart.columns[0], chart.columns[-2], chart.columns[-1]
+    assert first.height == TREND_PLOT_HEIGHT and first.css == "bar-ok"
+    assert first.month == "11/2025" and first.value == "100,00 %"
+    assert september.height == 0 and september.current and september.css == "bar-low"
+    assert october.css == "bar-open" and not october.current and chart.has_open
+    assert october.height == pytest.approx(0.5455 * TREND_PLOT_HEIGHT, abs=0.2)
+    assert chart.target_y == pytest.approx(chart.plot_bottom - 0.8 * TREND_PLOT_HEIGHT, abs=0.1)
+    assert (chart.first_month, chart.last_month) == ("11/2025", "10/2026")
+
+
+def test_the_dashboard_shows_the_trend_of_the_province_or_the_chosen_area(year, finance_client):
+    url = reverse("console:dashboard")
+    page = finance_client.get(url, {"month": "2026-10"}).content.decode()
+    assert "12 tháng gần nhất: toàn tỉnh" in page
+    trend_svg = page[
+        page.index('class="trend-chart"') : page.index("</svg>", page.index('class="trend-chart"'))
+    ]
+    assert trend_svg.count("<rect") == 12 and "11/2025" in trend_svg and "10/2026" in trend_svg
+    assert ",5" not in trend_svg.split("<desc")[0]  # coordinates never with a decimal comma
+    assert 'href="?month=2025-11"' in page  # each month of the table opens that month
+    area_page = finance_client.get(url, {"month": "2026-10", "area": "PA14HL"}).content.decode()
+    assert "12 tháng gần nhất: Điện lực Hồng Lĩnh" in area_page
+    english = finance_client.get(url, {"month": "2026-10", "lang": "en"}).content.decode()
+    assert "The last 12 months: whole province" in english

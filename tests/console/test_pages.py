@@ -65,8 +65,10 @@ def test_the_customer_page_shows_details_bills_payments_timelines_and_raw_messag
     # Every payment and attempt, with its timeline and the message behind it.
     assert payment.reference in text and failed.reference in text
     assert "2 giao dịch và lần thanh toán" in text
-    assert "created → pending" in text and "pending → succeeded" in text
-    assert "pending → cancelled" in text
+    # States by their Vietnamese names, the details of an event in words.
+    assert "mới tạo → đang chờ" in text and "đang chờ → thành công" in text
+    assert "đang chờ → đã hủy" in text
+    assert "Mã giao dịch ngân hàng: 14422574" in text
     assert "thông báo của ngân hàng (IPN)" in text
     assert f'href="#m-{message.id}"' in text and f'id="m-{message.id}"' in text
     assert "14422574" in text and "sandbox-bank/1.0" in text
@@ -173,3 +175,34 @@ def test_a_settled_transfer_is_shown_without_actions(supervisor_client):
     text = supervisor_client.get(reverse("console:transfer", args=[transfer.id])).content.decode()
     assert transfer.external_id in text
     assert reverse("console:transfer-resolve", args=[transfer.id]) not in text
+
+
+def test_what_the_system_noted_is_read_in_vietnamese(agent_client, supervisor_client):
+    """A transfer's reason, a payment's review flag and a message's outcome are stored in
+    English; agents read them in Vietnamese, amounts and states included."""
+    from payments import notes
+
+    customer, _ = customer_with_bills(unpaid=1, amounts=[452_160])
+    payment = factories.vietqr_payment(customer)
+    short = factories.transfer(amount=100_000, status=BankTransfer.Status.WRONG_AMOUNT)
+    BankTransfer.objects.filter(pk=short.pk).update(
+        payment=payment,
+        reason=notes.WRONG_AMOUNT.say(
+            reference=payment.reference, expected=452_160, amount=100_000
+        ),
+    )
+    page = agent_client.get(reverse("console:transfer", args=[short.pk])).content.decode()
+    assert f"Giao dịch {payment.reference} cần 452.160 đồng" in page
+    assert "expects" not in page
+
+    settled = factories.succeeded_payment()
+    services.payment_mark_failed(
+        payment_id=settled.id, report=services.Report(source=services.Source.QUERY), reason="24"
+    )
+    page = supervisor_client.get(
+        reverse("console:customer", args=[settled.customer.code])
+    ).content.decode()
+    assert "Ngân hàng báo thất bại (24) cho một giao dịch ở trạng thái thành công." in page
+    assert "Cần kiểm tra: Ngân hàng báo thất bại" in page  # the event's detail, in words
+    queue = supervisor_client.get(reverse("console:queue", args=["needs-review"])).content.decode()
+    assert "Ngân hàng báo thất bại (24)" in queue

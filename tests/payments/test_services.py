@@ -315,3 +315,31 @@ def test_a_second_start_of_the_same_bills_and_method_returns_the_open_payment():
     assert first.created and not again.created
     assert again.payment.id == first.payment.id
     assert Payment.objects.count() == 1
+
+
+def test_payments_holding_names_the_open_payments_another_start_would_not_take_up():
+    customer, bills = customer_with_bills(unpaid=2)
+    older = _start(customer, bill_numbers=[bills[0].number])
+    whole = _start(customer)
+
+    def holding(method="vietqr", partner=None, numbers=None):
+        return services.payments_holding(
+            customer_code=customer.code,
+            method=method,
+            partner_code=partner,
+            bill_numbers=numbers,
+        )
+
+    # By the bank's page: both hold some of the bills, newest first.
+    assert holding("redirect", "SANDBOX") == [whole, older]
+    # By VietQR for all: `whole` would be handed back; `older` still holds the first bill.
+    assert holding() == [older]
+    assert holding(numbers=[bills[1].number]) == [whole]
+    services.payment_cancel(payment_id=older.pk, report=IPN)
+    Payment.objects.filter(pk=whole.pk).update(
+        expires_at=timezone.now() - datetime.timedelta(seconds=1)
+    )
+    assert holding("redirect", "SANDBOX") == []
+    # A start the service would refuse holds nothing here: it is refused there.
+    assert holding("redirect", "NOSUCHBANK") == []
+    assert services.payments_holding(customer_code="PA00NOSUCH0001", method="vietqr") == []

@@ -63,3 +63,58 @@ def test_a_tampered_cookie_is_ignored(client):
     payment = _start(client, customer.code)
     client.cookies["open_payment"] = f"{customer.code}:{payment.pk}"  # unsigned
     assert BANNER not in client.get(f"/bills/{customer.code}/").content.decode()
+
+
+# --- Another way to pay bills a payment in progress holds ---------------------------------------
+WARNING = "Các hóa đơn này đang có một giao dịch chờ thanh toán"
+
+
+def _by_bank(client: Client, code: str, **extra: str):
+    return client.post(
+        "/pay/start/", {"customer_code": code, "method": "redirect:SANDBOX", **extra}
+    )
+
+
+def test_choosing_another_way_for_bills_in_progress_warns_first(client):
+    customer, _ = factories.customer_with_bills(unpaid=1)
+    payment = _start(client, customer.code)
+
+    warned = _by_bank(client, customer.code)
+    assert warned.status_code == 200
+    page = warned.content.decode()
+    assert WARNING in page and payment.reference in page
+    assert "xin đừng thanh toán lại" in page
+    assert f'href="/pay/{payment.pk}/"' in page  # continue it
+    assert f'action="/pay/{payment.pk}/cancel/"' in page  # or cancel it, after the warning
+    assert 'name="anyway" value="1"' in page and "Vẫn thanh toán qua" in page
+    assert Payment.objects.filter(customer=customer).count() == 1
+
+    # Going on anyway starts the other payment, at the bank.
+    went_on = _by_bank(client, customer.code, anyway="1")
+    assert went_on.status_code == 302 and "/sandbox/" in went_on["Location"]
+    assert Payment.objects.filter(customer=customer, status="pending").count() == 2
+
+
+def test_someone_else_is_warned_without_the_payment_itself(client):
+    customer, _ = factories.customer_with_bills(unpaid=1)
+    payment = _start(client, customer.code)
+    page = _by_bank(Client(), customer.code).content.decode()
+    assert WARNING in page and "thiết bị khác" in page
+    assert payment.reference not in page and str(payment.pk) not in page
+
+
+def test_no_warning_once_it_is_cancelled_nor_for_the_same_way_again(client):
+    customer, _ = factories.customer_with_bills(unpaid=1)
+    payment = _start(client, customer.code)
+    assert _start(client, customer.code) == payment  # the same way: handed back, no warning
+    client.post(f"/pay/{payment.pk}/cancel/")
+    assert _by_bank(client, customer.code).status_code == 302
+
+
+def test_the_warning_speaks_english_second(client):
+    customer, _ = factories.customer_with_bills(unpaid=1)
+    _start(client, customer.code)
+    client.get("/?lang=en")
+    page = _by_bank(client, customer.code).content.decode()
+    assert "A payment is in progress for these bills" in page
+    assert "Pay through" in page and "anyway" in page

@@ -4,20 +4,29 @@ that calls one service (payments.services or customers.services), which writes t
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods
 
 from customers import services as console_services
 from customers.console import selectors
-from customers.console.forms import CASH_CHANNELS, CashForm, ReasonForm
+from customers.console.forms import (
+    CASH_CHANNELS,
+    REASON_MAX_LENGTH,
+    CashForm,
+    CreditForm,
+    ReasonForm,
+)
 from customers.console.permissions import (
     ASSIGN_TRANSFER,
     RECHECK_PAYMENT,
@@ -59,6 +68,16 @@ ERRORS = {
     ),
     "receipt_failed": gettext_lazy(
         "The receipt could not be sent. The attempt is in the audit log; try again later."
+    ),
+    "credit_not_held": gettext_lazy(
+        "Some of this money is no longer held for this customer (applied or closed meanwhile). "
+        "Nothing was recorded; choose again."
+    ),
+    "not_enough_credit": gettext_lazy(
+        "The money chosen is less than the bills. Choose fewer bills or more money."
+    ),
+    "approval_required": gettext_lazy(
+        "This amount needs a supervisor: ask one to apply the money. Nothing was recorded."
     ),
 }
 
@@ -230,6 +249,103 @@ def cash(request: HttpRequest, code: str) -> HttpResponse:
         return redirect("console:cash", code=customer.code)
     messages.success(request, _("Cash payment recorded. Print the receipt for the customer."))
     return redirect("console:receipt", payment_id=payment.id)
+
+
+# --- Held money applied to bills ----------------------------------------------------------------
+def _extra_transfer(raw: str | None) -> list[int]:
+    """A transfer that names no payment, brought from its page: the agent knows whose it is."""
+    return [int(raw)] if raw and raw.isdigit() and len(raw) < 19 else []
+
+
+@require_http_methods(["GET", "POST"])
+@staff_required(VIEW_CUSTOMER, ASSIGN_TRANSFER)
+def credit_apply(request: HttpRequest, code: str) -> HttpResponse:
+    """Like cash, in steps: choose money and bills (GET, then POST `step=review`), see what
+    each credit gives and confirm (POST `step=confirm`). Only the confirmation applies it."""
+    customer = console_services.customer_get_for_staff(code=code)
+    if customer is None:
+        raise Http404
+    extra = _extra_transfer(request.GET.get("transfer") or request.POST.get("transfer"))
+    if request.method == "POST" and request.POST.get("step") == "confirm":
+        return _credit_confirm(request, customer.code, extra)
+    held = payment_services.credits_held(customer=customer, transfer_ids=extra)
+    unpaid = list(customer.bills.filter(status=Bill.Status.UNPAID).order_by("period"))
+    context: dict[str, Any] = {"customer": customer, "extra": extra[0] if extra else ""}
+    if request.method == "GET":
+        chosen = [f"transfer:{extra[0]}"] if extra else [credit.key for credit in held]
+        form = CreditForm(
+            credits=held,
+            unpaid=unpaid,
+            initial={"credits": chosen, "bills": [bill.number for bill in unpaid[:1]]},
+        )
+        return render(request, "console/credit_apply.html", {**context, "form": form})
+    form = CreditForm(request.POST, credits=held, unpaid=unpaid)
+    plan = None
+    if form.is_valid():
+        bills = form.chosen_bills()
+        try:
+            plan = payment_services.credit_plan(
+                credits=form.chosen_credits(),
+                total=sum(bill.amount for bill in bills),
+                actor=request.user,
+            )
+        except payment_services.PaymentError as exc:
+            form.add_error(None, _error(exc))
+    if plan is None:
+        return render(request, "console/credit_apply.html", {**context, "form": form}, status=400)
+    return render(
+        request,
+        "console/credit_apply_confirm.html",
+        {
+            **context,
+            "form": form,
+            "bills": bills,
+            "plan": plan,
+            "threshold": settings.CREDIT_APPROVAL_ABOVE_VND,
+            # The confirmation's own key: the same confirmation sent twice applies it once.
+            "key": uuid.uuid4().hex,
+        },
+    )
+
+
+def _credit_confirm(request: HttpRequest, code: str, extra: list[int]) -> HttpResponse:
+    """The confirmation: what the review showed, applied by the service, which checks it all
+    again under lock (the money may have been used meanwhile) and answers a repeat alike."""
+    transfer_ids, payment_ids = [], []
+    for value in request.POST.getlist("credits"):
+        kind, _sep, pk = value.partition(":")
+        if kind == "transfer" and pk.isdigit() and len(pk) < 19:
+            transfer_ids.append(int(pk))
+        elif kind == "payment" and _is_uuid(pk):
+            payment_ids.append(pk)
+    back = reverse("console:credit-apply", args=[code]) + (f"?transfer={extra[0]}" if extra else "")
+    try:
+        payment = payment_services.credit_apply(
+            customer_code=code,
+            bill_numbers=[number[:32] for number in request.POST.getlist("bills")],
+            transfer_ids=transfer_ids,
+            payment_ids=payment_ids,
+            actor=request.user,
+            reason=request.POST.get("reason", "")[:REASON_MAX_LENGTH],
+            key=request.POST.get("key", "")[:64],
+        )
+    except payment_services.PaymentError as exc:
+        messages.error(request, _error(exc))
+        return redirect(back)
+    messages.success(
+        request,
+        _("The held money paid the bills: payment %(reference)s.")
+        % {"reference": payment.reference},
+    )
+    return redirect(reverse("console:customer", args=[code]) + f"#p-{payment.reference}")
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 # --- Bank transfers -----------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""The managers' dashboard: non-cash rate per area and month against the target, drill-down by
-channel and partner, and the customers still paying cash (page and CSV) for outreach.
+"""The managers' dashboard: non-cash rate per area and month against the target, its trend over
+the last twelve months (province or one area), drill-down by channel and partner, and the
+customers still paying cash (page and CSV) for outreach.
 
 Open to the supervisor and finance roles (permission `view_noncash_report`; the CSV also needs
 `export_cash_customers`): the numbers are the managers', and agents have no use for them.
@@ -21,7 +22,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
 from customers import services
-from customers.console.charts import ranked, rate_chart
+from customers.console.charts import ranked, rate_chart, trend_chart
 from customers.console.forms import parse_month
 from customers.console.permissions import EXPORT_CASH, VIEW_REPORT, staff_required
 from customers.models import ServiceArea
@@ -55,6 +56,14 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         period=period, area_code=area.code if area else None, tally=tally
     )
     focus = next((a for a in report.areas if area and a.code == area.code), report.total)
+    # The last twelve billing months, whichever month is on show: where the rate is heading.
+    trend = (
+        reports.noncash_trend(
+            periods=periods, period=periods[0], area_code=area.code if area else None
+        )
+        if periods
+        else []
+    )
     return render(
         request,
         "console/dashboard.html",
@@ -67,6 +76,10 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "areas": ranked(report.areas),
             "focus": focus,
             "chart": rate_chart(report, total_label=_("Whole province")),
+            "trend": trend,
+            "trend_chart": trend_chart(trend, target=report.target, current=period)
+            if trend
+            else None,
             "channels": channels,
             "cache_minutes": reports.REPORT_CACHE_SECONDS // 60,
         },

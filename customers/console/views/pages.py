@@ -21,18 +21,19 @@ from customers.console.permissions import (
     staff_required,
 )
 from customers.models import Bill
+from payments import services as payment_services
 from payments.models import Payment
-from payments.services import OPEN_TRANSFER_STATUSES
 
 SEARCH_PER_PAGE = 25
 QUEUE_PER_PAGE = 50
 AUDIT_PER_PAGE = 50
-# Written by payments.services (the first four) and customers.services (the rest).
+# Written by payments.services (the first five) and customers.services (the rest).
 AUDIT_ACTIONS = (
     "cash_payment",
     "payment_refund",
     "transfer_assign",
     "transfer_resolve",
+    "credit_apply",
     "payment_recheck",
     "receipt_resend",
     *services.PERSONAL_DATA_VIEWS,
@@ -107,6 +108,7 @@ def customer(request: HttpRequest, code: str) -> HttpResponse:
             "customer": found,
             "bills": selectors.customer_bills(customer=found),
             "has_unpaid": found.bills.filter(status=Bill.Status.UNPAID).exists(),
+            "held": payment_services.credits_held(customer=found),
             "payments": page,
             "audit": selectors.customer_audit(customer=found),
         },
@@ -118,10 +120,9 @@ def _pretty(value: object) -> str:
 
 
 def _decorate(payment: Payment) -> None:
-    """Display-only attributes the template cannot compute (JSON shown as text, allowed actions)."""
+    """Display-only attributes the template cannot compute (raw messages as text, allowed
+    actions); events' details are shown in words by the template (`audit_detail`)."""
     payment.can_recheck = services.payment_can_recheck(payment)  # type: ignore[attr-defined]
-    for event in payment.events.all():
-        event.detail_text = _pretty(event.detail) if event.detail else ""  # type: ignore[attr-defined]
     for message in payment.messages.all():
         message.headers_text = _pretty(message.headers)  # type: ignore[attr-defined]
         body = message.body or ""
@@ -175,6 +176,7 @@ def transfer(request: HttpRequest, transfer_id: int) -> HttpResponse:
         target=found.external_id,
         detail={"transfer": found.pk, "query": query},
     )
+    held = found.status in payment_services.HELD_TRANSFER_STATUSES
     return render(
         request,
         "console/transfer.html",
@@ -182,7 +184,12 @@ def transfer(request: HttpRequest, transfer_id: int) -> HttpResponse:
             "transfer": found,
             "query": query,
             "candidates": candidates,
-            "is_open": found.status in OPEN_TRANSFER_STATUSES,
+            "is_open": found.status in payment_services.OPEN_TRANSFER_STATUSES,
+            "held": payment_services.transfer_held(transfer=found) if held else 0,
+            # Whose money a transfer naming no payment is: the customer the agent looked up.
+            "owner": services.customer_get_for_staff(code=query)
+            if held and query and found.payment_id is None
+            else None,
         },
     )
 

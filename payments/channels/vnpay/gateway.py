@@ -25,7 +25,7 @@ from django.db import connection
 from django.db.models import F, Q
 from django.urls import reverse
 
-from payments import inbox, services, states
+from payments import inbox, notes, services, states
 from payments.bulk import AnyOf
 from payments.channels.vnpay import protocol as vnpay
 from payments.inbox import Applied, Claimed
@@ -349,7 +349,7 @@ def _read_ipn(message: Claimed, partner: Partner | None) -> _Report | Applied:
         ),
         transaction_no=transaction_no,
         reason=f"{_reason(response_code)}, vnp_TransactionStatus {status}",
-        teller="The bank",
+        teller=notes.THE_BANK,
     )
 
 
@@ -384,7 +384,7 @@ def _read_query_answer(message: Claimed, partner: Partner | None) -> _Report | A
         ),
         transaction_no=transaction_no,
         reason=reason,
-        teller="The bank's status query",
+        teller=notes.THE_STATUS_QUERY,
     )
 
 
@@ -487,8 +487,11 @@ def _apply_other(payment: Payment, report: _Report) -> Outcome:
             services.payment_flag_review(
                 payment_id=payment.pk,
                 report=report.report,
-                reason=f"{report.teller} reported {report.reported.get('vnp_Amount')} (x100) "
-                f"for a payment of {payment.amount} VND.",
+                reason=notes.GATEWAY_AMOUNT.say(
+                    teller=report.teller,
+                    reported=report.reported.get("vnp_Amount"),
+                    payment_amount=payment.amount,
+                ),
             )
         return Outcome.AMOUNT_MISMATCH
     if report.result is Result.FAILED:
@@ -499,7 +502,7 @@ def _apply_other(payment: Payment, report: _Report) -> Outcome:
     services.payment_flag_review(
         payment_id=payment.pk,
         report=report.report,
-        reason=f"The bank reported something to check ({report.reason}).",
+        reason=notes.GATEWAY_CHECK.say(reason=report.reason),
     )
     return Outcome.REVIEW_FLAGGED
 
