@@ -206,3 +206,15 @@ def test_what_the_system_noted_is_read_in_vietnamese(agent_client, supervisor_cl
     assert "Cần kiểm tra: Ngân hàng báo thất bại" in page  # the event's detail, in words
     queue = supervisor_client.get(reverse("console:queue", args=["needs-review"])).content.decode()
     assert "Ngân hàng báo thất bại (24)" in queue
+
+
+def test_the_customer_page_gives_each_unpaid_bill_its_reference_and_pay_link(agent_client):
+    from customers import paylinks
+    from customers.models import Bill
+    from payments.references import bill_reference
+
+    customer, _bills = customer_with_bills(unpaid=2)
+    page = agent_client.get(f"/console/customers/{customer.code}/").content.decode()
+    for bill in Bill.objects.filter(customer=customer):
+        assert bill_reference(bill.pk) in page
+        assert paylinks.pay_path(bill_id=bill.pk, due_date=bill.due_date) in page

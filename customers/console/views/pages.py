@@ -12,7 +12,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from customers import services
+from customers import paylinks, services
 from customers.console import selectors
 from customers.console.permissions import (
     VIEW_AUDIT,
@@ -23,6 +23,7 @@ from customers.console.permissions import (
 from customers.models import Bill
 from payments import services as payment_services
 from payments.models import Payment
+from payments.references import bill_reference
 
 SEARCH_PER_PAGE = 25
 QUEUE_PER_PAGE = 50
@@ -106,13 +107,25 @@ def customer(request: HttpRequest, code: str) -> HttpResponse:
         "console/customer.html",
         {
             "customer": found,
-            "bills": selectors.customer_bills(customer=found),
+            "bills": _with_pay_links(selectors.customer_bills(customer=found)),
             "has_unpaid": found.bills.filter(status=Bill.Status.UNPAID).exists(),
             "held": payment_services.credits_held(customer=found),
             "payments": page,
             "audit": selectors.customer_audit(customer=found),
         },
     )
+
+
+def _with_pay_links(bills: list[Bill]) -> list[Bill]:
+    """Each unpaid bill's own reference and pay link, to read out or send to a caller."""
+    for bill in bills:
+        if not bill.is_paid:
+            bill.reference = bill_reference(bill.pk)  # type: ignore[attr-defined]
+            if paylinks.is_enabled():
+                bill.pay_path = paylinks.pay_path(  # type: ignore[attr-defined]
+                    bill_id=bill.pk, due_date=bill.due_date
+                )
+    return bills
 
 
 def _pretty(value: object) -> str:

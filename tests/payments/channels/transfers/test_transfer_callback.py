@@ -210,13 +210,15 @@ def test_no_body_gives_a_500(client, body):
     sent = {**notification(), **body}
     response = post(client, sent)
     assert response.status_code in (200, 400), response.content
+    # PostgreSQL text holds no NUL character: an id made of them can only be looked up without.
+    key = f"transfer:{sent['id']}".replace("\x00", "")
     if response.status_code == 400:
         error = response.json()["error"]
         assert set(error) == {"code", "message", "fields"}
         assert set(error["fields"]) <= set(body), error  # only what was made wrong is named
-        assert not InboundMessage.objects.filter(dedupe_key=f"transfer:{sent['id']}").exists()
+        assert not InboundMessage.objects.filter(dedupe_key=key).exists()
     else:
-        assert InboundMessage.objects.filter(dedupe_key=f"transfer:{sent['id']}").count() == 1
+        assert InboundMessage.objects.filter(dedupe_key=key).count() == 1
 
 
 @pytest.mark.django_db
