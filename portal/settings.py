@@ -309,7 +309,25 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": (
         "Public API of the electricity bill-payment portal: bills of a customer, payments by "
         "VietQR and bank redirect. Errors always have the shape "
-        '`{"error": {"code", "message", "fields"}}`.'
+        '`{"error": {"code", "message", "fields"}}`.\n\n'
+        "**Bank callbacks.** Banks call the portal on these URLs; they answer in each "
+        "protocol's own shape, not the error shape above.\n\n"
+        "| endpoint | sender | request | answer |\n| --- | --- | --- | --- |\n"
+        "| `GET /callbacks/{partner}/ipn/` | the gateway's server (IPN) | the VNPay 2.1.0 "
+        "parameters, signed with HMAC-SHA512 (`vnp_SecureHash`) | 200 "
+        '`{"RspCode": "00", "Message": "Confirm Success"}`; `01` unknown order, `02` already '
+        "confirmed, `04` wrong amount, `97` bad signature, `99` other |\n"
+        "| `GET /pay/return/{partner}/` | the household's browser, back from the gateway | the "
+        "gateway's return parameters | a page with the payment's real status (never applied "
+        "from here) |\n"
+        "| `POST /callbacks/transfers/` | the transfer-notification service | header "
+        "`Authorization: Apikey KEY`; SePay-shaped JSON (`id`, `gateway`, `transactionDate`, "
+        "`accountNumber`, `content`, `transferType`, `transferAmount`, `referenceCode`) | 200 "
+        '`{"success": true}` once stored (a repeated `id` too, applied once); 401 bad key; 400 '
+        "malformed |\n\n"
+        "A transfer pays a payment, or a bill, when its note carries the payment's reference "
+        "(`EVN…`, 12 characters) or the bill's own (`HD…`, 11, printed on the paper bill) and "
+        "its amount is exact."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,

@@ -145,3 +145,15 @@ def test_starting_a_payment_shows_real_examples_that_the_api_accepts(schema, cli
             body["bill_numbers"] = [bill.number for bill in bills]
         response = client.post("/api/v1/payments/", body, content_type="application/json")
         assert response.status_code == 201, response.content
+
+
+def test_the_docs_describe_the_bank_callbacks_and_their_answers(schema):
+    description = schema["info"]["description"]
+    for endpoint in (
+        "GET /callbacks/{partner}/ipn/",
+        "GET /pay/return/{partner}/",
+        "POST /callbacks/transfers/",
+    ):
+        assert f"`{endpoint}`" in description
+    assert '"RspCode": "00"' in description and '{"success": true}' in description
+    assert "Apikey KEY" in description

@@ -129,3 +129,22 @@ def test_the_example_runs_from_the_command_line(live_server, vcb):
         timeout=60,
     )
     assert refused.returncode == 1 and "HTTP 401" in refused.stdout
+
+
+@pytest.mark.django_db
+def test_the_partners_docs_page_shows_the_worked_signature_the_portal_accepts(client):
+    from payments.channels.collection import views
+
+    description = client.get("/api/v1/collection/schema/?format=json").json()["info"]["description"]
+    expected = signing.sign(
+        views.EXAMPLE_SECRET,
+        views.EXAMPLE_TIMESTAMP,
+        "POST",
+        views.EXAMPLE_PATH,
+        views.EXAMPLE_BODY.encode(),
+    )
+    assert expected in description and views.EXAMPLE_SECRET in description
+    # The same example as the partners' guide in docs/.
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "collection-api.md").read_text()
+    assert f"| signature | `{expected}` |" in guide
+    assert "PARTNER_VCB_SECRET=" in description

@@ -11,7 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from payments.channels.collection import handling
+from payments.channels.collection import handling, signing
 from payments.channels.collection.auth import PartnerCaller, PartnerSignatureAuthentication
 from payments.channels.collection.serializers import (
     InquiryInput,
@@ -143,6 +143,28 @@ class ReversalView(CollectionView):
         return self.respond(answer)
 
 
+# The worked example of docs/collection-api.md, its signature computed here by the portal's own
+# code, so the page can never show a signature the portal would refuse.
+EXAMPLE_SECRET = "vcb-collection-secret-0123456789abcdef"  # noqa: S105 - published, refused in production
+EXAMPLE_TIMESTAMP = "1764209702"
+EXAMPLE_PATH = "/api/v1/collection/inquiry/"
+EXAMPLE_BODY = '{"customer_code":"PA14HT0012345"}'
+EXAMPLE_SIGNATURE = signing.sign(
+    EXAMPLE_SECRET, EXAMPLE_TIMESTAMP, "POST", EXAMPLE_PATH, EXAMPLE_BODY.encode()
+)
+WORKED_EXAMPLE = (
+    "**Computing a signature, worked example.** With the secret "
+    f"`{EXAMPLE_SECRET}`, timestamp `{EXAMPLE_TIMESTAMP}`, method `POST`, path "
+    f"`{EXAMPLE_PATH}` and body `{EXAMPLE_BODY}`, the string signed is the four joined by "
+    "newlines (none at the end) and the signature is "
+    f"`{EXAMPLE_SIGNATURE}`. From a shell:\n\n"
+    f"    printf '%s\\n%s\\n%s\\n%s' {EXAMPLE_TIMESTAMP} POST {EXAMPLE_PATH} '{EXAMPLE_BODY}' \\\n"
+    f"      | openssl dgst -sha256 -hmac '{EXAMPLE_SECRET}'\n\n"
+    "**Trying it in development** (`make run`): start the portal with "
+    f"`PARTNER_VCB_SECRET={EXAMPLE_SECRET}` and call as partner `VCB` with that secret. This "
+    "secret is published, so production refuses to start with it."
+)
+
 SCHEMA_SETTINGS: dict[str, Any] = {
     "TITLE": "Collection API for partner banks",
     "DESCRIPTION": (
@@ -156,7 +178,8 @@ SCHEMA_SETTINGS: dict[str, Any] = {
         "`/api/v1/collection/payments/`). Anything else is answered 401. Unknown fields in a "
         "body are refused with 400. The same signed request sent again inside the 300 s window "
         "gets the first answer (header `Idempotent-Replayed: true`) and has no second effect.\n\n"
-        'Errors always have the shape `{"error": {"code", "message", "fields"}}`.'
+        'Errors always have the shape `{"error": {"code", "message", "fields"}}`.\n\n'
+        + WORKED_EXAMPLE
     ),
     "VERSION": "1.0.0",
     "PREPROCESSING_HOOKS": ["payments.channels.collection.openapi.collection_endpoints_only"],
