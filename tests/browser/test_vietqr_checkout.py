@@ -101,7 +101,9 @@ def test_a_household_pays_a_bill_by_vietqr_and_sees_the_receipt(
     note_button = page.locator(f"button[data-copy='{payment.reference}']")
     note_button.click()
     copied = page.locator("[data-copy-status]").get_attribute("data-copied-label")
-    assert copied and note_button.locator(".copy-label").inner_text() == copied
+    assert copied
+    # The label changes once the (asynchronous) clipboard write is done: waited for, not raced.
+    expect(note_button.locator(".copy-label")).to_have_text(copied)
     assert page.evaluate("navigator.clipboard.readText()") == payment.reference
     expect(page.locator("[data-copy-status]")).to_contain_text(payment.reference)
 
