@@ -14,6 +14,7 @@ TARGET_SECONDS = 60
 
 def run() -> Section:
     from django.core.management import call_command
+    from django.test import override_settings
 
     section = Section(
         "Export of a month's bills for printing (export_bill_qr)",
@@ -26,7 +27,10 @@ def run() -> Section:
     _copy_into_bills(source)  # the month's bills, all unpaid
     out = VAR / "bills-2026-11-print.csv"
     started = time.perf_counter()
-    call_command("export_bill_qr", str(out), "--period", f"{PERIOD:%Y-%m}", stdout=io.StringIO())
+    with override_settings(PORTAL_BASE_URL="https://portal.example.vn"):
+        call_command(
+            "export_bill_qr", str(out), "--period", f"{PERIOD:%Y-%m}", stdout=io.StringIO()
+        )
     elapsed = time.perf_counter() - started
     written = sum(1 for _ in out.open(encoding="utf-8")) - 1
     _remove_imported()

@@ -19,7 +19,7 @@ from django.db import connection
 from django.utils import timezone
 
 from customers.masking import mask_address, mask_name
-from customers.models import Bill
+from customers.models import Bill, Customer
 from portal import fastcache
 
 logger = logging.getLogger(__name__)
@@ -48,9 +48,13 @@ def bills_cache_forget_all() -> None:
     """Drop every cached lookup: a billing file changes nearly every customer's, and clearing the
     few lookups cached now costs far less than naming half a million customers."""
     try:
-        fastcache.delete_prefixed(bills_cache_key(""))
+        if fastcache.delete_prefixed(bills_cache_key("")):
+            return
     except Exception:  # noqa: BLE001 - a cache outage must not undo what was committed
         logger.warning("could not clear the cached lookups")
+        return
+    # Without Redis (the embedded default, a demo-sized database) each customer's key by name.
+    bills_cache_forget(customer_codes=Customer.objects.values_list("code", flat=True))
 
 
 @dataclass(frozen=True)

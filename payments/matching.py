@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Exists, F, OuterRef
+from django.db.models import F
 from django.utils import timezone
 
 from payments import notes, references, services, states
@@ -444,13 +444,22 @@ def _held_short(references: list[str]) -> dict[Any, list[_Transfer]]:
             status=Status.WRONG_AMOUNT,
             payment__method=Payment.Method.VIETQR,
         )
-        # A credit an agent applied in part to bills no longer holds its amount.
-        .exclude(Exists(CreditUse.objects.filter(transfer=OuterRef("pk"))))
         .order_by("pk")
         .values_list("pk", "message_id", "status", "source", "payment_id", "amount", "external_id")
     )
+    rows = list(rows)
+    # A credit an agent applied in part to bills no longer holds its amount. Read after the
+    # lock, in a statement of its own: the locking query's snapshot predates a use committed
+    # while it waited for the lock, and would count that money a second time.
+    used = set(
+        CreditUse.objects.filter(transfer_id__in=[row[0] for row in rows]).values_list(
+            "transfer_id", flat=True
+        )
+    )
     held: dict[Any, list[_Transfer]] = {}
     for pk, message_id, status, source, payment_id, amount, external_id in rows:
+        if pk in used:
+            continue
         transfer = _Transfer(pk, message_id, status, source, payment_id)
         transfer.amount, transfer.external_id = amount, external_id
         held.setdefault(payment_id, []).append(transfer)
@@ -484,9 +493,11 @@ def _settle_named(named: list[_Line], results: dict[int, Applied]) -> list[_Tran
     together they bring its exact amount.
     """
     references = sorted({reference for line in named for reference in line.found})
-    services.bill_payments_open(found=references)
     # Locked here, in id order: transfers, then payments, then (by the service) bills.
     held = _held_short(references)
+    # A paper bill's standing payment, for a note naming that one reference and no other (a
+    # note naming several goes to an agent, and must not leave payments open behind it).
+    services.bill_payments_open(found=[line.found[0] for line in named if len(line.found) == 1])
     locked = services.payments_lock(AnyOf(F("reference"), references))
     position = {payment.pk: index for index, payment in enumerate(locked)}
     by_reference = {payment.reference: payment.pk for payment in locked}

@@ -49,8 +49,10 @@ class PrintedBill:
 
     @property
     def svg_name(self) -> str:
-        """The QR image's file name: the bill number, safe on any file system."""
-        return _UNSAFE_IN_NAME.sub("_", self.bill_number) + ".svg"
+        """The QR image's file name: the bill number made safe for any file system, then the
+        bill's reference, which alone keeps `HD/26/1` and `HD_26_1` from sharing a file (and a
+        household from scanning another bill's QR)."""
+        return f"{_UNSAFE_IN_NAME.sub('_', self.bill_number)}-{self.reference}.svg"
 
 
 def printed_bills(*, period: datetime.date, area_code: str | None = None) -> Iterator[PrintedBill]:
@@ -72,4 +74,7 @@ def printed_bills(*, period: datetime.date, area_code: str | None = None) -> Ite
 
 
 def write_svg(bill: PrintedBill, directory: Path) -> None:
-    (directory / bill.svg_name).write_bytes(vietqr.render_svg(bill.qr_payload))
+    # "x": an image already there (an earlier export into the same folder) is an error, never
+    # silently replaced.
+    with (directory / bill.svg_name).open("xb") as handle:
+        handle.write(vietqr.render_svg(bill.qr_payload))

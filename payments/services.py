@@ -426,7 +426,9 @@ def bill_payments_open(*, found: Sequence[str]) -> None:
         for bill in Bill.objects.filter(
             pk__in=[bill_id for ref, bill_id in wanted.items() if ref not in opened],
             amount__gt=0,
-        ).select_related("customer")
+        )
+        .select_related("customer")
+        .order_by("pk")  # two workers opening the same bills insert them in the same order
     }
     if not bills:
         return

@@ -65,14 +65,13 @@ def delete_many(keys: list[str]) -> None:
         client.delete(*[_key(key) for key in keys[start : start + 1000]])
 
 
-def delete_prefixed(prefix: str) -> None:
+def delete_prefixed(prefix: str) -> bool:
     """Delete every key that starts with `prefix`, at the cost of the keys there are, not of the
-    keys that might be. The embedded default's file cache cannot list keys by name: it is cleared
-    whole (it holds only short-lived entries there)."""
+    keys that might be. False without Redis: Django's caches cannot list keys by name, so the
+    caller names them (clearing the whole cache would also clear sign-in limits)."""
     client = _redis()
     if client is None:
-        caches["default"].clear()
-        return
+        return False
     pattern = _key(prefix).replace("\\", "\\\\").replace("*", "\\*").replace("?", "\\?")
     pattern = pattern.replace("[", "\\[") + "*"
     batch: list[bytes] = []
@@ -83,6 +82,7 @@ def delete_prefixed(prefix: str) -> None:
             batch.clear()
     if batch:
         client.unlink(*batch)
+    return True
 
 
 def count_in_window(key: str, timeout: int) -> int:

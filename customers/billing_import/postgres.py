@@ -73,7 +73,9 @@ FROM (
                       ~ %(code)s
                  THEN upper(regexp_replace(normalize(code_raw, NFKC), '[\\s.-]+', '', 'g'))
             END AS code,
-            CASE WHEN phone_raw = '' OR phone_raw ~ %(digits)s THEN phone_raw
+            CASE WHEN phone_raw = ''
+                      OR (length(phone_raw) <= %(max_phone)s AND phone_raw ~ %(digits)s)
+                 THEN phone_raw
                  WHEN phone_raw ~ %(phone)s THEN regexp_replace(phone_raw, %(not_phone)s, '', 'g')
             END AS phone,
             CASE WHEN email_raw <> '' THEN lower(email_raw) ELSE '' END AS email,
@@ -206,6 +208,7 @@ def _check_parameters() -> dict[str, Any]:
         "max_address": rules.MAX_ADDRESS,
         "max_area": rules.MAX_AREA,
         "max_email": rules.MAX_EMAIL,
+        "max_phone": rules.MAX_PHONE,
     }
 
 

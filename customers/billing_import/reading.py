@@ -22,12 +22,23 @@ def digest_of(data: IO[bytes]) -> str:
     return digest.hexdigest()
 
 
+def _lines(stream: IO[str]) -> Iterator[str]:
+    """The file's lines; a NUL character (which no database text holds) means a damaged or
+    binary file, refused whole with its line rather than failing half-way through loading."""
+    for number, text in enumerate(stream, start=1):
+        if "\x00" in text:
+            raise ImportFileError(
+                f"line {number}: contains a NUL character (the file is damaged or not text)"
+            )
+        yield text
+
+
 def records(stream: IO[str]) -> Iterator[tuple[int, list[str]]]:
     """(line number, values) of every non-blank record after a valid header.
 
     The line number is the file's own (where the record ends), what an editor shows the operator.
     """
-    reader = csv.reader(stream)
+    reader = csv.reader(_lines(stream))
     try:
         header = next(reader)
     except StopIteration:

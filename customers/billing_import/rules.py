@@ -44,7 +44,7 @@ MAX_EMAIL_LOCAL = 64
 # Bigger than any household's month, small enough to catch a unit or column mix-up.
 MAX_KWH = 10_000_000
 MAX_AMOUNT = 10**13
-MAX_NAME, MAX_ADDRESS, MAX_AREA, MAX_EMAIL = 200, 300, 100, 254
+MAX_NAME, MAX_ADDRESS, MAX_AREA, MAX_EMAIL, MAX_PHONE = 200, 300, 100, 254, 20
 
 REASONS = {
     "columns": "expected {expected} columns, found {value}",
@@ -147,7 +147,7 @@ def validate_row(
         return row_error(line, "area_empty")
     if len(area) > MAX_AREA:
         return row_error(line, "area_long")
-    if phone and not _DIGITS.match(phone):
+    if phone and not (len(phone) <= MAX_PHONE and _DIGITS.match(phone)):
         if not _PHONE.match(phone):
             return row_error(line, "phone", value=phone)
         phone = _NOT_PHONE_CHAR.sub("", phone)

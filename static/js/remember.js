@@ -19,10 +19,17 @@
 
   // The bills page's "remember" link leads here with the code (the bills page runs no script);
   // it is stored, and the address cleaned so a reload or a bookmark does not store it again.
+  // Only when it comes from that very code's bills page on this site: a link from anywhere else
+  // must not plant a stranger's code (and a bill to pay) in the household's list.
   var params = new URLSearchParams(window.location.search);
   var asked = (params.get("remember") || "").toUpperCase();
-  if (/^[A-Z0-9]{6,20}$/.test(asked)) {
-    save([asked].concat(load().filter(function (c) { return c !== asked; })));
+  if (asked) {
+    var from = null;
+    try { from = new URL(document.referrer); } catch (e) { from = null; }
+    if (/^[A-Z0-9]{6,20}$/.test(asked) && from && from.origin === window.location.origin &&
+        from.pathname === "/bills/" + asked + "/") {
+      save([asked].concat(load().filter(function (c) { return c !== asked; })));
+    }
     window.history.replaceState(null, "", window.location.pathname);
   }
 

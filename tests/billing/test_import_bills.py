@@ -91,6 +91,7 @@ BAD = [
     (["PA14HT0000009", "N", "", "A", "", "", "B25", "2026-10", "1", "1", "2027-02-29"], "due date"),
     (["PA14HT0000009", "N", "", "A", "", "", "B26", "2026-10", "١", "1", "2026-11-01"], "kwh"),
     (["PA14HT0000009", "N", "", "A", "", "", "B27", "2026-10", "1", "1", "2100-02-29"], "due date"),
+    (["PA14HT0000009", "N", "", "A", "1" * 21, "", "B29", "2026-10", "1", "1", "2026-11-01"], "invalid phone"),
     (["PA14HT0000009", "N", "", "A", "", "", "B28", "2026-10", "1", "1", "2026-04-31"], "due date"),
 ]  # fmt: skip
 
@@ -197,17 +198,20 @@ def test_a_missing_file_is_a_clear_error():
         call_command("import_bills", "/nonexistent.csv", stdout=io.StringIO())
 
 
-def test_an_import_clears_every_cached_lookup(django_capture_on_commit_callbacks):
+def test_an_import_clears_every_cached_lookup_and_nothing_else(django_capture_on_commit_callbacks):
     from django.core.cache import cache
 
     from customers.selectors import bills_cache_key
 
+    import_bills(_file([GOOD[1]]))
     cache.set(bills_cache_key("PA14HT0000001"), {"stale": True})
-    cache.set(bills_cache_key("PA14XX0000009"), {"other": True})
+    cache.set(bills_cache_key("PA14HT0000002"), {"other": True})  # a customer the file leaves
+    cache.set("ratelimit:signin:agent", 3)  # with Redis and without, the rest stays
     with django_capture_on_commit_callbacks(execute=True):
         import_bills(_file([GOOD[0]]))
     assert cache.get(bills_cache_key("PA14HT0000001")) is None
-    assert cache.get(bills_cache_key("PA14XX0000009")) is None
+    assert cache.get(bills_cache_key("PA14HT0000002")) is None
+    assert cache.get("ratelimit:signin:agent") == 3
 
 
 def test_within_one_file_the_last_row_of_a_customer_wins(set_based):
@@ -312,3 +316,11 @@ def test_the_last_day_of_february_in_a_leap_year_is_a_date(set_based):
             [*GOOD[1][:6], "HD0002", "2000-01", "1", "1", "2000-02-29"]]  # fmt: skip
     result = import_bills(_file(rows), set_based=set_based)
     assert result.rejected == 0 and result.bills_created == 2
+
+
+def test_a_nul_character_refuses_the_file_with_its_line(tmp_path):
+    path = tmp_path / "bills.csv"
+    path.write_text(rows_to_csv([GOOD[0], [*GOOD[1][:1], "Trần\x00Thị", *GOOD[1][2:]]]))
+    with pytest.raises(CommandError, match="line 3: contains a NUL"):
+        call_command("import_bills", str(path), stdout=io.StringIO(), stderr=io.StringIO())
+    assert not Bill.objects.exists()

@@ -47,6 +47,11 @@ def test_a_remembered_code_shows_on_the_home_page_with_its_total_until_forgotten
     expect(remembered.locator(f'li[data-code="{customer.code}"]')).to_have_count(0)
     page.reload()
     expect(remembered.locator("li")).to_have_count(1)
+    # A link from elsewhere cannot plant a code: only the code's own bills page remembers it.
+    planted, _ = customer_with_bills(unpaid=1)
+    page.goto(f"{live_server.url}/?remember={planted.code}")
+    expect(remembered.locator(f'li[data-code="{planted.code}"]')).to_have_count(0)
+    expect(remembered.locator("li")).to_have_count(1)
     first_link = remembered.locator("a").first
     first_link.click()
     expect(page).to_have_url(f"{live_server.url}/bills/{other.code}/")

@@ -18,6 +18,12 @@ from tests.factories import ServiceAreaFactory, customer_with_bills, staff_user
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def _public_address(settings):
+    # Tests run with DEBUG off, where printed links must be the portal's public https address.
+    settings.PORTAL_BASE_URL = "https://portal.example.vn"
+
+
 def _export(tmp_path, *args):
     out = tmp_path / "bills.csv"
     stdout = io.StringIO()
@@ -58,9 +64,22 @@ def test_paid_bills_and_other_areas_are_left_out_and_images_are_written(tmp_path
     period = f"{ours[0].period:%Y-%m}"
     rows, _said = _export(tmp_path, "--period", period, "--area", area, "--svg-dir", str(tmp_path))
     assert [row["bill_number"] for row in rows] == [ours[0].number]
-    svg = (tmp_path / f"{ours[0].number}.svg").read_text()
+    images = sorted(path.name for path in tmp_path.glob("*.svg"))
+    assert images == [f"{ours[0].number}-{rows[0]['reference']}.svg"]
+    svg = (tmp_path / images[0]).read_text()
     assert svg.startswith("<?xml") or svg.startswith("<svg")
-    assert not (tmp_path / f"{theirs[0].number}.svg").exists()
+    with pytest.raises(CommandError, match="already holds"):
+        call_command(
+            "export_bill_qr", str(tmp_path / "again.csv"), "--period", period, "--svg-dir",
+            str(tmp_path), stdout=io.StringIO(),
+        )  # fmt: skip
+
+
+def test_production_refuses_to_print_links_to_a_local_address(tmp_path, settings):
+    settings.DEBUG = False
+    settings.PORTAL_BASE_URL = "http://127.0.0.1:8000"
+    with pytest.raises(CommandError, match="PORTAL_BASE_URL"):
+        call_command("export_bill_qr", str(tmp_path / "x.csv"), "--period", "2026-11")
 
 
 @pytest.mark.parametrize(

@@ -266,9 +266,10 @@ def credit_apply(request: HttpRequest, code: str) -> HttpResponse:
     if customer is None:
         raise Http404
     extra = _extra_transfer(request.GET.get("transfer") or request.POST.get("transfer"))
-    if request.method == "POST" and request.POST.get("step") == "confirm":
-        return _credit_confirm(request, customer.code, extra)
     held = payment_services.credits_held(customer=customer, transfer_ids=extra)
+    if request.method == "POST" and request.POST.get("step") == "confirm":
+        # Only money the review could show: the customer's own, and the one transfer brought.
+        return _credit_confirm(request, customer.code, extra, {credit.key for credit in held})
     unpaid = list(customer.bills.filter(status=Bill.Status.UNPAID).order_by("period"))
     context: dict[str, Any] = {"customer": customer, "extra": extra[0] if extra else ""}
     if request.method == "GET":
@@ -308,11 +309,15 @@ def credit_apply(request: HttpRequest, code: str) -> HttpResponse:
     )
 
 
-def _credit_confirm(request: HttpRequest, code: str, extra: list[int]) -> HttpResponse:
+def _credit_confirm(
+    request: HttpRequest, code: str, extra: list[int], shown: set[str]
+) -> HttpResponse:
     """The confirmation: what the review showed, applied by the service, which checks it all
     again under lock (the money may have been used meanwhile) and answers a repeat alike."""
     transfer_ids, payment_ids = [], []
     for value in request.POST.getlist("credits"):
+        if value not in shown:
+            continue  # the service then says what is missing, or that nothing was chosen
         kind, _sep, pk = value.partition(":")
         if kind == "transfer" and pk.isdigit() and len(pk) < 19:
             transfer_ids.append(int(pk))

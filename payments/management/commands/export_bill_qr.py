@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from customers import paylinks
@@ -42,9 +43,16 @@ class Command(BaseCommand):
             raise CommandError(f"--area {area}: no service area has this code")
         if not paylinks.is_enabled():
             raise CommandError("PAY_LINK_KEY is not set: the bills would carry no pay link")
+        if not settings.DEBUG and not settings.PORTAL_BASE_URL.startswith("https://"):
+            raise CommandError(
+                f"PORTAL_BASE_URL is {settings.PORTAL_BASE_URL}: printed links must be the "
+                "portal's public https address"
+            )
         svg_dir = Path(options["svg_dir"]) if options["svg_dir"] else None
         if svg_dir:
             svg_dir.mkdir(parents=True, exist_ok=True)
+            if any(svg_dir.glob("*.svg")):
+                raise CommandError(f"--svg-dir {svg_dir} already holds QR images: use a new one")
         started = time.monotonic()
         count = 0
         with (
