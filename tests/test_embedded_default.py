@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -62,10 +63,14 @@ def test_it_migrates_imports_serves_and_runs_tasks_without_postgres_or_redis(tmp
 
     assert run("migrate", "--noinput").returncode == 0
     assert (tmp_path / "db.sqlite3").exists()
-    imported = run("import_bills", str(SAMPLE))
+    # A copy: the import writes its report of refused lines beside the file it reads.
+    sample = tmp_path / SAMPLE.name
+    shutil.copyfile(SAMPLE, sample)
+    imported = run("import_bills", str(sample))
     assert imported.returncode == 1  # the sample has one bad row, reported by line
     assert "line 6: invalid customer code" in imported.stderr
     assert "4 bills created" in imported.stdout
+    assert (tmp_path / "bills-sample.errors.csv").read_text().startswith("line,reason\n6,")
 
     port = _free_port()
     base = f"http://127.0.0.1:{port}"

@@ -39,7 +39,7 @@ _CHECK = """
 CREATE TEMP TABLE import_rows ON COMMIT DROP AS
 SELECT line, rule, code, name, address, area, phone, email, number, period_text,
        CASE rule WHEN 'code' THEN code_raw WHEN 'phone' THEN phone_raw WHEN 'email' THEN email_raw
-           WHEN 'number' THEN number WHEN 'period' THEN period_text WHEN 'kwh' THEN kwh
+           WHEN 'number' THEN number_raw WHEN 'period' THEN period_text WHEN 'kwh' THEN kwh
            WHEN 'amount' THEN amount WHEN 'due' THEN due WHEN 'due_before' THEN due END AS detail,
        CASE WHEN rule IS NULL THEN period_start END AS period,
        CASE WHEN rule IS NULL THEN kwh::integer END AS kwh,
@@ -95,6 +95,7 @@ FROM (
             SELECT line, btrim(code, %(blanks)s) AS code_raw, btrim(name, %(blanks)s) AS name,
                    btrim(address, %(blanks)s) AS address, btrim(area, %(blanks)s) AS area,
                    btrim(phone, %(blanks)s) AS phone_raw, btrim(email, %(blanks)s) AS email_raw,
+                   btrim(number, %(blanks)s) AS number_raw,
                    upper(btrim(number, %(blanks)s)) AS number,
                    btrim(period, %(blanks)s) AS period_text, btrim(kwh, %(blanks)s) AS kwh,
                    btrim(amount, %(blanks)s) AS amount, btrim(due, %(blanks)s) AS due
@@ -163,6 +164,7 @@ UPDATE customers_customer c SET name = u.name, address = u.address, phone = u.ph
 FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::text[])
     AS u(id, name, address, phone, email, area_id, search_text)
 WHERE c.id = u.id
+RETURNING c.created_at
 """
 
 # No conflict check first: the unique indexes on the number and on (customer, month), which any
@@ -269,8 +271,7 @@ def load(
             cursor.execute(_BILLS, [now])
         result.bills_created = cursor.rowcount
         if changed:
-            _update_customers(cursor, changed, now)
-        result.customers_updated = len(changed)
+            _update_customers(cursor, changed, now, result)
         cursor.execute("DROP TABLE import_raw, import_rows, import_areas")
 
 
@@ -396,7 +397,10 @@ def _after_refusals(
 
 
 def _update_customers(
-    cursor: Any, changed: dict[int, CustomerValues], now: datetime.datetime
+    cursor: Any, changed: dict[int, CustomerValues], now: datetime.datetime, result: ImportResult
 ) -> None:
     columns = list(zip(*((pk, *values) for pk, values in changed.items()), strict=True))
     cursor.execute(_CHANGED_CUSTOMERS, [now, *(list(column) for column in columns)])
+    # A customer this file created, then described by an earlier row (its last one refused),
+    # is a created one, as the row-by-row loader counts it.
+    result.customers_updated = sum(1 for (created_at,) in cursor.fetchall() if created_at != now)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import re
+import string
 from dataclasses import dataclass
 
 from customers.codes import customer_code_pattern, normalise
@@ -74,6 +75,7 @@ REASONS = {
 _PERIOD, _DATE, _DIGITS = map(re.compile, (PERIOD, DATE, DIGITS))
 _BILL_NUMBER, _PHONE, _NOT_PHONE_CHAR = map(re.compile, (BILL_NUMBER, PHONE, NOT_PHONE_CHAR))
 _EMAIL = re.compile(EMAIL)
+_ASCII_UPPER = str.maketrans(string.ascii_lowercase, string.ascii_uppercase)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +120,7 @@ def _date(text: str) -> datetime.date | None:
 
 def customer_code_of(raw: str, pattern: re.Pattern[str]) -> str | None:
     """The code in its printed form, or None. Already printed is the common case, and cheap."""
-    code = raw.upper()
+    code = raw.translate(_ASCII_UPPER)
     if pattern.fullmatch(code):
         return code
     code = normalise(raw)
@@ -157,9 +159,12 @@ def validate_row(
         or len(email.partition("@")[0]) > MAX_EMAIL_LOCAL
     ):
         return row_error(line, "email", value=email)
-    number = number.upper()
-    if len(number) > MAX_BILL_NUMBER or not _BILL_NUMBER.match(number):
+    # ASCII letters only, as PostgreSQL's upper() leaves "ﬁ" or "ß" alone where Python's
+    # would spell them out: the two loaders must refuse the same rows, in the same words.
+    upper_number = number.translate(_ASCII_UPPER)
+    if len(upper_number) > MAX_BILL_NUMBER or not _BILL_NUMBER.match(upper_number):
         return row_error(line, "number", value=number)
+    number = upper_number
     if not _PERIOD.match(period) or period.startswith("0000"):
         return row_error(line, "period", value=period)
     period_start = datetime.date(int(period[:4]), int(period[5:]), 1)
