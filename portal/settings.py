@@ -397,6 +397,8 @@ SANDBOX_IPN_MODE = env.str("SANDBOX_IPN_MODE", default="deliver")
 if SANDBOX_IPN_MODE not in ("deliver", "delay", "drop"):
     raise ImproperlyConfigured("SANDBOX_IPN_MODE must be deliver, delay or drop.")
 SANDBOX_IPN_DELAY_SECONDS = env.int("SANDBOX_IPN_DELAY_SECONDS", default=120)
+# The key the sandbox, playing the SMS gateway (/sandbox/sms/), checks requests with.
+SANDBOX_SMS_KEY = env.str("SANDBOX_SMS_KEY", default="dev-sms-gateway-key" if DEBUG else "")
 # The sandbox bank reaches the portal here for IPNs and transfer notifications.
 SANDBOX_PORTAL_URL = env.str("SANDBOX_PORTAL_URL", default=PORTAL_BASE_URL).rstrip("/")
 
@@ -417,6 +419,13 @@ EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="hoadon@evnhatinh.example.vn")
 SMS_BACKEND = env.str("SMS_BACKEND", default="payments.notifications.ConsoleSMSBackend")
+# An HTTP SMS gateway: when its URL is set, every SMS (receipts, reminders) goes there, each
+# request signed with HMAC-SHA256 over its body with SMS_GATEWAY_KEY; unset, SMS_BACKEND above.
+# In development the sandbox plays the gateway: {PORTAL_BASE_URL}/sandbox/sms/.
+SMS_GATEWAY_URL = env.str("SMS_GATEWAY_URL", default="")
+SMS_GATEWAY_KEY = env.str("SMS_GATEWAY_KEY", default="dev-sms-gateway-key" if DEBUG else "")
+if SMS_GATEWAY_URL and not SMS_GATEWAY_KEY:
+    raise ImproperlyConfigured("SMS_GATEWAY_URL needs SMS_GATEWAY_KEY to sign its requests.")
 
 # --- Security -----------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
@@ -432,6 +441,7 @@ _DEVELOPMENT_SECRETS = frozenset(
         _DEV_SECRET_KEY,
         "dev-transfer-webhook-key",
         "dev-pay-link-key",
+        "dev-sms-gateway-key",
         "dev-sandbox-secret-0123456789ABCDEF",
     }
 )
@@ -483,6 +493,7 @@ if not DEBUG:
     _refuse_public("TRANSFER_WEBHOOK_API_KEY", TRANSFER_WEBHOOK_API_KEY)
     _refuse_public("HEALTH_TOKEN", HEALTH_TOKEN)
     _refuse_public("PAY_LINK_KEY", PAY_LINK_KEY)
+    _refuse_public("SMS_GATEWAY_KEY", SMS_GATEWAY_KEY)
     if PAY_LINK_KEY and len(PAY_LINK_KEY) < 32:
         raise ImproperlyConfigured("PAY_LINK_KEY must be a random value of 32+ characters.")
     for _code, _credentials in PARTNER_CREDENTIALS.items():
