@@ -208,6 +208,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "payments.tasks.warm_noncash_dashboard",
         "schedule": 600.0,
     },
+    # Queues "due soon" and "overdue" reminders; the sender below sends what is due.
+    "queue-reminders": {
+        "task": "payments.tasks.queue_reminders",
+        "schedule": crontab(hour=7, minute=30),
+    },
+    "send-reminders": {"task": "payments.tasks.send_reminders", "schedule": 60.0},
     # Partners drop their end-of-day settlement files overnight.
     "reconcile-dropped-statements": {
         "task": "payments.tasks.reconcile_dropped_statements",
@@ -365,6 +371,10 @@ TRANSFER_WEBHOOK_API_KEY = env.str(
 PAY_LINK_KEY = env.str("PAY_LINK_KEY", default="dev-pay-link-key" if DEBUG else "")
 # A bill's link keeps working this long after its due date (overdue bills are paid late).
 PAY_LINK_VALID_AFTER_DUE = timedelta(days=env.int("PAY_LINK_VALID_DAYS_AFTER_DUE", default=56))
+# Signs the opt-out link in every reminder (/unsubscribe/{token}/): checked without any table.
+UNSUBSCRIBE_LINK_KEY = env.str(
+    "UNSUBSCRIBE_LINK_KEY", default="dev-unsubscribe-link-key" if DEBUG else ""
+)
 # A monitor sending "Authorization: Bearer HEALTH_TOKEN" sees /health/'s details (database,
 # broker); unset, only signed-in staff do. Everyone else sees up or down.
 HEALTH_TOKEN = env.str("HEALTH_TOKEN", default="")
@@ -427,6 +437,15 @@ SMS_GATEWAY_KEY = env.str("SMS_GATEWAY_KEY", default="dev-sms-gateway-key" if DE
 if SMS_GATEWAY_URL and not SMS_GATEWAY_KEY:
     raise ImproperlyConfigured("SMS_GATEWAY_URL needs SMS_GATEWAY_KEY to sign its requests.")
 
+# --- Reminders ----------------------------------------------------------------------------------
+# "Due soon" reminders go this many days before the due date.
+REMINDER_DUE_SOON_DAYS = env.int("REMINDER_DUE_SOON_DAYS", default=3)
+# Messages a sender task takes at a time; a failed one is tried again after
+# REMINDER_RETRY_SECONDS, doubled each time, at most REMINDER_MAX_ATTEMPTS times in all.
+REMINDER_BATCH_SIZE = env.int("REMINDER_BATCH_SIZE", default=500)
+REMINDER_RETRY_SECONDS = env.int("REMINDER_RETRY_SECONDS", default=60)
+REMINDER_MAX_ATTEMPTS = env.int("REMINDER_MAX_ATTEMPTS", default=5)
+
 # --- Security -----------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = True
@@ -441,6 +460,7 @@ _DEVELOPMENT_SECRETS = frozenset(
         _DEV_SECRET_KEY,
         "dev-transfer-webhook-key",
         "dev-pay-link-key",
+        "dev-unsubscribe-link-key",
         "dev-sms-gateway-key",
         "dev-sandbox-secret-0123456789ABCDEF",
     }
@@ -493,6 +513,7 @@ if not DEBUG:
     _refuse_public("TRANSFER_WEBHOOK_API_KEY", TRANSFER_WEBHOOK_API_KEY)
     _refuse_public("HEALTH_TOKEN", HEALTH_TOKEN)
     _refuse_public("PAY_LINK_KEY", PAY_LINK_KEY)
+    _refuse_public("UNSUBSCRIBE_LINK_KEY", UNSUBSCRIBE_LINK_KEY)
     _refuse_public("SMS_GATEWAY_KEY", SMS_GATEWAY_KEY)
     if PAY_LINK_KEY and len(PAY_LINK_KEY) < 32:
         raise ImproperlyConfigured("PAY_LINK_KEY must be a random value of 32+ characters.")
