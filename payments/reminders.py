@@ -26,7 +26,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef, QuerySet
+from django.db.models import Exists, F, OuterRef, Prefetch, QuerySet
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 
@@ -270,11 +270,13 @@ def _send_one(message: ReminderMessage, *, now: datetime.datetime) -> str:
         # A retry that fell into the quiet hours: not an attempt.
         _finish(message.pk, status=Status.QUEUED, not_before=later, attempts=F("attempts") - 1)
         return Status.QUEUED
-    bills = [
-        (line.bill, line.kind)
-        for line in message.lines.select_related("bill").order_by("bill__period")
-        if not line.bill.is_paid
-    ]
+    lines = message.lines.all()
+    unpaid = set(
+        Bill.objects.filter(
+            pk__in=[line.bill_id for line in lines], status=Bill.Status.UNPAID
+        ).values_list("pk", flat=True)
+    )
+    bills = [(line.bill, line.kind) for line in lines if line.bill_id in unpaid]
     to = getattr(message.customer, _contact_field(channel))
     skip = ""
     if not bills:
@@ -310,10 +312,25 @@ def _send_one(message: ReminderMessage, *, now: datetime.datetime) -> str:
     return Status.SENT
 
 
+def _claimed(ids: list[int]) -> list[ReminderMessage]:
+    """The claimed messages with their bills, read for the whole batch at once (whether the
+    bills are still unpaid and the customer still wants messages is read at each send)."""
+    return list(
+        ReminderMessage.objects.select_related("customer")
+        .prefetch_related(
+            Prefetch(
+                "lines",
+                queryset=ReminderLine.objects.select_related("bill").order_by("bill__period"),
+            )
+        )
+        .filter(pk__in=ids)
+        .order_by("pk")
+    )
+
+
 def _send_claimed(ids: list[int], *, now: datetime.datetime) -> dict[str, int]:
     outcome: dict[str, int] = {}
-    messages = ReminderMessage.objects.select_related("customer").filter(pk__in=ids).order_by("pk")
-    ordered = list(messages)
+    ordered = _claimed(ids)
     for index, message in enumerate(ordered):
         try:
             status = _send_one(message, now=now)
@@ -350,6 +367,6 @@ def reminder_resend(*, message_id: int, now: datetime.datetime | None = None) ->
         )
     if not claimed:
         return Status.SENDING
-    message = ReminderMessage.objects.select_related("customer").get(pk=message_id)
+    [message] = _claimed([message_id])
     # Quiet hours hold for an agent too: at night the message waits for 07:00.
     return _send_one(message, now=now)
