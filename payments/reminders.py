@@ -49,6 +49,8 @@ _QUEUE_CHUNK = 2000
 SKIP_PAID = "paid"
 SKIP_OPTED_OUT = "opted_out"
 SKIP_NO_CONTACT = "no_contact"
+# PAY_LINK_KEY or UNSUBSCRIBE_LINK_KEY unset: a reminder without its links is not sent.
+SKIP_NO_LINKS = "no_links"
 
 
 def _contact_field(channel: str) -> str:
@@ -283,8 +285,10 @@ def _send_one(message: ReminderMessage, *, now: datetime.datetime) -> str:
         skip = SKIP_PAID
     elif ReminderOptOut.objects.filter(customer_id=message.customer_id, channel=channel).exists():
         skip = SKIP_OPTED_OUT
-    elif not to or not paylinks.is_enabled() or not unsubscribe.is_enabled():
+    elif not to:
         skip = SKIP_NO_CONTACT
+    elif not paylinks.is_enabled() or not unsubscribe.is_enabled():
+        skip = SKIP_NO_LINKS
     if skip:
         _finish(message.pk, status=Status.SKIPPED, reason=skip)
         return Status.SKIPPED

@@ -517,6 +517,8 @@ if not DEBUG:
     _refuse_public("SMS_GATEWAY_KEY", SMS_GATEWAY_KEY)
     if PAY_LINK_KEY and len(PAY_LINK_KEY) < 32:
         raise ImproperlyConfigured("PAY_LINK_KEY must be a random value of 32+ characters.")
+    if UNSUBSCRIBE_LINK_KEY and len(UNSUBSCRIBE_LINK_KEY) < 32:
+        raise ImproperlyConfigured("UNSUBSCRIBE_LINK_KEY must be a random value of 32+ characters.")
     for _code, _credentials in PARTNER_CREDENTIALS.items():
         _refuse_public(f"PARTNER_{_code}_SECRET", _credentials["secret"])
     if SANDBOX_BANK_ENABLED:

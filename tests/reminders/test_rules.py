@@ -213,3 +213,14 @@ def test_an_agent_resend_sends_again_but_not_a_paid_bill():
     pay(bills[0])
     assert reminders.reminder_resend(message_id=message.pk, now=at(12)) == Status.SKIPPED
     assert len(mail.outbox) == 2
+
+
+def test_without_the_link_keys_nothing_is_sent(settings):
+    settings.UNSUBSCRIBE_LINK_KEY = ""
+    customer, _ = customer_with_bills(unpaid=1)
+    reminders.reminders_queue(bills=bills_of(customer), kind=Kind.NEW_BILL, now=at(10))
+    assert reminders.reminders_send_due(now=at(10)) == {Status.SKIPPED: 2}
+    assert set(ReminderMessage.objects.values_list("reason", flat=True)) == {
+        reminders.SKIP_NO_LINKS
+    }
+    assert mail.outbox == []
