@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 from django.core import mail
 from django.urls import reverse
+from django.utils import timezone
 
 from customers.models import AuditEntry, Bill
-from payments import reminders
-from payments.models import ReminderMessage
+from payments import reminders, reports
+from payments.models import ReminderLine, ReminderMessage
+from tests.console.factories import area, billed, customer_in, paid
 from tests.factories import customer_with_bills
 
 pytestmark = pytest.mark.django_db
@@ -60,3 +64,36 @@ def test_finance_staff_cannot_resend(finance_client):
     message = sent_reminder()
     url = reverse("console:reminder-resend", args=[message.pk])
     assert finance_client.get(url).status_code == 403
+
+
+def test_the_dashboard_counts_reminded_bills_paid_within_three_days(supervisor_client):
+    month = datetime.date(2026, 10, 1)
+    city, hong_linh = area("PA14HT", "Thành phố Hà Tĩnh"), area("PA14HL", "Hồng Lĩnh")
+    soon, late, never = (billed(customer_in(city), month) for _ in range(3))
+    other = billed(customer_in(hong_linh), month)
+    sent = timezone.now() - datetime.timedelta(days=10)
+    for bill in (soon, late, never, other):
+        message = ReminderMessage.objects.create(
+            customer=bill.customer,
+            channel="sms",
+            kind=ReminderMessage.Kind.DUE_SOON,
+            day=sent.date(),
+            not_before=sent,
+            sent_at=sent,
+            status=ReminderMessage.Status.SENT,
+        )
+        ReminderLine.objects.create(message=message, bill=bill, kind=message.kind, channel="sms")
+    for bill, after in ((soon, 2), (late, 5), (other, 1)):
+        paid(bill, method="vietqr", partner=None)
+        Bill.objects.filter(pk=bill.pk).update(paid_at=sent + datetime.timedelta(days=after))
+    effect = {(row.area_code, row.channel): row for row in reports.reminder_effect(period=month)}
+    assert {key: (row.reminded, row.paid_soon) for key, row in effect.items()} == {
+        ("PA14HT", "sms"): (3, 1),
+        ("PA14HL", "sms"): (1, 1),
+    }
+    assert effect["PA14HT", "sms"].rate == 33.33
+    page = supervisor_client.get(reverse("console:dashboard") + "?month=2026-10&area=PA14HT")
+    text = page.content.decode()
+    assert "Tin nhắc mang lại thanh toán" in text
+    assert 'data-reminder-effect="PA14HT-sms"' in text
+    assert 'data-reminder-effect="PA14HL-sms"' not in text
