@@ -46,6 +46,8 @@ QUIET_UNTIL = datetime.time(7, 0)
 # Customers queued per transaction: their day's messages are locked while bills join them.
 _QUEUE_CHUNK = 2000
 
+_URGENCY: dict[str, int] = {Kind.NEW_BILL: 0, Kind.DUE_SOON: 1, Kind.OVERDUE: 2}
+
 SKIP_PAID = "paid"
 SKIP_OPTED_OUT = "opted_out"
 SKIP_NO_CONTACT = "no_contact"
@@ -278,7 +280,15 @@ def _send_one(message: ReminderMessage, *, now: datetime.datetime) -> str:
             pk__in=[line.bill_id for line in lines], status=Bill.Status.UNPAID
         ).values_list("pk", flat=True)
     )
-    bills = [(line.bill, line.kind) for line in lines if line.bill_id in unpaid]
+    # A bill reminded of twice the same day (new and already overdue) is named once, as the
+    # most pressing.
+    pressing: dict[int, tuple[Bill, str]] = {}
+    for line in lines:
+        if line.bill_id in unpaid:
+            known = pressing.get(line.bill_id)
+            if known is None or _URGENCY[line.kind] > _URGENCY[known[1]]:
+                pressing[line.bill_id] = (line.bill, line.kind)
+    bills = sorted(pressing.values(), key=lambda pair: pair[0].period)
     to = getattr(message.customer, _contact_field(channel))
     skip = ""
     if not bills:

@@ -56,6 +56,10 @@ def test_a_bill_is_queued_once_per_kind_and_channel():
     assert reminders.reminders_queue(bills=bills_of(customer), kind=Kind.OVERDUE, now=now) == 2
     assert ReminderMessage.objects.count() == 2
     assert ReminderLine.objects.count() == 4
+    # The message names the bill once, as overdue.
+    reminders.reminders_send_due(now=now)
+    [(_, sms)] = notifications.LocmemSMSBackend.outbox
+    assert sms.count("/b/") == 1 and "da qua han" in sms
 
 
 def test_several_bills_of_a_customer_go_in_one_message_a_day():
