@@ -53,6 +53,8 @@ SKIP_OPTED_OUT = "opted_out"
 SKIP_NO_CONTACT = "no_contact"
 # PAY_LINK_KEY or UNSUBSCRIBE_LINK_KEY unset: a reminder without its links is not sent.
 SKIP_NO_LINKS = "no_links"
+# The sender ran out of time while handing this message over: whether it went is unknown.
+INTERRUPTED = "interrupted while sending"
 
 
 def _contact_field(channel: str) -> str:
@@ -306,6 +308,8 @@ def _send_one(message: ReminderMessage, *, now: datetime.datetime) -> str:
     try:
         _deliver(message, to, subject, text)
     except SoftTimeLimitExceeded:
+        # Cut off in the middle of sending: it may have gone, so it is not sent again.
+        _finish(message.pk, status=Status.FAILED, reason=INTERRUPTED)
         raise
     except Exception as exc:  # noqa: BLE001 - a failed message is recorded, the batch goes on
         reason = f"{exc.__class__.__name__}: {exc}"[:500]
@@ -349,7 +353,8 @@ def _send_claimed(ids: list[int], *, now: datetime.datetime) -> dict[str, int]:
         try:
             status = _send_one(message, now=now)
         except SoftTimeLimitExceeded:
-            # Out of time: what was not tried yet waits for the next sender, not an attempt.
+            # Out of time: what was not handed over yet waits for the next sender, not an
+            # attempt (one cut off while being handed over is already recorded failed).
             ReminderMessage.objects.filter(
                 pk__in=[other.pk for other in ordered[index:]], status=Status.SENDING
             ).update(status=Status.QUEUED, attempts=F("attempts") - 1)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 from django.core import mail
 from django.utils import timezone
 
@@ -228,3 +229,22 @@ def test_without_the_link_keys_nothing_is_sent(settings):
         reminders.SKIP_NO_LINKS
     }
     assert mail.outbox == []
+
+
+class TimedOutGateway:
+    """A gateway so slow that the task's soft time limit strikes while it is being called."""
+
+    def send(self, *, to: str, text: str) -> None:
+        raise SoftTimeLimitExceeded()
+
+
+def test_a_sender_out_of_time_never_sends_the_cut_off_message_twice(settings):
+    settings.SMS_BACKEND = "tests.reminders.test_rules.TimedOutGateway"
+    for _ in range(2):
+        customer, _ = customer_with_bills(unpaid=1, email="")
+    reminders.reminders_queue(bills=Bill.objects.all(), kind=Kind.NEW_BILL, now=at(10))
+    with pytest.raises(SoftTimeLimitExceeded):
+        reminders.reminders_send_due(now=at(10))
+    first, second = ReminderMessage.objects.order_by("pk")
+    assert (first.status, first.reason) == (Status.FAILED, reminders.INTERRUPTED)
+    assert (second.status, second.attempts) == (Status.QUEUED, 0)
