@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import datetime
 import multiprocessing
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 from bench.bench_import import PERIOD, _copy_into_bills, _remove_imported, write_monthly_file
-from bench.common import VAR, Section, bench_env, free_port, process, wait_http
+from bench.common import VAR, Section, bench_env, gunicorn
 
 TARGET_SECONDS = 30 * 60
 SENDERS = 4
@@ -102,21 +101,14 @@ def run() -> Section:
     _forget_reminders()
     _remove_imported()
     _copy_into_bills(source)  # the month's bills, all unpaid
-    port = free_port()
     gateway_env = bench_env(DEBUG="true", SANDBOX_BANK_ENABLED="true", SANDBOX_SMS_KEY=GATEWAY_KEY)
-    args = [
-        sys.executable, "-m", "gunicorn", "portal.wsgi:application",
-        "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4",
-        "--worker-class", "gthread", "--log-level", "warning",
-    ]  # fmt: skip
-    settings.SMS_GATEWAY_URL = f"http://127.0.0.1:{port}/sandbox/sms/"
     settings.SMS_GATEWAY_KEY = GATEWAY_KEY
     settings.UNSUBSCRIBE_LINK_KEY = UNSUBSCRIBE_KEY
     settings.EMAIL_BACKEND = "django.core.mail.backends.dummy.EmailBackend"
     now = _daytime()
     try:
-        with process(args, env=gateway_env, name=f"sms-gateway-{port}"):
-            wait_http(f"http://127.0.0.1:{port}/health/")
+        with gunicorn(workers=2, threads=4, env=gateway_env) as base:
+            settings.SMS_GATEWAY_URL = f"{base}/sandbox/sms/"
             started = time.perf_counter()
             _in_parallel(_post_directly, [BASELINE_MESSAGES // SENDERS] * SENDERS)
             baseline = BASELINE_MESSAGES / (time.perf_counter() - started)
