@@ -28,6 +28,10 @@ install-dev: $(VENV)/.dev
 
 # Development, said explicitly: the settings' default is production.
 run: export DEBUG ?= true
+# The sandbox plays the SMS gateway and e-mails are written to var/mail: both are listed on
+# http://127.0.0.1:8000/sandbox/messages/.
+run: export SMS_GATEWAY_URL ?= http://127.0.0.1:8000/sandbox/sms/
+run: export EMAIL_BACKEND ?= django.core.mail.backends.filebased.EmailBackend
 run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo --if-empty

@@ -15,7 +15,7 @@ import traceback
 
 from bench.common import ROOT, Section, machine, setup_django
 
-BENCHMARKS = ("qr", "import", "export", "lookup", "settlement", "statement")
+BENCHMARKS = ("qr", "import", "export", "lookup", "settlement", "statement", "reminders")
 OUTPUT = ROOT / "docs" / "benchmarks.md"
 
 

@@ -18,7 +18,7 @@ from django.db.models.functions import StrIndex
 
 from customers.codes import is_valid_customer_code, normalise
 from customers.models import AuditEntry, Customer
-from payments.models import Payment
+from payments.models import Payment, ReminderMessage
 from portal.text import fold
 
 logger = logging.getLogger(__name__)
@@ -217,3 +217,23 @@ def receipt_resend(*, payment_id: Any, actor: Any, reason: str) -> AuditEntry:
     if outcome != "sent":
         raise ConsoleError("receipt_failed", "The receipt could not be sent.")
     return entry
+
+
+def reminder_resend(*, message_id: int, actor: Any, reason: str) -> AuditEntry:
+    """Send one of the customer's reminders again now, as an agent asked; audited whatever
+    came of it. The reminder rules still hold (a paid bill, an opt-out, the quiet hours), and
+    the status it ends in is in the audit entry's detail."""
+    from payments import reminders
+
+    if not reason.strip():
+        raise ConsoleError("reason_required", "Say why the reminder is sent again.")
+    message = ReminderMessage.objects.select_related("customer").get(pk=message_id)
+    status = reminders.reminder_resend(message_id=message.pk)
+    return audit_record(
+        actor=actor,
+        action="reminder_resend",
+        customer=message.customer,
+        reason=reason,
+        target=f"{message.get_channel_display()} {message.day:%d/%m/%Y}",
+        detail={"outcome": status, "channel": message.channel, "reminder": message.pk},
+    )

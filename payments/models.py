@@ -619,3 +619,123 @@ class SettlementReport(models.Model):
     @property
     def is_clean(self) -> bool:
         return not (self.missing_ours or self.missing_theirs or self.amount_differences)
+
+
+class ReminderChannel(models.TextChoices):
+    EMAIL = "email", _("e-mail")
+    SMS = "sms", _("SMS")
+
+
+class ReminderOptOut(models.Model):
+    """A customer who asked for no more reminders on one channel (the link in every message);
+    receipts of their own payments still go."""
+
+    customer = models.ForeignKey(
+        Customer,
+        on_delete=models.CASCADE,
+        related_name="reminder_opt_outs",
+        verbose_name=_("customer"),
+        db_index=False,  # the unique constraint's first column
+    )
+    channel = models.CharField(_("channel"), max_length=8, choices=ReminderChannel.choices)
+    at = models.DateTimeField(_("at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("reminder opt-out")
+        verbose_name_plural = _("reminder opt-outs")
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "channel"], name="reminder_opt_out_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} {self.channel}"
+
+
+class ReminderMessage(models.Model):
+    """One reminder to one customer on one channel on one day, naming one or more of their
+    bills (`ReminderLine`). Queued and sent by `payments.reminders`."""
+
+    class Kind(models.TextChoices):
+        NEW_BILL = "new_bill", _("new bill")
+        DUE_SOON = "due_soon", _("due soon")
+        OVERDUE = "overdue", _("overdue")
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("queued")
+        SENDING = "sending", _("sending")
+        SENT = "sent", _("sent")
+        FAILED = "failed", _("failed")
+        SKIPPED = "skipped", _("skipped")
+
+    customer = models.ForeignKey(
+        Customer,
+        on_delete=models.PROTECT,
+        related_name="reminder_messages",
+        verbose_name=_("customer"),
+        db_index=False,  # the unique constraint's first column
+    )
+    channel = models.CharField(_("channel"), max_length=8, choices=ReminderChannel.choices)
+    # The kind it was queued for; bills added later the same day keep their own in their line.
+    kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices)
+    # The Vietnam calendar day it goes out: one message per customer, channel and day.
+    day = models.DateField(_("day"))
+    status = models.CharField(
+        _("status"), max_length=8, choices=Status.choices, default=Status.QUEUED
+    )
+    # Why it was skipped or failed (the last error of a retried one).
+    reason = models.TextField(_("reason"), blank=True)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    not_before = models.DateTimeField(_("not before"))
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+    # What went, to whom: the console shows it to an agent answering a call about it.
+    to = models.CharField(_("to"), max_length=254, blank=True)
+    text = models.TextField(_("text"), blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("reminder")
+        verbose_name_plural = _("reminders")
+        ordering = ["-day", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer", "channel", "day"], name="reminder_one_per_customer_day"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["not_before"], condition=Q(status="queued"), name="reminder_due")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} {self.channel} {self.day} {self.status}"
+
+
+class ReminderLine(models.Model):
+    """A bill a reminder names, and why: a bill is reminded of once per kind and channel."""
+
+    message = models.ForeignKey(
+        ReminderMessage,
+        on_delete=models.CASCADE,
+        related_name="lines",
+        verbose_name=_("reminder"),
+    )
+    bill = models.ForeignKey(
+        Bill,
+        on_delete=models.PROTECT,
+        related_name="reminder_lines",
+        verbose_name=_("bill"),
+        db_index=False,  # the unique constraint's first column
+    )
+    kind = models.CharField(_("kind"), max_length=10, choices=ReminderMessage.Kind.choices)
+    channel = models.CharField(_("channel"), max_length=8, choices=ReminderChannel.choices)
+
+    class Meta:
+        verbose_name = _("reminded bill")
+        verbose_name_plural = _("reminded bills")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["bill", "kind", "channel"], name="reminder_bill_once_per_kind"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.bill_id} {self.kind} {self.channel}"

@@ -1,12 +1,20 @@
-"""Receipts: an e-mail through Django's mail backends and an SMS through a pluggable backend."""
+"""Receipts: an e-mail through Django's mail backends and an SMS through a pluggable backend.
+
+The SMS backend is the HTTP gateway when SMS_GATEWAY_URL is set, else SMS_BACKEND; reminders
+(`payments.reminders`) send through the same two.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import logging
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+import requests
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.mail import send_mail
@@ -44,7 +52,40 @@ class LocmemSMSBackend:
         self.outbox.append((to, text))
 
 
+class SMSGatewayError(Exception):
+    """The gateway did not take the message; the text says what it answered."""
+
+
+def sms_gateway_signature(body: bytes, key: str) -> str:
+    """The `X-Signature` of a gateway request: HMAC-SHA256 over the raw body, in hex."""
+    return hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
+
+
+class HttpSMSGateway:
+    """An SMS gateway over HTTP: `POST SMS_GATEWAY_URL` with the JSON body `{"to", "text"}`,
+    signed in `X-Signature`. Any answer but 2xx is a failure, so the message is tried again."""
+
+    def send(self, *, to: str, text: str) -> None:
+        body = json.dumps({"to": to, "text": text}, ensure_ascii=False).encode()
+        try:
+            response = requests.post(
+                settings.SMS_GATEWAY_URL,
+                data=body,
+                headers={
+                    "Content-Type": "application/json; charset=utf-8",
+                    "X-Signature": sms_gateway_signature(body, settings.SMS_GATEWAY_KEY),
+                },
+                timeout=settings.GATEWAY_HTTP_TIMEOUT,
+            )
+        except requests.RequestException as exc:
+            raise SMSGatewayError(f"gateway unreachable: {exc.__class__.__name__}") from exc
+        if not 200 <= response.status_code < 300:
+            raise SMSGatewayError(f"gateway answered {response.status_code}")
+
+
 def sms_backend() -> SMSBackend:
+    if settings.SMS_GATEWAY_URL:
+        return HttpSMSGateway()
     return import_string(settings.SMS_BACKEND)()  # type: ignore[no-any-return]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import time
 
 from celery import shared_task
 from django.conf import settings
@@ -119,3 +120,55 @@ def send_receipts(payment_ids: list[str]) -> int:
         logger.warning("receipt of %s not sent; handed to its own task", payment_id)
         send_now(send_receipt, payment_id)
     return len(sent)
+
+
+# A new period's bills are "new" this long after their import: the daily round catches a
+# wake-up the import could not send.
+NEW_BILLS_WITHIN = datetime.timedelta(days=2)
+
+
+@shared_task(autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
+def queue_new_bill_reminders() -> int:
+    """Reminders for the bills of a newly imported period (sent by `import_bills`)."""
+    from payments import reminders
+
+    queued = reminders.reminders_queue_new_bills(since=timezone.now() - NEW_BILLS_WITHIN)
+    if queued:
+        send_now(send_reminders)
+    return queued
+
+
+@shared_task(autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
+def queue_reminders() -> int:
+    """The daily round (beat): new bills not yet reminded of, bills due in
+    REMINDER_DUE_SOON_DAYS days, and overdue bills (once each)."""
+    from payments import reminders
+
+    since = timezone.now() - NEW_BILLS_WITHIN
+    queued = reminders.reminders_queue_new_bills(since=since) + reminders.reminders_queue_due()
+    if queued:
+        send_now(send_reminders)
+    return queued
+
+
+# A sender stops taking batches after this long and hands the rest to a new task, well inside
+# CELERY_TASK_SOFT_TIME_LIMIT.
+SEND_REMINDERS_FOR_SECONDS = 60
+
+
+@shared_task
+def send_reminders() -> int:
+    """Send the reminders whose time has come, a batch at a time; each message's outcome is
+    recorded on it. Woken after queueing, and every minute by beat (retries, 07:00)."""
+    from payments import reminders
+
+    started = time.monotonic()
+    sent = 0
+    while True:
+        outcome = reminders.reminders_send_due()
+        sent += outcome.get(reminders.Status.SENT, 0)
+        if sum(outcome.values()) < settings.REMINDER_BATCH_SIZE:
+            return sent
+        if time.monotonic() - started > SEND_REMINDERS_FOR_SECONDS:
+            send_now(send_reminders)
+            return sent

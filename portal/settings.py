@@ -208,6 +208,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "payments.tasks.warm_noncash_dashboard",
         "schedule": 600.0,
     },
+    # Queues "due soon" and "overdue" reminders; the sender below sends what is due.
+    "queue-reminders": {
+        "task": "payments.tasks.queue_reminders",
+        "schedule": crontab(hour=7, minute=30),
+    },
+    "send-reminders": {"task": "payments.tasks.send_reminders", "schedule": 60.0},
     # Partners drop their end-of-day settlement files overnight.
     "reconcile-dropped-statements": {
         "task": "payments.tasks.reconcile_dropped_statements",
@@ -383,6 +389,10 @@ TRANSFER_WEBHOOK_API_KEY = env.str(
 PAY_LINK_KEY = env.str("PAY_LINK_KEY", default="dev-pay-link-key" if DEBUG else "")
 # A bill's link keeps working this long after its due date (overdue bills are paid late).
 PAY_LINK_VALID_AFTER_DUE = timedelta(days=env.int("PAY_LINK_VALID_DAYS_AFTER_DUE", default=56))
+# Signs the opt-out link in every reminder (/unsubscribe/{token}/): checked without any table.
+UNSUBSCRIBE_LINK_KEY = env.str(
+    "UNSUBSCRIBE_LINK_KEY", default="dev-unsubscribe-link-key" if DEBUG else ""
+)
 # A monitor sending "Authorization: Bearer HEALTH_TOKEN" sees /health/'s details (database,
 # broker); unset, only signed-in staff do. Everyone else sees up or down.
 HEALTH_TOKEN = env.str("HEALTH_TOKEN", default="")
@@ -415,6 +425,8 @@ SANDBOX_IPN_MODE = env.str("SANDBOX_IPN_MODE", default="deliver")
 if SANDBOX_IPN_MODE not in ("deliver", "delay", "drop"):
     raise ImproperlyConfigured("SANDBOX_IPN_MODE must be deliver, delay or drop.")
 SANDBOX_IPN_DELAY_SECONDS = env.int("SANDBOX_IPN_DELAY_SECONDS", default=120)
+# The key the sandbox, playing the SMS gateway (/sandbox/sms/), checks requests with.
+SANDBOX_SMS_KEY = env.str("SANDBOX_SMS_KEY", default="dev-sms-gateway-key" if DEBUG else "")
 # The sandbox bank reaches the portal here for IPNs and transfer notifications.
 SANDBOX_PORTAL_URL = env.str("SANDBOX_PORTAL_URL", default=PORTAL_BASE_URL).rstrip("/")
 
@@ -435,6 +447,22 @@ EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="hoadon@evnhatinh.example.vn")
 SMS_BACKEND = env.str("SMS_BACKEND", default="payments.notifications.ConsoleSMSBackend")
+# An HTTP SMS gateway: when its URL is set, every SMS (receipts, reminders) goes there, each
+# request signed with HMAC-SHA256 over its body with SMS_GATEWAY_KEY; unset, SMS_BACKEND above.
+# In development the sandbox plays the gateway: {PORTAL_BASE_URL}/sandbox/sms/.
+SMS_GATEWAY_URL = env.str("SMS_GATEWAY_URL", default="")
+SMS_GATEWAY_KEY = env.str("SMS_GATEWAY_KEY", default="dev-sms-gateway-key" if DEBUG else "")
+if SMS_GATEWAY_URL and not SMS_GATEWAY_KEY:
+    raise ImproperlyConfigured("SMS_GATEWAY_URL needs SMS_GATEWAY_KEY to sign its requests.")
+
+# --- Reminders ----------------------------------------------------------------------------------
+# "Due soon" reminders go this many days before the due date.
+REMINDER_DUE_SOON_DAYS = env.int("REMINDER_DUE_SOON_DAYS", default=3)
+# Messages a sender task takes at a time; a failed one is tried again after
+# REMINDER_RETRY_SECONDS, doubled each time, at most REMINDER_MAX_ATTEMPTS times in all.
+REMINDER_BATCH_SIZE = env.int("REMINDER_BATCH_SIZE", default=500)
+REMINDER_RETRY_SECONDS = env.int("REMINDER_RETRY_SECONDS", default=60)
+REMINDER_MAX_ATTEMPTS = env.int("REMINDER_MAX_ATTEMPTS", default=5)
 
 # --- Security -----------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
@@ -450,6 +478,8 @@ _DEVELOPMENT_SECRETS = frozenset(
         _DEV_SECRET_KEY,
         "dev-transfer-webhook-key",
         "dev-pay-link-key",
+        "dev-unsubscribe-link-key",
+        "dev-sms-gateway-key",
         "dev-sandbox-secret-0123456789ABCDEF",
     }
 )
@@ -501,8 +531,12 @@ if not DEBUG:
     _refuse_public("TRANSFER_WEBHOOK_API_KEY", TRANSFER_WEBHOOK_API_KEY)
     _refuse_public("HEALTH_TOKEN", HEALTH_TOKEN)
     _refuse_public("PAY_LINK_KEY", PAY_LINK_KEY)
+    _refuse_public("UNSUBSCRIBE_LINK_KEY", UNSUBSCRIBE_LINK_KEY)
+    _refuse_public("SMS_GATEWAY_KEY", SMS_GATEWAY_KEY)
     if PAY_LINK_KEY and len(PAY_LINK_KEY) < 32:
         raise ImproperlyConfigured("PAY_LINK_KEY must be a random value of 32+ characters.")
+    if UNSUBSCRIBE_LINK_KEY and len(UNSUBSCRIBE_LINK_KEY) < 32:
+        raise ImproperlyConfigured("UNSUBSCRIBE_LINK_KEY must be a random value of 32+ characters.")
     for _code, _credentials in PARTNER_CREDENTIALS.items():
         _refuse_public(f"PARTNER_{_code}_SECRET", _credentials["secret"])
     if SANDBOX_BANK_ENABLED:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from portal.views import lookup, pay, pay_return, paylink
+from portal.views import lookup, pay, pay_return, paylink, unsubscribe
 
 urlpatterns = [
     path("", lookup.home, name="home"),
@@ -12,4 +12,5 @@ urlpatterns = [
     path("receipts/<uuid:payment_id>/", pay.receipt, name="receipt"),
     path("b/<str:token>/", paylink.bill_page, name="bill-pay-link"),
     path("b/<str:token>/qr.svg", paylink.bill_qr, name="bill-pay-link-qr"),
+    path("unsubscribe/<str:token>/", unsubscribe.unsubscribe_page, name="unsubscribe"),
 ]

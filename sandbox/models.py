@@ -130,3 +130,18 @@ class QueryRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tmn_code} {self.request_id}"
+
+
+class TextMessage(models.Model):
+    """An SMS the portal handed to the sandbox playing its SMS gateway: what a household's phone
+    would have shown. Only correctly signed requests are kept."""
+
+    to = models.CharField(max_length=20)
+    text = models.TextField()
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"SMS to {self.to}"

@@ -17,4 +17,6 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("merchant_webapi/api/transaction", views.querydr, name="querydr"),
     path("qr/", views.qr, name="qr"),
     path("outbox/<int:notification_id>/send/", views.send_now, name="send-now"),
+    path("sms/", views.sms_gateway, name="sms-gateway"),
+    path("messages/", views.outbox, name="messages"),
 ]

@@ -6,8 +6,10 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -18,8 +20,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from sandbox import bank, delivery, protocol
-from sandbox.models import BankTransaction, Notification
+from sandbox import bank, delivery, protocol, sms
+from sandbox.models import BankTransaction, Notification, TextMessage
 
 # Translatable names of the decline reasons the page offers (protocol.DECLINE_CODES).
 DECLINE_LABELS = {
@@ -238,3 +240,45 @@ def send_now(request: HttpRequest, notification_id: int) -> HttpResponse:
     """Make a delayed notification due now (the `sandbox_bank` process sends it)."""
     delivery.notification_send_now(notification_id=notification_id)
     return redirect("sandbox:index")
+
+
+@csrf_exempt
+@require_POST
+def sms_gateway(request: HttpRequest) -> JsonResponse:
+    """The SMS gateway the portal's adapter posts to in development and tests."""
+    try:
+        message = sms.receive(body=request.body, signature=request.headers.get("X-Signature", ""))
+    except sms.Refused as refused:
+        return JsonResponse({"error": str(refused)}, status=refused.status)
+    return JsonResponse({"id": message.pk, "status": "accepted"})
+
+
+# The newest e-mails written by Django's file backend shown on the outbox page.
+MAIL_FILES_SHOWN = 20
+
+
+def _mail_files() -> list[dict[str, str]]:
+    if not settings.EMAIL_BACKEND.endswith("filebased.EmailBackend"):
+        return []
+    folder = Path(settings.EMAIL_FILE_PATH)
+    files = sorted(folder.glob("*.log"), key=lambda f: f.stat().st_mtime, reverse=True)
+    return [
+        {"name": f.name, "text": f.read_text(encoding="utf-8", errors="replace")}
+        for f in files[:MAIL_FILES_SHOWN]
+    ]
+
+
+@never_cache
+@require_GET
+def outbox(request: HttpRequest) -> HttpResponse:
+    """What would have reached households: the SMS the portal sent to this gateway, and the
+    e-mails of Django's file backend when it is the one configured."""
+    return render(
+        request,
+        "sandbox/outbox.html",
+        {
+            "texts": TextMessage.objects.all()[:100],
+            "mails": _mail_files(),
+            "mail_backend": settings.EMAIL_BACKEND,
+        },
+    )

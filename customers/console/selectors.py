@@ -17,7 +17,14 @@ from customers.models import AuditEntry, Bill, Customer
 from customers.services import PERSONAL_DATA_VIEWS
 from payments import inbox
 from payments import selectors as payments_selectors
-from payments.models import BankTransfer, InboundMessage, Payment, PaymentBill, PaymentEvent
+from payments.models import (
+    BankTransfer,
+    InboundMessage,
+    Payment,
+    PaymentBill,
+    PaymentEvent,
+    ReminderMessage,
+)
 
 TransferStatus = BankTransfer.Status
 PaymentStatus = Payment.Status
@@ -177,6 +184,24 @@ def customer_audit(*, customer: Customer, limit: int = 50) -> list[AuditEntry]:
         customer.audit_entries.exclude(action__in=PERSONAL_DATA_VIEWS)
         .select_related("actor", "payment")
         .order_by("-at")[:limit]
+    )
+
+
+def customer_reminders(*, customer: Customer, limit: int = 30) -> list[ReminderMessage]:
+    """The customer's newest reminders, each with the bills it names."""
+    return list(
+        ReminderMessage.objects.filter(customer=customer)
+        .prefetch_related("lines__bill")
+        .order_by("-day", "-pk")[:limit]
+    )
+
+
+def reminder_for_staff(*, message_id: int) -> ReminderMessage | None:
+    return (
+        ReminderMessage.objects.select_related("customer")
+        .prefetch_related("lines__bill")
+        .filter(pk=message_id)
+        .first()
     )
 
 

@@ -23,6 +23,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     ),
     path("payments/<uuid:payment_id>/refund/", actions.payment_refund, name="payment-refund"),
     path("payments/<uuid:payment_id>/review/", actions.payment_review, name="payment-review"),
+    path("reminders/<int:message_id>/resend/", actions.reminder_resend, name="reminder-resend"),
     path("queues/<slug:slug>/", pages.queue, name="queue"),
     path("transfers/<int:transfer_id>/", pages.transfer, name="transfer"),
     path(

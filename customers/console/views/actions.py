@@ -40,7 +40,7 @@ from customers.console.permissions import (
 )
 from customers.models import Bill
 from payments import services as payment_services
-from payments.models import BankTransfer, Payment
+from payments.models import BankTransfer, Payment, ReminderMessage
 
 # What an agent reads when a rule refuses an action (by the error's `code`).
 ERRORS = {
@@ -164,6 +164,34 @@ def payment_resend_receipt(request: HttpRequest, payment_id: UUID) -> HttpRespon
             _("The receipt of %(reference)s was sent again.") % {"reference": payment.reference}
         ),
         context=lambda payment: {"contacts": console_services.payment_receipt_contacts(payment)},
+    )
+
+
+# Sending a reminder again is the same trust as sending a receipt again: the same permission.
+@require_http_methods(["GET", "POST"])
+@staff_required(RESEND_RECEIPT, VIEW_CUSTOMER)
+def reminder_resend(request: HttpRequest, message_id: int) -> HttpResponse:
+    message = selectors.reminder_for_staff(message_id=message_id)
+    if message is None:
+        raise Http404
+    form = ReasonForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        entry = console_services.reminder_resend(
+            message_id=message.pk, actor=request.user, reason=form.cleaned_data["reason"]
+        )
+        outcome = entry.detail["outcome"]
+        if outcome == ReminderMessage.Status.SENT:
+            messages.success(request, _("The reminder was sent again."))
+        else:
+            label = ReminderMessage.Status(outcome).label
+            messages.error(request, _("The reminder was not sent: %(status)s.") % {"status": label})
+        return redirect("console:customer", code=message.customer.code)
+    return _confirm(
+        request,
+        "console/confirm_reminder.html",
+        form,
+        status=400 if form.is_bound else 200,
+        message=message,
     )
 
 

@@ -81,6 +81,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             if trend
             else None,
             "channels": channels,
+            "reminder_effect": reports.reminder_effect(
+                period=period, area_code=area.code if area else None
+            ),
             "cache_minutes": reports.REPORT_CACHE_SECONDS // 60,
         },
     )

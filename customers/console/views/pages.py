@@ -37,6 +37,7 @@ AUDIT_ACTIONS = (
     "credit_apply",
     "payment_recheck",
     "receipt_resend",
+    "reminder_resend",
     *services.PERSONAL_DATA_VIEWS,
 )
 # A raw message body beyond this is cut on the page (the full text stays in the inbox table).
@@ -112,6 +113,7 @@ def customer(request: HttpRequest, code: str) -> HttpResponse:
             "held": payment_services.credits_held(customer=found),
             "payments": page,
             "audit": selectors.customer_audit(customer=found),
+            "reminders": selectors.customer_reminders(customer=found),
         },
     )
 

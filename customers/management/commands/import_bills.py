@@ -10,6 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from customers.billing_import import ImportFileError, ImportResult, import_bills
+from payments.queue import send_now
 from portal.progress import count_lines, progress_bar
 
 # Enough to see what kind of mistake the file has; every line is in the report beside it.
@@ -50,6 +51,9 @@ class Command(BaseCommand):
         except ImportFileError as exc:
             raise CommandError(f"{path}: {exc}") from None
         elapsed = time.monotonic() - started
+        if result.loaded and result.bills_created:
+            # A new period: its reminders are queued by a worker (payments.reminders).
+            send_now("payments.tasks.queue_new_bill_reminders")
         if result.errors:
             self._report_errors(path, result)
         self.stdout.write(self._summary(result, elapsed))
