@@ -437,7 +437,7 @@ def _held_short(references: list[str]) -> dict[Any, list[_Transfer]]:
     """The credits kept as `wrong_amount` for the VietQR payments these references name, by
     payment, locked (transfers before payments, in id order): money that arrived short, which a
     later credit may make whole."""
-    rows = (
+    rows = list(
         BankTransfer.objects.select_for_update(of=("self",))
         .filter(
             AnyOf(F("payment__reference"), references),
@@ -447,7 +447,6 @@ def _held_short(references: list[str]) -> dict[Any, list[_Transfer]]:
         .order_by("pk")
         .values_list("pk", "message_id", "status", "source", "payment_id", "amount", "external_id")
     )
-    rows = list(rows)
     # A credit an agent applied in part to bills no longer holds its amount. Read after the
     # lock, in a statement of its own: the locking query's snapshot predates a use committed
     # while it waited for the lock, and would count that money a second time.
