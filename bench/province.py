@@ -20,13 +20,15 @@ def ensure_province() -> float | None:
         capture_output=True,
         text=True,
     )
+    manage = [sys.executable, "manage.py"]
     if count.returncode == 0 and count.stdout.strip() == str(PROVINCE_CUSTOMERS):
+        # Seeded by an earlier run, perhaps of older code: brought up to today's tables.
+        subprocess.run([*manage, "migrate", "-v0"], cwd=ROOT, env=env, check=True)
         return None
     subprocess.run(
         ["psql", admin, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], check=True
     )
     subprocess.run(["psql", admin, "-qc", f"CREATE DATABASE {name}"], check=True)
-    manage = [sys.executable, "manage.py"]
     subprocess.run([*manage, "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     started = time.monotonic()
     subprocess.run(
