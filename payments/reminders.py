@@ -25,7 +25,7 @@ from itertools import groupby, islice
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Prefetch, QuerySet
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
@@ -136,6 +136,14 @@ def _queue_chunk(
     return len(created)
 
 
+def _fresh_statistics() -> None:
+    """The pass before may have just written a province's lines: planned on old statistics, the
+    next pass takes the table for empty and scans it once per bill (hours, measured)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE payments_reminderline, payments_reminderoptout")
+
+
 def reminders_queue(
     *, bills: QuerySet[Bill], kind: str, now: datetime.datetime | None = None
 ) -> int:
@@ -145,6 +153,7 @@ def reminders_queue(
     now = now or timezone.now()
     queued = 0
     for channel in CHANNELS:
+        _fresh_statistics()
         contact = _contact_field(channel)
         pairs = (
             bills.filter(status=Bill.Status.UNPAID, customer__is_active=True)
@@ -160,7 +169,10 @@ def reminders_queue(
             .order_by("customer_id", "period")
             .values_list("customer_id", "pk")
         )
-        for chunk in _chunks(pairs.iterator(chunk_size=10_000)):
+        # Read whole (a province's month is half a million pairs of ids, a few dozen MB): as a
+        # cursor, PostgreSQL plans for the first rows and walks every bill in customer order,
+        # minutes instead of seconds (measured).
+        for chunk in _chunks(list(pairs)):
             queued += _queue_chunk(chunk, kind=kind, channel=channel, now=now)
     return queued
 
