@@ -461,6 +461,9 @@ REMINDER_DUE_SOON_DAYS = env.int("REMINDER_DUE_SOON_DAYS", default=3)
 # Messages a sender task takes at a time; a failed one is tried again after
 # REMINDER_RETRY_SECONDS, doubled each time, at most REMINDER_MAX_ATTEMPTS times in all.
 REMINDER_BATCH_SIZE = env.int("REMINDER_BATCH_SIZE", default=500)
+# Messages of a batch handed to the SMS gateway or the mail server at once, each waiting for
+# its answer in a thread of its own.
+REMINDER_SEND_CONCURRENCY = env.int("REMINDER_SEND_CONCURRENCY", default=8)
 REMINDER_RETRY_SECONDS = env.int("REMINDER_RETRY_SECONDS", default=60)
 REMINDER_MAX_ATTEMPTS = env.int("REMINDER_MAX_ATTEMPTS", default=5)
 

@@ -1,6 +1,8 @@
 """The WSGI entry point.
 
-Bank callbacks (`/callbacks/`) are machine to machine, signed, CSRF-exempt and stateless: they go
+Bank callbacks (`/callbacks/`), and the sandbox's SMS gateway (`/sandbox/sms/`, which stands for
+a provider's in development and the benchmarks), are machine to machine, signed, CSRF-exempt and
+stateless: they go
 through a handler with only the middleware they need (security and content-policy headers, the
 allowed-host check), not sessions, users, messages or the sign-in lockout, which cost as much
 as storing the callback itself. Everything else gets the whole stack.
@@ -42,6 +44,6 @@ _callbacks = CallbackHandler()
 
 
 def application(environ, start_response):  # type: ignore[no-untyped-def]
-    if environ.get("PATH_INFO", "").startswith("/callbacks/"):
+    if environ.get("PATH_INFO", "").startswith(("/callbacks/", "/sandbox/sms/")):
         return _callbacks(environ, start_response)
     return _pages(environ, start_response)
