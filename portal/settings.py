@@ -398,10 +398,30 @@ UNSUBSCRIBE_LINK_KEY = env.str(
 HEALTH_TOKEN = env.str("HEALTH_TOKEN", default="")
 
 
+# The fields of `PARTNER_<CODE>_<FIELD>`: a bank's page (VNPay 2.1.0) takes SECRET, TMN_CODE,
+# PAY_URL, API_URL; MoMo SECRET, ACCESS_KEY, PARTNER_CODE, API_URL; ZaloPay KEY1, KEY2, APP_ID,
+# API_URL; the collection API SECRET. ALLOWED_IPS for any of them.
+_PARTNER_FIELDS = (
+    "SECRET",
+    "TMN_CODE",
+    "PAY_URL",
+    "API_URL",
+    "ALLOWED_IPS",
+    "ACCESS_KEY",
+    "PARTNER_CODE",
+    "KEY1",
+    "KEY2",
+    "APP_ID",
+)
+# The fields that are keys: a partner without any stays disabled.
+_PARTNER_KEYS = ("secret", "key1", "key2")
+
+
 def _partner_credentials() -> dict[str, dict[str, str]]:
-    """Collect `PARTNER_<CODE>_<FIELD>` variables; a partner without a secret stays disabled."""
+    """Collect `PARTNER_<CODE>_<FIELD>` variables; a partner without a secret or key stays
+    disabled."""
     found: dict[str, dict[str, str]] = {}
-    pattern = re.compile(r"^PARTNER_([A-Z0-9]+)_(SECRET|TMN_CODE|PAY_URL|API_URL|ALLOWED_IPS)$")
+    pattern = re.compile(rf"^PARTNER_([A-Z0-9]+?)_({'|'.join(_PARTNER_FIELDS)})$")
     for name, value in os.environ.items():
         match = pattern.match(name)
         if match and value:
@@ -412,7 +432,11 @@ def _partner_credentials() -> dict[str, dict[str, str]]:
         sandbox.setdefault("tmn_code", "EVNHT001")
         sandbox.setdefault("pay_url", f"{PORTAL_BASE_URL}/sandbox/paymentv2/vpcpay.html")
         sandbox.setdefault("api_url", f"{PORTAL_BASE_URL}/sandbox/merchant_webapi/api/transaction")
-    return {code: values for code, values in found.items() if values.get("secret")}
+    return {
+        code: values
+        for code, values in found.items()
+        if any(values.get(key) for key in _PARTNER_KEYS)
+    }
 
 
 PARTNER_CREDENTIALS = _partner_credentials()
@@ -523,10 +547,12 @@ if not DEBUG:
             "TRANSFER_WEBHOOK_API_KEY must be a random value of 16+ characters in production."
         )
     for _code, _credentials in PARTNER_CREDENTIALS.items():
-        if len(_credentials["secret"]) < 16:
-            raise ImproperlyConfigured(
-                f"PARTNER_{_code}_SECRET must be the partner's real secret (16+ characters)."
-            )
+        for _key in _PARTNER_KEYS:
+            if _key in _credentials and len(_credentials[_key]) < 16:
+                raise ImproperlyConfigured(
+                    f"PARTNER_{_code}_{_key.upper()} must be the partner's real key "
+                    "(16+ characters)."
+                )
     _refuse_public("SECRET_KEY", SECRET_KEY)
     _refuse_public("TRANSFER_WEBHOOK_API_KEY", TRANSFER_WEBHOOK_API_KEY)
     _refuse_public("HEALTH_TOKEN", HEALTH_TOKEN)
@@ -538,7 +564,8 @@ if not DEBUG:
     if UNSUBSCRIBE_LINK_KEY and len(UNSUBSCRIBE_LINK_KEY) < 32:
         raise ImproperlyConfigured("UNSUBSCRIBE_LINK_KEY must be a random value of 32+ characters.")
     for _code, _credentials in PARTNER_CREDENTIALS.items():
-        _refuse_public(f"PARTNER_{_code}_SECRET", _credentials["secret"])
+        for _key in _PARTNER_KEYS:
+            _refuse_public(f"PARTNER_{_code}_{_key.upper()}", _credentials.get(_key, ""))
     if SANDBOX_BANK_ENABLED:
         # The sandbox bank signs approvals with the SANDBOX secret and sends transfer
         # notifications with the webhook key: in production it would pay bills for free.
