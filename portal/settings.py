@@ -314,7 +314,7 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Bill-payment portal API",
     "DESCRIPTION": (
         "Public API of the electricity bill-payment portal: bills of a customer, payments by "
-        "VietQR and bank redirect. Errors always have the shape "
+        "VietQR, bank redirect and the MoMo and ZaloPay wallets. Errors always have the shape "
         '`{"error": {"code", "message", "fields"}}`.\n\n'
         "**Bank callbacks.** Banks call the portal on these URLs; they answer in each "
         "protocol's own shape, not the error shape above.\n\n"
@@ -323,9 +323,19 @@ SPECTACULAR_SETTINGS = {
         "parameters, signed with HMAC-SHA512 (`vnp_SecureHash`) | 200 "
         '`{"RspCode": "00", "Message": "Confirm Success"}`; `01` unknown order, `02` already '
         "confirmed, `04` wrong amount, `97` bad signature, `99` other |\n"
-        "| `GET /pay/return/{partner}/` | the household's browser, back from the gateway | the "
-        "gateway's return parameters | a page with the payment's real status (never applied "
-        "from here) |\n"
+        "| `POST /callbacks/momo/ipn/` | MoMo's server (IPN, API v2) | JSON `partnerCode`, "
+        "`orderId`, `requestId`, `amount` (whole VND), `orderInfo`, `orderType`, `transId`, "
+        "`resultCode`, `message`, `payType`, `responseTime`, `extraData`, signed with "
+        "HMAC-SHA256 (`signature`) | 204 once stored (a repeat too, applied once); 401 bad "
+        "signature; 403 address not allowed; 400 malformed; 503 not stored, send it again |\n"
+        "| `POST /callbacks/zalopay/callback/` | ZaloPay's server (callback, API v2) | JSON "
+        '`{"data": "<JSON string>", "mac": "…", "type": 1}`, `mac` = HMAC-SHA256 with KEY2 over '
+        "`data` as sent | 200 "
+        '`{"return_code": 1, "return_message": "success"}`; `2` already processed (a repeat, '
+        "or a payment already final), `-1` bad MAC, `0` not stored, try again; 400 malformed |\n"
+        "| `GET /pay/return/{partner}/` | the household's browser, back from the gateway or "
+        "the wallet | the partner's return parameters (VNPay's, MoMo's, ZaloPay's) | a page "
+        "with the payment's real status (never applied from here) |\n"
         "| `POST /callbacks/transfers/` | the transfer-notification service | header "
         "`Authorization: Apikey KEY`; SePay-shaped JSON (`id`, `gateway`, `transactionDate`, "
         "`accountNumber`, `content`, `transferType`, `transferAmount`, `referenceCode`) | 200 "
@@ -505,6 +515,10 @@ _DEVELOPMENT_SECRETS = frozenset(
         "dev-unsubscribe-link-key",
         "dev-sms-gateway-key",
         "dev-sandbox-secret-0123456789ABCDEF",
+        # `make run`'s wallets (Makefile), against the sandbox's.
+        "dev-momo-secret-key-0123456789abcdef",
+        "dev-zalopay-key1-0123456789abcdef",
+        "dev-zalopay-key2-0123456789abcdef",
     }
 )
 

@@ -88,9 +88,14 @@ class PaymentOutput(serializers.Serializer):
             return None
         return payment.provider_data.get("redirect_url")
 
-    @extend_schema_field(serializers.CharField(allow_null=True))
+    @extend_schema_field(
+        serializers.CharField(
+            allow_null=True,
+            help_text="For a wallet (MOMO, ZALOPAY): the link that opens the wallet's app on a "
+            "phone (ZaloPay's is its one link, also `redirect_url`); null otherwise.",
+        )
+    )
     def get_app_url(self, payment: Payment) -> str | None:
-        """The link that opens the wallet's app on a phone (MoMo, ZaloPay); null otherwise."""
         if payment.method != Payment.Method.REDIRECT:
             return None
         return payment.provider_data.get("app_url") or None
