@@ -90,17 +90,24 @@ def process(args: list[str], *, env: dict[str, str], name: str) -> Iterator[subp
 
 
 @contextlib.contextmanager
-def gunicorn(*, workers: int, threads: int, env: dict[str, str]) -> Iterator[str]:
+def gunicorn(
+    *,
+    workers: int,
+    threads: int,
+    env: dict[str, str],
+    app: str = "portal.wsgi:application",
+    ready: str = "/health/",
+) -> Iterator[str]:
     port = free_port()
     args = [
-        sys.executable, "-m", "gunicorn", "portal.wsgi:application",
+        sys.executable, "-m", "gunicorn", app,
         "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads),
         "--worker-class", "gthread", "--backlog", "2048", "--keep-alive", "30",
         "--log-level", "warning",
     ]  # fmt: skip
     with process(args, env=env, name=f"gunicorn-{port}"):
         base = f"http://127.0.0.1:{port}"
-        wait_http(base + "/health/")
+        wait_http(base + ready)
         yield base
 
 

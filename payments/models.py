@@ -718,7 +718,9 @@ class ReminderMessage(models.Model):
             )
         ]
         indexes = [
-            models.Index(fields=["not_before"], condition=Q(status="queued"), name="reminder_due")
+            models.Index(
+                fields=["not_before", "id"], condition=Q(status="queued"), name="reminder_due_order"
+            )
         ]
 
     def __str__(self) -> str:

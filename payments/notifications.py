@@ -6,15 +6,17 @@ The SMS backend is the HTTP gateway when SMS_GATEWAY_URL is set, else SMS_BACKEN
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
 import logging
+import os
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-import requests
+import urllib3
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.mail import send_mail
@@ -61,6 +63,21 @@ def sms_gateway_signature(body: bytes, key: str) -> str:
     return hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
 
 
+@functools.cache
+def _gateway_pool(pid: int) -> urllib3.PoolManager:
+    """Keep-alive connections to the gateway, shared by a process's sending threads: a
+    province's reminders are hundreds of thousands of requests to one gateway, and a new
+    connection for each costs more than the request. One pool per process (`pid`): a forked
+    worker must not use its parent's sockets."""
+    return urllib3.PoolManager(
+        maxsize=max(settings.REMINDER_SEND_CONCURRENCY, 1),
+        retries=False,  # a failed message is retried by the reminders' backoff, not here
+        timeout=urllib3.Timeout(
+            connect=settings.GATEWAY_HTTP_TIMEOUT[0], read=settings.GATEWAY_HTTP_TIMEOUT[1]
+        ),
+    )
+
+
 class HttpSMSGateway:
     """An SMS gateway over HTTP: `POST SMS_GATEWAY_URL` with the JSON body `{"to", "text"}`,
     signed in `X-Signature`. Any answer but 2xx is a failure, so the message is tried again."""
@@ -68,19 +85,19 @@ class HttpSMSGateway:
     def send(self, *, to: str, text: str) -> None:
         body = json.dumps({"to": to, "text": text}, ensure_ascii=False).encode()
         try:
-            response = requests.post(
+            response = _gateway_pool(os.getpid()).request(
+                "POST",
                 settings.SMS_GATEWAY_URL,
-                data=body,
+                body=body,
                 headers={
                     "Content-Type": "application/json; charset=utf-8",
                     "X-Signature": sms_gateway_signature(body, settings.SMS_GATEWAY_KEY),
                 },
-                timeout=settings.GATEWAY_HTTP_TIMEOUT,
             )
-        except requests.RequestException as exc:
+        except urllib3.exceptions.HTTPError as exc:
             raise SMSGatewayError(f"gateway unreachable: {exc.__class__.__name__}") from exc
-        if not 200 <= response.status_code < 300:
-            raise SMSGatewayError(f"gateway answered {response.status_code}")
+        if not 200 <= response.status < 300:
+            raise SMSGatewayError(f"gateway answered {response.status}")
 
 
 def sms_backend() -> SMSBackend:

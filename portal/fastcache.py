@@ -85,25 +85,33 @@ def delete_prefixed(prefix: str) -> bool:
     return True
 
 
-def count_in_window(key: str, timeout: int) -> int:
-    """Add one to a counter that lives `timeout` seconds from its first hit; return it.
+def count_in_window(key: str, timeout: int, *, also_get: str | None = None) -> tuple[int, Any]:
+    """Add one to a counter that lives `timeout` seconds from its first hit; return it, with
+    the JSON value under `also_get` when asked (None when absent).
 
-    On Redis one round trip (INCR, and EXPIRE only when the key is new); elsewhere add() then
-    incr(), both atomic on the backends Django ships.
+    On Redis one round trip (INCR, EXPIRE only when the key is new, and the GET); elsewhere
+    add() then incr(), both atomic on the backends Django ships, and a get.
     """
     client = _redis()
     if client is None:
+        value = get_json(also_get) if also_get is not None else None
         backend = caches["default"]
         if backend.add(key, 1, timeout=timeout):
-            return 1
+            return 1, value
         try:
-            return int(backend.incr(key))
+            return int(backend.incr(key)), value
         except ValueError:  # expired between add() and incr()
             backend.add(key, 1, timeout=timeout)
-            return 1
+            return 1, value
     full_key = _key(key)
     pipe = client.pipeline(transaction=False)
     pipe.incr(full_key)
     pipe.expire(full_key, timeout, nx=True)
-    count, _ = pipe.execute()
-    return int(count)
+    if also_get is not None:
+        pipe.get(_key(also_get))
+    count, _, *raw = pipe.execute()
+    try:
+        value = json.loads(raw[0]) if raw and raw[0] is not None else None
+    except ValueError:  # not ours to read: as if absent
+        value = None
+    return int(count), value

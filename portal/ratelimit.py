@@ -69,15 +69,21 @@ def _window(scope: str, key: str, rate: str) -> _Window:
 
 def hit(scope: str, key: str, rate: str) -> Decision:
     """Count one request of `key` in `scope`; refuse it once the window's budget is spent."""
+    return hit_and_get(scope, key, rate, cached=None)[0]
+
+
+def hit_and_get(scope: str, key: str, rate: str, *, cached: str | None) -> tuple[Decision, Any]:
+    """`hit`, and the cache's JSON value under the key `cached` read in the same round trip
+    (None when absent, or when the store is unavailable)."""
     current = _window(scope, key, rate)
     try:
-        count = fastcache.count_in_window(current.key, current.period + 1)
+        count, value = fastcache.count_in_window(current.key, current.period + 1, also_get=cached)
     except Exception:  # noqa: BLE001 - a cache outage must not take the lookup down with it
         logger.warning("rate-limit store unavailable; letting %s through", scope)
-        return Decision(True, 0)
+        return Decision(True, 0), None
     if count <= current.limit:
-        return Decision(True, 0, count)
-    return Decision(False, current.retry_after, count)
+        return Decision(True, 0, count), value
+    return Decision(False, current.retry_after, count), value
 
 
 def spent(scope: str, key: str, rate: str) -> Decision:
@@ -102,9 +108,10 @@ def forget(scope: str, key: str, rate: str) -> None:
         logger.warning("rate-limit store unavailable; could not reset %s", scope)
 
 
-def lookup_hit(request: HttpRequest | Any) -> Decision:
-    """Count one customer lookup (bills page or lookup API) of this client."""
-    return hit("lookup", client_address(request), settings.LOOKUP_RATE_LIMIT)
+def lookup_hit(request: HttpRequest | Any, *, cached: str | None = None) -> tuple[Decision, Any]:
+    """Count one customer lookup (bills page or lookup API) of this client, and read the
+    cached lookup under the key `cached` in the same round trip."""
+    return hit_and_get("lookup", client_address(request), settings.LOOKUP_RATE_LIMIT, cached=cached)
 
 
 class LookupThrottle(BaseThrottle):
@@ -114,7 +121,7 @@ class LookupThrottle(BaseThrottle):
     decision: Decision | None = None
 
     def allow_request(self, request: Any, view: Any) -> bool:
-        self.decision = lookup_hit(request)
+        self.decision = lookup_hit(request)[0]
         return self.decision.allowed
 
     def wait(self) -> float | None:

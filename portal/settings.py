@@ -102,7 +102,10 @@ DATABASES = {
     ),
 }
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Off: checking a kept connection costs every request a round trip (the public lookup is one
+# query). A connection broken by a database restart fails the one request that finds it, is
+# then replaced, and the tasks retry; CONN_HEALTH_CHECKS=true trades the round trip for that.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=False)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The embedded default: web, worker and beat share one file. WAL lets readers run beside the
     # writer; IMMEDIATE transactions take the write lock up front instead of failing on upgrade.
@@ -495,11 +498,17 @@ REMINDER_DUE_SOON_DAYS = env.int("REMINDER_DUE_SOON_DAYS", default=3)
 # Messages a sender task takes at a time; a failed one is tried again after
 # REMINDER_RETRY_SECONDS, doubled each time, at most REMINDER_MAX_ATTEMPTS times in all.
 REMINDER_BATCH_SIZE = env.int("REMINDER_BATCH_SIZE", default=500)
+# Messages of a batch handed to the SMS gateway or the mail server at once, each waiting for
+# its answer in a thread of its own.
+REMINDER_SEND_CONCURRENCY = env.int("REMINDER_SEND_CONCURRENCY", default=8)
 REMINDER_RETRY_SECONDS = env.int("REMINDER_RETRY_SECONDS", default=60)
 REMINDER_MAX_ATTEMPTS = env.int("REMINDER_MAX_ATTEMPTS", default=5)
 
 # --- Security -----------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
+# Flash messages in a signed cookie, not the session: the bills page shows them (a refused
+# payment start) and runs without sessions (portal/wsgi.py).
+MESSAGE_STORAGE = "django.contrib.messages.storage.cookie.CookieStorage"
 CSRF_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"

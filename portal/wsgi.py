@@ -1,9 +1,18 @@
 """The WSGI entry point.
 
-Bank callbacks (`/callbacks/`) are machine to machine, signed, CSRF-exempt and stateless: they go
-through a handler with only the middleware they need (security and content-policy headers, the
-allowed-host check), not sessions, users, messages or the sign-in lockout, which cost as much
-as storing the callback itself. Everything else gets the whole stack.
+Not every request needs the whole middleware stack. Two kinds go through a handler of their own,
+with only the middleware they use:
+
+- bank callbacks (`/callbacks/`), and the sandbox's SMS gateway (`/sandbox/sms/`, which
+  stands for a provider's in development and the benchmarks): machine to machine, signed,
+  CSRF-exempt and stateless;
+- the public lookups (`/bills/{code}/` and `/api/v1/customers/{code}/bills/`): anonymous and
+  read-only, the portal's busiest pages. They keep the security headers, the language, CSRF (the
+  bills page holds the form that starts a payment) and flash messages (a refused payment start
+  comes back to it with one, kept in a cookie), and skip sessions, users and the sign-in
+  lockout, which they never use and which cost more than the lookup's own query.
+
+Everything else (the payment pages, the console, the admin, sign-in) gets the whole stack.
 """
 
 import os
@@ -21,9 +30,23 @@ CALLBACK_MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
 ]
 
+LOOKUP_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "portal.middleware.ContentSecurityPolicyMiddleware",
+    "portal.middleware.DefaultLanguageMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
 
-class CallbackHandler(WSGIHandler):
-    """Django's handler with CALLBACK_MIDDLEWARE instead of settings.MIDDLEWARE."""
+
+class LeanHandler(WSGIHandler):
+    """Django's handler with its own middleware list instead of settings.MIDDLEWARE."""
+
+    def __init__(self, middleware: list[str]) -> None:
+        self.middleware = middleware
+        super().__init__()
 
     def load_middleware(self, is_async: bool = False) -> None:
         from django.conf import settings
@@ -31,17 +54,24 @@ class CallbackHandler(WSGIHandler):
         # Django builds the chain from the setting; it is swapped only while this handler
         # builds its chain, once, at start-up.
         full = settings.MIDDLEWARE
-        settings.MIDDLEWARE = CALLBACK_MIDDLEWARE
+        settings.MIDDLEWARE = self.middleware
         try:
             super().load_middleware(is_async)
         finally:
             settings.MIDDLEWARE = full
 
 
-_callbacks = CallbackHandler()
+_callbacks = LeanHandler(CALLBACK_MIDDLEWARE)
+_lookups = LeanHandler(LOOKUP_MIDDLEWARE)
+
+
+def handler_for(path: str) -> WSGIHandler:
+    if path.startswith(("/callbacks/", "/sandbox/sms/")):
+        return _callbacks
+    if path.startswith(("/bills/", "/api/v1/customers/")):
+        return _lookups
+    return _pages
 
 
 def application(environ, start_response):  # type: ignore[no-untyped-def]
-    if environ.get("PATH_INFO", "").startswith("/callbacks/"):
-        return _callbacks(environ, start_response)
-    return _pages(environ, start_response)
+    return handler_for(environ.get("PATH_INFO", ""))(environ, start_response)

@@ -115,10 +115,19 @@ def test_an_inactive_customer_is_not_found(api):
     assert_error(api.get(url(customer.code)), 404, "customer_not_found")
 
 
-def test_it_takes_two_queries_per_lookup(api, django_assert_num_queries):
+def test_it_takes_one_query_per_lookup_and_none_from_the_cache(api, django_assert_num_queries):
     household = household_with_history()
-    with django_assert_num_queries(2):
+    with django_assert_num_queries(1):
         assert api.get(url(household.customer.code)).status_code == 200
+    with django_assert_num_queries(0):
+        assert api.get(url(household.customer.code)).status_code == 200
+
+
+def test_a_customer_without_bills_is_found_with_none(api):
+    customer = factories.CustomerFactory()
+    body = api.get(url(customer.code)).json()
+    assert body["customer"]["code"] == customer.code
+    assert (body["bills"], body["total_due"]) == ([], 0)
 
 
 def test_a_paid_bill_shows_as_paid_at_once(api, django_capture_on_commit_callbacks):

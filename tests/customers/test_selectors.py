@@ -1,10 +1,11 @@
-"""The public lookup: two indexed queries, masked data only, cached until a payment settles."""
+"""The public lookup: one prepared query, masked data only, cached until a payment settles."""
 
 from __future__ import annotations
 
 import dataclasses
 
 import pytest
+from django.db import connection, transaction
 
 from customers import selectors
 from payments import services
@@ -14,15 +15,43 @@ from tests.portal.demo import household_with_history, months_ago
 pytestmark = pytest.mark.django_db
 
 
-def test_it_reads_a_customer_and_the_bills_in_two_indexed_queries(django_assert_num_queries):
+def test_it_reads_a_customer_and_the_bills_in_one_query(django_assert_num_queries):
     household = household_with_history(months=14)
-    with django_assert_num_queries(2) as captured:
+    selectors.customer_bills_lookup(
+        code=factories.CustomerFactory().code
+    )  # prepared on this connection
+    with django_assert_num_queries(1) as captured:
         lookup = selectors.customer_bills_lookup(code=household.customer.code)
-    customer_sql, bills_sql = (query["sql"] for query in captured.captured_queries)
-    # On the unique code index, then on the (customer, period) unique index.
-    assert "WHERE c.code = " in customer_sql
-    assert "WHERE customer_id = " in bills_sql
+    [sql] = (query["sql"] for query in captured.captured_queries)
+    assert selectors._PREPARED in sql
+    # On the unique code index, and on the (customer, period) unique index.
+    assert "WHERE c.code = " in selectors._LOOKUP_SQL
+    assert "WHERE customer_id = " in selectors._LOOKUP_SQL
     assert lookup is not None and len(lookup.bills) == 12
+    assert [bill.period for bill in lookup.bills] == sorted(
+        (bill.period for bill in lookup.bills), reverse=True
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_prepares_the_lookup_once_and_keeps_it_past_a_rollback(
+    django_assert_num_queries,
+):
+    household = household_with_history()
+    connection.close()  # a new connection: nothing prepared on it
+    with django_assert_num_queries(2) as captured:
+        selectors.customer_bills_lookup(code=household.customer.code)
+    assert captured.captured_queries[0]["sql"].startswith("PREPARE ")
+    try:
+        with transaction.atomic():
+            selectors.bills_cache_forget(customer_codes=[household.customer.code])
+            selectors.customer_bills_lookup(code=household.customer.code)
+            raise RuntimeError("rolled back")
+    except RuntimeError:
+        pass
+    selectors.bills_cache_forget(customer_codes=[household.customer.code])
+    with django_assert_num_queries(1):
+        assert selectors.customer_bills_lookup(code=household.customer.code) is not None
 
 
 def test_it_answers_a_second_lookup_from_the_cache(django_assert_num_queries):

@@ -5,6 +5,8 @@ failures recorded and retried with backoff up to a limit."""
 from __future__ import annotations
 
 import datetime
+import signal
+import time
 
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
@@ -240,6 +242,7 @@ class TimedOutGateway:
 
 def test_a_sender_out_of_time_never_sends_the_cut_off_message_twice(settings):
     settings.SMS_BACKEND = "tests.reminders.test_rules.TimedOutGateway"
+    settings.REMINDER_SEND_CONCURRENCY = 1
     for _ in range(2):
         customer, _ = customer_with_bills(unpaid=1, email="")
     reminders.reminders_queue(bills=Bill.objects.all(), kind=Kind.NEW_BILL, now=at(10))
@@ -248,3 +251,59 @@ def test_a_sender_out_of_time_never_sends_the_cut_off_message_twice(settings):
     first, second = ReminderMessage.objects.order_by("pk")
     assert (first.status, first.reason) == (Status.FAILED, reminders.INTERRUPTED)
     assert (second.status, second.attempts) == (Status.QUEUED, 0)
+
+
+class SlowGateway:
+    """Answers after a pause, so several messages are in flight at once."""
+
+    def send(self, *, to: str, text: str) -> None:
+        time.sleep(0.2)
+        notifications.LocmemSMSBackend.outbox.append((to, text))
+
+
+def test_messages_are_handed_over_concurrently_and_each_recorded(settings):
+    settings.SMS_BACKEND = "tests.reminders.test_rules.SlowGateway"
+    settings.REMINDER_SEND_CONCURRENCY = 8
+    for _ in range(8):
+        customer_with_bills(unpaid=1, email="")
+    reminders.reminders_queue(bills=Bill.objects.all(), kind=Kind.NEW_BILL, now=at(10))
+    started = time.monotonic()
+    assert reminders.reminders_send_due(now=at(10)) == {Status.SENT: 8}
+    # One at a time it would take 1.6 s.
+    assert time.monotonic() - started < 1.2
+    assert len(notifications.LocmemSMSBackend.outbox) == 8
+    sent = ReminderMessage.objects.filter(status=Status.SENT)
+    assert sorted(sent.values_list("to", flat=True)) == sorted(
+        to for to, _ in notifications.LocmemSMSBackend.outbox
+    )
+
+
+def test_out_of_time_with_messages_in_flight_none_is_sent_twice(settings):
+    """The soft time limit strikes while messages are with the gateway: those handed over are
+    recorded failed (they may have gone), those not started wait for the next sender."""
+    settings.SMS_BACKEND = "tests.reminders.test_rules.SlowGateway"
+    settings.REMINDER_SEND_CONCURRENCY = 2
+    for _ in range(5):
+        customer_with_bills(unpaid=1, email="")
+    reminders.reminders_queue(bills=Bill.objects.all(), kind=Kind.NEW_BILL, now=at(10))
+
+    def strike(signum, frame):
+        raise SoftTimeLimitExceeded()
+
+    previous = signal.signal(signal.SIGALRM, strike)
+    signal.setitimer(signal.ITIMER_REAL, 0.1)
+    try:
+        with pytest.raises(SoftTimeLimitExceeded):
+            reminders.reminders_send_due(now=at(10))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    statuses = list(ReminderMessage.objects.order_by("pk").values_list("status", "reason"))
+    assert statuses.count((Status.FAILED, reminders.INTERRUPTED)) == 2
+    assert statuses.count((Status.QUEUED, "")) == 3
+    assert not ReminderMessage.objects.filter(status=Status.SENDING).exists()
+    # The next sender sends the three that never went, and only those.
+    time.sleep(0.3)  # the two cut-off deliveries finish in their threads
+    notifications.LocmemSMSBackend.outbox.clear()
+    assert reminders.reminders_send_due(now=at(10)) == {Status.SENT: 3}
+    assert len(notifications.LocmemSMSBackend.outbox) == 3

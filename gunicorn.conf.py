@@ -1,0 +1,27 @@
+"""Production settings of the web server: `gunicorn portal.wsgi:application` reads this file
+from the working directory (the README's production section).
+
+Chosen by measurement on the province's data (docs/benchmarks.md, "Lookups"): the lookup API
+and the bills page are CPU-bound Python, so one single-threaded process per core and a few
+more to cover the waits on PostgreSQL and Redis serve the most requests with the lowest p99;
+threads add the GIL's hand-offs without adding CPU. Override with GUNICORN_WORKERS and
+GUNICORN_THREADS on a machine of another size.
+"""
+
+import os
+
+bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
+workers = int(os.environ.get("GUNICORN_WORKERS", "4"))
+threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+worker_class = "gthread"
+# Behind a proxy that keeps its connections open: do not close them between requests.
+keepalive = 30
+backlog = 2048
+# A request slower than this is stuck (the slowest page answers in well under a second).
+timeout = 30
+graceful_timeout = 30
+# A worker is replaced after this many requests (plus jitter): a slow leak cannot grow forever.
+max_requests = 100_000
+max_requests_jitter = 10_000
+accesslog = None
+loglevel = "warning"
