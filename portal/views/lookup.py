@@ -19,7 +19,7 @@ from customers.codes import InvalidCustomerCode, clean_customer_code
 from customers.selectors import BillLine
 from payments.channels import registry
 from payments.models import Partner
-from portal.ratelimit import lookup_hit
+from portal.ratelimit import lookup_hit_and_get
 from portal.views import errors
 from portal.views.in_progress import open_payment
 
@@ -56,7 +56,7 @@ def bills(request: HttpRequest, code: str) -> HttpResponse:
     except InvalidCustomerCode:
         clean = ""
     # The client's budget counted and the cached lookup read in one round trip.
-    decision, cached = lookup_hit(
+    decision, cached = lookup_hit_and_get(
         request, cached=selectors.bills_cache_key(clean) if clean == code else None
     )
     if not decision.allowed:

@@ -57,7 +57,7 @@ def start(request: HttpRequest) -> HttpResponse:
     """The bills page's "pay" form: create the payment (or take up the customer's open one of
     the same bills and method), then hand over to QR or bank."""
     # The lookup budget: a start also tells whether a code exists, and costs bank status checks.
-    decision = lookup_hit(request)[0]
+    decision = lookup_hit(request)
     if not decision.allowed:
         return errors.too_many_requests(
             request,
