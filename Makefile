@@ -32,6 +32,16 @@ run: export DEBUG ?= true
 # http://127.0.0.1:8000/sandbox/messages/.
 run: export SMS_GATEWAY_URL ?= http://127.0.0.1:8000/sandbox/sms/
 run: export EMAIL_BACKEND ?= django.core.mail.backends.filebased.EmailBackend
+# MoMo and ZaloPay are offered against the sandbox's wallets (http://127.0.0.1:8000/sandbox/),
+# with development keys that production refuses.
+run: export PARTNER_MOMO_SECRET ?= dev-momo-secret-key-0123456789abcdef
+run: export PARTNER_MOMO_ACCESS_KEY ?= DEVMOMOACCESS1
+run: export PARTNER_MOMO_PARTNER_CODE ?= MOMODEV2026
+run: export PARTNER_MOMO_API_URL ?= http://127.0.0.1:8000/sandbox/momo
+run: export PARTNER_ZALOPAY_KEY1 ?= dev-zalopay-key1-0123456789abcdef
+run: export PARTNER_ZALOPAY_KEY2 ?= dev-zalopay-key2-0123456789abcdef
+run: export PARTNER_ZALOPAY_APP_ID ?= 2553
+run: export PARTNER_ZALOPAY_API_URL ?= http://127.0.0.1:8000/sandbox/zalopay
 run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo --if-empty

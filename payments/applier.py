@@ -24,9 +24,9 @@ from django.db.models import F
 
 from payments import inbox
 from payments.bulk import AnyOf
+from payments.channels import registry
 from payments.channels.statements import lines
 from payments.channels.transfers import notifications
-from payments.channels.vnpay import gateway
 from payments.inbox import Applied, Arriving, Claimed
 from payments.models import InboundMessage
 
@@ -45,8 +45,9 @@ BATCH = 300
 Channel = Callable[[Sequence[Claimed], Mapping[int, Any]], dict[int, Applied]]
 
 CHANNELS: dict[str, Channel] = {
-    Kind.IPN: lambda messages, _parsed: gateway.apply_reports(messages),
-    Kind.QUERY: lambda messages, _parsed: gateway.apply_reports(messages),
+    # Every payment page's (VNPay, MoMo, ZaloPay): each read by its partner's protocol.
+    Kind.IPN: lambda messages, _parsed: registry.apply_reports(messages),
+    Kind.QUERY: lambda messages, _parsed: registry.apply_reports(messages),
     Kind.TRANSFER: notifications.apply,
     Kind.STATEMENT: lines.apply,
 }

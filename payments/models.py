@@ -34,13 +34,24 @@ class Partner(models.Model):
         GATEWAY = "gateway", _("payment gateway")
         CASH = "cash", _("cash channel")
 
+    class Protocol(models.TextChoices):
+        """The protocol of a partner's payment page (`payments.channels.registry`)."""
+
+        VNPAY = "vnpay", _("VNPay 2.1.0 payment page")
+        MOMO = "momo", _("MoMo wallet (API v2)")
+        ZALOPAY = "zalopay", _("ZaloPay wallet (API v2)")
+
     code = models.CharField(_("code"), max_length=20, unique=True)
     name = models.CharField(_("name"), max_length=120)
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
     napas_bin = models.CharField(_("NAPAS BIN"), max_length=6, blank=True)
     enabled = models.BooleanField(_("enabled"), default=True)
-    # Speaks the VNPay 2.1.0 redirect protocol (pay URL, return, IPN, querydr).
+    # Offers a payment page the household is sent to (pay URL, return, notification, status
+    # query), in `redirect_protocol`: a bank's VNPay 2.1.0 page, or a wallet's own.
     offers_redirect = models.BooleanField(_("offers bank redirect"), default=False)
+    redirect_protocol = models.CharField(
+        _("payment page protocol"), max_length=16, choices=Protocol.choices, default=Protocol.VNPAY
+    )
     # May call the collection API from its own app or counters.
     collects = models.BooleanField(_("uses the collection API"), default=False)
     display_order = models.PositiveSmallIntegerField(_("display order"), default=100)
@@ -67,8 +78,13 @@ class Partner(models.Model):
 
     @property
     def is_usable(self) -> bool:
-        """Enabled here and configured in the environment (cash channels need no secret)."""
-        return self.enabled and (self.is_cash or bool(self.secret))
+        """Enabled here and configured in the environment (cash channels need no secret): a
+        secret, or a wallet's keys (ZaloPay signs with KEY1 and KEY2, not a secret). What each
+        way of working with us needs on top is checked where it is used (the collection API
+        its secret, a payment page its channel's credentials)."""
+        credentials = self.credentials
+        keys = credentials.get("secret") or credentials.get("key1") or credentials.get("key2")
+        return self.enabled and (self.is_cash or bool(keys))
 
     def address_allowed(self, address: str) -> bool:
         """Whether a call from `address` may be this partner's: any address when

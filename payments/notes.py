@@ -119,6 +119,13 @@ GATEWAY_AMOUNT = Note(
 GATEWAY_CHECK = Note(gettext_noop("The bank reported something to check (%(reason)s)."))
 THE_BANK = gettext_noop("The bank")
 THE_STATUS_QUERY = gettext_noop("The bank's status query")
+# Wallets (MoMo, ZaloPay) report whole dong.
+WALLET_AMOUNT = Note(
+    gettext_noop("%(teller)s reported %(reported)s VND for a payment of %(payment_amount)s VND.")
+)
+WALLET_CHECK = Note(gettext_noop("The wallet reported something to check (%(reason)s)."))
+THE_WALLET = gettext_noop("The wallet")
+THE_WALLET_QUERY = gettext_noop("The wallet's status query")
 
 # --- What agents did to a transfer (payments.services) --------------------------------------------
 CREDIT_USED = Note(
@@ -132,7 +139,7 @@ NOTES: tuple[Note, ...] = tuple(
     value for value in list(globals().values()) if isinstance(value, Note)
 )
 # Words the notes take as values, translated where they stand.
-_WORDS = frozenset({THE_BANK, THE_STATUS_QUERY})
+_WORDS = frozenset({THE_BANK, THE_STATUS_QUERY, THE_WALLET, THE_WALLET_QUERY})
 
 
 def _finder() -> re.Pattern[str]:

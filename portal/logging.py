@@ -16,6 +16,9 @@ _CREDENTIAL_FIELDS = "|".join(
     (
         "vnp_SecureHash",
         "signature",
+        # ZaloPay's: the browser return's checksum, the callback's MAC.
+        "checksum",
+        r"\bmac",
         "secret",
         "api[_-]?key",
         "authorization",

@@ -28,6 +28,9 @@ ERROR_RESPONSES = {
     409: OpenApiResponse(ErrorSerializer, description="Conflicts with the current state."),
     422: OpenApiResponse(ErrorSerializer, description="Well-formed but not acceptable."),
     429: OpenApiResponse(ErrorSerializer, description="Rate limited; see Retry-After."),
+    502: OpenApiResponse(
+        ErrorSerializer, description="The partner (a wallet) did not answer; try again later."
+    ),
 }
 
 

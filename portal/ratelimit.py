@@ -108,9 +108,13 @@ def forget(scope: str, key: str, rate: str) -> None:
         logger.warning("rate-limit store unavailable; could not reset %s", scope)
 
 
-def lookup_hit(request: HttpRequest | Any, *, cached: str | None = None) -> tuple[Decision, Any]:
-    """Count one customer lookup (bills page or lookup API) of this client, and read the
-    cached lookup under the key `cached` in the same round trip."""
+def lookup_hit(request: HttpRequest | Any) -> Decision:
+    """Count one customer lookup (bills page, lookup API, a payment start) of this client."""
+    return hit("lookup", client_address(request), settings.LOOKUP_RATE_LIMIT)
+
+
+def lookup_hit_and_get(request: HttpRequest | Any, *, cached: str | None) -> tuple[Decision, Any]:
+    """`lookup_hit`, and the cached lookup under the key `cached` read in the same round trip."""
     return hit_and_get("lookup", client_address(request), settings.LOOKUP_RATE_LIMIT, cached=cached)
 
 
@@ -121,7 +125,7 @@ class LookupThrottle(BaseThrottle):
     decision: Decision | None = None
 
     def allow_request(self, request: Any, view: Any) -> bool:
-        self.decision = lookup_hit(request)[0]
+        self.decision = lookup_hit(request)
         return self.decision.allowed
 
     def wait(self) -> float | None:

@@ -317,7 +317,7 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Bill-payment portal API",
     "DESCRIPTION": (
         "Public API of the electricity bill-payment portal: bills of a customer, payments by "
-        "VietQR and bank redirect. Errors always have the shape "
+        "VietQR, bank redirect and the MoMo and ZaloPay wallets. Errors always have the shape "
         '`{"error": {"code", "message", "fields"}}`.\n\n'
         "**Bank callbacks.** Banks call the portal on these URLs; they answer in each "
         "protocol's own shape, not the error shape above.\n\n"
@@ -326,9 +326,19 @@ SPECTACULAR_SETTINGS = {
         "parameters, signed with HMAC-SHA512 (`vnp_SecureHash`) | 200 "
         '`{"RspCode": "00", "Message": "Confirm Success"}`; `01` unknown order, `02` already '
         "confirmed, `04` wrong amount, `97` bad signature, `99` other |\n"
-        "| `GET /pay/return/{partner}/` | the household's browser, back from the gateway | the "
-        "gateway's return parameters | a page with the payment's real status (never applied "
-        "from here) |\n"
+        "| `POST /callbacks/momo/ipn/` | MoMo's server (IPN, API v2) | JSON `partnerCode`, "
+        "`orderId`, `requestId`, `amount` (whole VND), `orderInfo`, `orderType`, `transId`, "
+        "`resultCode`, `message`, `payType`, `responseTime`, `extraData`, signed with "
+        "HMAC-SHA256 (`signature`) | 204 once stored (a repeat too, applied once); 401 bad "
+        "signature; 403 address not allowed; 400 malformed; 503 not stored, send it again |\n"
+        "| `POST /callbacks/zalopay/callback/` | ZaloPay's server (callback, API v2) | JSON "
+        '`{"data": "<JSON string>", "mac": "…", "type": 1}`, `mac` = HMAC-SHA256 with KEY2 over '
+        "`data` as sent | 200 "
+        '`{"return_code": 1, "return_message": "success"}`; `2` already processed (a repeat, '
+        "or a payment already final), `-1` bad MAC, `0` not stored, try again; 400 malformed |\n"
+        "| `GET /pay/return/{partner}/` | the household's browser, back from the gateway or "
+        "the wallet | the partner's return parameters (VNPay's, MoMo's, ZaloPay's) | a page "
+        "with the payment's real status (never applied from here) |\n"
         "| `POST /callbacks/transfers/` | the transfer-notification service | header "
         "`Authorization: Apikey KEY`; SePay-shaped JSON (`id`, `gateway`, `transactionDate`, "
         "`accountNumber`, `content`, `transferType`, `transferAmount`, `referenceCode`) | 200 "
@@ -401,10 +411,30 @@ UNSUBSCRIBE_LINK_KEY = env.str(
 HEALTH_TOKEN = env.str("HEALTH_TOKEN", default="")
 
 
+# The fields of `PARTNER_<CODE>_<FIELD>`: a bank's page (VNPay 2.1.0) takes SECRET, TMN_CODE,
+# PAY_URL, API_URL; MoMo SECRET, ACCESS_KEY, PARTNER_CODE, API_URL; ZaloPay KEY1, KEY2, APP_ID,
+# API_URL; the collection API SECRET. ALLOWED_IPS for any of them.
+_PARTNER_FIELDS = (
+    "SECRET",
+    "TMN_CODE",
+    "PAY_URL",
+    "API_URL",
+    "ALLOWED_IPS",
+    "ACCESS_KEY",
+    "PARTNER_CODE",
+    "KEY1",
+    "KEY2",
+    "APP_ID",
+)
+# The fields that are keys: a partner without any stays disabled.
+_PARTNER_KEYS = ("secret", "key1", "key2")
+
+
 def _partner_credentials() -> dict[str, dict[str, str]]:
-    """Collect `PARTNER_<CODE>_<FIELD>` variables; a partner without a secret stays disabled."""
+    """Collect `PARTNER_<CODE>_<FIELD>` variables; a partner without a secret or key stays
+    disabled."""
     found: dict[str, dict[str, str]] = {}
-    pattern = re.compile(r"^PARTNER_([A-Z0-9]+)_(SECRET|TMN_CODE|PAY_URL|API_URL|ALLOWED_IPS)$")
+    pattern = re.compile(rf"^PARTNER_([A-Z0-9]+?)_({'|'.join(_PARTNER_FIELDS)})$")
     for name, value in os.environ.items():
         match = pattern.match(name)
         if match and value:
@@ -415,7 +445,11 @@ def _partner_credentials() -> dict[str, dict[str, str]]:
         sandbox.setdefault("tmn_code", "EVNHT001")
         sandbox.setdefault("pay_url", f"{PORTAL_BASE_URL}/sandbox/paymentv2/vpcpay.html")
         sandbox.setdefault("api_url", f"{PORTAL_BASE_URL}/sandbox/merchant_webapi/api/transaction")
-    return {code: values for code, values in found.items() if values.get("secret")}
+    return {
+        code: values
+        for code, values in found.items()
+        if any(values.get(key) for key in _PARTNER_KEYS)
+    }
 
 
 PARTNER_CREDENTIALS = _partner_credentials()
@@ -490,6 +524,10 @@ _DEVELOPMENT_SECRETS = frozenset(
         "dev-unsubscribe-link-key",
         "dev-sms-gateway-key",
         "dev-sandbox-secret-0123456789ABCDEF",
+        # `make run`'s wallets (Makefile), against the sandbox's.
+        "dev-momo-secret-key-0123456789abcdef",
+        "dev-zalopay-key1-0123456789abcdef",
+        "dev-zalopay-key2-0123456789abcdef",
     }
 )
 
@@ -532,10 +570,12 @@ if not DEBUG:
             "TRANSFER_WEBHOOK_API_KEY must be a random value of 16+ characters in production."
         )
     for _code, _credentials in PARTNER_CREDENTIALS.items():
-        if len(_credentials["secret"]) < 16:
-            raise ImproperlyConfigured(
-                f"PARTNER_{_code}_SECRET must be the partner's real secret (16+ characters)."
-            )
+        for _key in _PARTNER_KEYS:
+            if _key in _credentials and len(_credentials[_key]) < 16:
+                raise ImproperlyConfigured(
+                    f"PARTNER_{_code}_{_key.upper()} must be the partner's real key "
+                    "(16+ characters)."
+                )
     _refuse_public("SECRET_KEY", SECRET_KEY)
     _refuse_public("TRANSFER_WEBHOOK_API_KEY", TRANSFER_WEBHOOK_API_KEY)
     _refuse_public("HEALTH_TOKEN", HEALTH_TOKEN)
@@ -547,7 +587,8 @@ if not DEBUG:
     if UNSUBSCRIBE_LINK_KEY and len(UNSUBSCRIBE_LINK_KEY) < 32:
         raise ImproperlyConfigured("UNSUBSCRIBE_LINK_KEY must be a random value of 32+ characters.")
     for _code, _credentials in PARTNER_CREDENTIALS.items():
-        _refuse_public(f"PARTNER_{_code}_SECRET", _credentials["secret"])
+        for _key in _PARTNER_KEYS:
+            _refuse_public(f"PARTNER_{_code}_{_key.upper()}", _credentials.get(_key, ""))
     if SANDBOX_BANK_ENABLED:
         # The sandbox bank signs approvals with the SANDBOX secret and sends transfer
         # notifications with the webhook key: in production it would pay bills for free.

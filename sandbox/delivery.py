@@ -2,8 +2,9 @@
 
 An IPN is acknowledged by `{"RspCode": "00"}` or `"02"` (anything else, or no answer, is tried
 again later, up to ten times, like the real gateway); a transfer notification by a 2xx with
-`{"success": true}` (up to seven times, like SePay). The `sandbox_bank` command calls
-`deliver_due()` in a loop; tests call it directly.
+`{"success": true}` (up to seven times, like SePay); a MoMo IPN by HTTP 204 (up to ten times);
+a ZaloPay callback by `{"return_code": 1}` or `2` (the first try and three retries, like
+ZaloPay). The `sandbox_bank` command calls `deliver_due()` in a loop; tests call it directly.
 """
 
 from __future__ import annotations
@@ -21,35 +22,51 @@ from sandbox.models import Notification
 logger = logging.getLogger(__name__)
 
 RETRY_DELAYS = [timedelta(seconds=s) for s in (5, 15, 30, 60, 120, 300, 600, 900, 1800)]
-MAX_ATTEMPTS = {Notification.Kind.IPN: 10, Notification.Kind.TRANSFER: 7}
+MAX_ATTEMPTS = {
+    Notification.Kind.IPN: 10,
+    Notification.Kind.TRANSFER: 7,
+    Notification.Kind.MOMO_IPN: 10,
+    Notification.Kind.ZALOPAY_CALLBACK: 4,
+}
 ACKNOWLEDGED_IPN = frozenset({"00", "02"})
+ACKNOWLEDGED_ZALOPAY = frozenset({1, 2})
 # A courier owns a claimed row this long; a crashed courier's rows come back after it.
 LEASE = timedelta(minutes=2)
 
 
 def _send(notification: Notification, *, timeout: float) -> tuple[bool, int | None, str]:
     """One attempt: (acknowledged, HTTP status, what came back)."""
+    kind = notification.kind
     try:
-        if notification.kind == Notification.Kind.IPN:
+        if kind == Notification.Kind.IPN:
             separator = "&" if "?" in notification.url else "?"
             response = requests.get(
                 f"{notification.url}{separator}{urlencode(notification.payload)}", timeout=timeout
             )
-        else:
+        elif kind == Notification.Kind.TRANSFER:
             response = requests.post(
                 notification.url,
                 json=notification.payload,
                 headers={"Authorization": f"Apikey {settings.TRANSFER_WEBHOOK_API_KEY}"},
                 timeout=timeout,
             )
+        else:  # the wallets post their JSON
+            response = requests.post(notification.url, json=notification.payload, timeout=timeout)
     except requests.RequestException as exc:
         return False, None, f"no answer: {exc}"[:2000]
+    if kind == Notification.Kind.MOMO_IPN:
+        # MoMo wants 204 No Content, nothing else.
+        return response.status_code == 204, response.status_code, response.text[:2000]
     try:
         answer = response.json()
     except ValueError:
         return False, response.status_code, f"not JSON: {response.text[:500]}"
-    if notification.kind == Notification.Kind.IPN:
+    if kind == Notification.Kind.IPN:
         acknowledged = isinstance(answer, dict) and answer.get("RspCode") in ACKNOWLEDGED_IPN
+    elif kind == Notification.Kind.ZALOPAY_CALLBACK:
+        acknowledged = (
+            isinstance(answer, dict) and answer.get("return_code") in ACKNOWLEDGED_ZALOPAY
+        )
     else:
         acknowledged = (
             200 <= response.status_code < 300

@@ -67,12 +67,62 @@ class BankTransaction(models.Model):
         return f"{self.tmn_code}/{self.txn_ref} {self.state}"
 
 
+class WalletOrder(models.Model):
+    """An order a merchant opened at one of the sandbox's wallets (MoMo, ZaloPay) with a create
+    call: what the wallet's pay page shows, and what its status query answers."""
+
+    class Wallet(models.TextChoices):
+        MOMO = "momo", "MoMo"
+        ZALOPAY = "zalopay", "ZaloPay"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    wallet = models.CharField(max_length=10, choices=Wallet.choices)
+    # The merchant as the wallet knows it: MoMo's partnerCode, ZaloPay's app_id.
+    merchant = models.CharField(max_length=50)
+    # The merchant's order: MoMo's orderId, ZaloPay's app_trans_id.
+    order_id = models.CharField(max_length=100)
+    # MoMo's requestId of the create call: the same request again gets the same answer.
+    request_id = models.CharField(max_length=64, blank=True)
+    amount = models.BigIntegerField()  # whole dong
+    order_info = models.CharField(max_length=255)
+    redirect_url = models.URLField(max_length=1000)
+    notify_url = models.URLField(max_length=1000)
+    # What else the merchant sent that a later message repeats (extraData, app_user, ...).
+    extra = models.JSONField(default=dict, blank=True)
+    # The pay page's token (ZaloPay's zp_trans_token).
+    token = models.CharField(max_length=64, unique=True)
+    state = models.CharField(
+        max_length=10, choices=BankTransaction.State.choices, default=BankTransaction.State.OPEN
+    )
+    # MoMo's resultCode, ZaloPay's return status.
+    result_code = models.CharField(max_length=8, blank=True)
+    # The wallet's transaction number (MoMo's transId, ZaloPay's zp_trans_id).
+    trans_id = models.CharField(max_length=20, blank=True)
+    ipn_mode = models.CharField(max_length=10, choices=BankTransaction.IpnMode.choices, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # A merchant's order id names one order at the wallet.
+            models.UniqueConstraint(
+                fields=["wallet", "merchant", "order_id"], name="sandbox_wallet_order_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.wallet} {self.merchant}/{self.order_id} {self.state}"
+
+
 class Notification(models.Model):
     """The bank's outbox: a server-to-server message it keeps sending until it is acknowledged."""
 
     class Kind(models.TextChoices):
         IPN = "ipn", pgettext_lazy("sandbox bank", "payment notification (IPN)")
         TRANSFER = "transfer", pgettext_lazy("sandbox bank", "transfer notification")
+        MOMO_IPN = "momo_ipn", pgettext_lazy("sandbox bank", "MoMo notification (IPN)")
+        ZALOPAY_CALLBACK = "zalopay", pgettext_lazy("sandbox bank", "ZaloPay callback")
 
     class State(models.TextChoices):
         PENDING = "pending", pgettext_lazy("sandbox bank", "waiting to be sent")
@@ -88,8 +138,15 @@ class Notification(models.Model):
         blank=True,
         related_name="notifications",
     )
+    order = models.ForeignKey(
+        WalletOrder,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="notifications",
+    )
     url = models.URLField(max_length=1000)
-    # IPN: the signed query parameters; transfer: the JSON body.
+    # IPN: the signed query parameters; transfer, and the wallets': the JSON body.
     payload = models.JSONField(default=dict)
     state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)

@@ -21,7 +21,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from sandbox import bank, delivery, protocol, sms
-from sandbox.models import BankTransaction, Notification, TextMessage
+from sandbox.models import BankTransaction, Notification, TextMessage, WalletOrder
 
 # Translatable names of the decline reasons the page offers (protocol.DECLINE_CODES).
 DECLINE_LABELS = {
@@ -223,12 +223,14 @@ def qr(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
-    """The bank's back office: recent payments and what its outbox did with their IPNs."""
+    """The back office: recent payments at the bank and the wallets, and what the outbox did
+    with their notifications."""
     return render(
         request,
         "sandbox/index.html",
         {
             "transactions": BankTransaction.objects.all()[:20],
+            "orders": WalletOrder.objects.all()[:20],
             "notifications": Notification.objects.select_related("transaction")[:30],
             "now": timezone.now(),
         },

@@ -16,6 +16,7 @@ from django.utils import timezone
 from customers.models import Bill, Customer, ServiceArea
 
 _partners_migration = importlib.import_module("payments.migrations.0002_partners")
+_wallets_migration = importlib.import_module("payments.migrations.0008_wallet_pages")
 _roles_migration = importlib.import_module("customers.migrations.0004_console_roles")
 
 
@@ -23,6 +24,7 @@ def load_partners() -> None:
     from django.apps import apps
 
     _partners_migration.load(apps, None)
+    _wallets_migration.load(apps, None)
 
 
 def load_roles() -> None:

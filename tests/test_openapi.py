@@ -151,9 +151,23 @@ def test_the_docs_describe_the_bank_callbacks_and_their_answers(schema):
     description = schema["info"]["description"]
     for endpoint in (
         "GET /callbacks/{partner}/ipn/",
+        "POST /callbacks/momo/ipn/",
+        "POST /callbacks/zalopay/callback/",
         "GET /pay/return/{partner}/",
         "POST /callbacks/transfers/",
     ):
         assert f"`{endpoint}`" in description
     assert '"RspCode": "00"' in description and '{"success": true}' in description
     assert "Apikey KEY" in description
+    # The wallets' own answers: MoMo's 204, ZaloPay's return codes.
+    assert "204 once stored" in description
+    assert '{"return_code": 1, "return_message": "success"}' in description
+    for code in ("`2` already processed", "`-1` bad MAC", "`0` not stored"):
+        assert code in description
+
+
+def test_the_docs_name_the_wallets_as_partners_and_their_links(schema):
+    start = schema["components"]["schemas"]["PaymentCreateInputRequest"]
+    assert "MOMO, ZALOPAY" in start["properties"]["partner"]["description"]
+    output = schema["components"]["schemas"]["PaymentOutput"]["properties"]
+    assert "wallet" in output["app_url"]["description"]

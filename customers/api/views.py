@@ -16,7 +16,7 @@ from customers.api.serializers import CustomerBillsOutput
 from customers.codes import InvalidCustomerCode, clean_customer_code
 from portal.api import error_body, error_response
 from portal.openapi import ERROR_RESPONSES
-from portal.ratelimit import lookup_hit
+from portal.ratelimit import lookup_hit_and_get
 from portal.views.errors import too_many_requests
 
 _EXAMPLE = {
@@ -134,7 +134,7 @@ class CustomerBillsView(APIView):
             clean = ""
         # One budget per client address, shared with the bills page (LOOKUP_RATE_LIMIT), counted
         # in the same Redis round trip as the cached answer is read.
-        decision, cached = lookup_hit(
+        decision, cached = lookup_hit_and_get(
             request, cached=selectors.bills_cache_key(clean) if clean else None
         )
         if not decision.allowed:

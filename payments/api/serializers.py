@@ -25,7 +25,10 @@ class PaymentCreateInput(serializers.Serializer):
     )
     method = serializers.ChoiceField(choices=["vietqr", "redirect"])
     partner = serializers.CharField(
-        max_length=20, required=False, help_text="Partner code, for `redirect` only (e.g. SANDBOX)."
+        max_length=20,
+        required=False,
+        help_text="Partner code, for `redirect` only: a bank's page (e.g. SANDBOX) or a wallet "
+        "(MOMO, ZALOPAY).",
     )
 
     def validate_customer_code(self, value: str) -> str:
@@ -67,6 +70,7 @@ class PaymentOutput(serializers.Serializer):
     expires_at = serializers.DateTimeField(allow_null=True)
     succeeded_at = serializers.DateTimeField(allow_null=True)
     redirect_url = serializers.SerializerMethodField()
+    app_url = serializers.SerializerMethodField()
     qr = serializers.SerializerMethodField()
 
     def get_currency(self, payment: Payment) -> str:
@@ -83,6 +87,18 @@ class PaymentOutput(serializers.Serializer):
         if payment.method != Payment.Method.REDIRECT:
             return None
         return payment.provider_data.get("redirect_url")
+
+    @extend_schema_field(
+        serializers.CharField(
+            allow_null=True,
+            help_text="For a wallet (MOMO, ZALOPAY): the link that opens the wallet's app on a "
+            "phone (ZaloPay's is its one link, also `redirect_url`); null otherwise.",
+        )
+    )
+    def get_app_url(self, payment: Payment) -> str | None:
+        if payment.method != Payment.Method.REDIRECT:
+            return None
+        return payment.provider_data.get("app_url") or None
 
     @extend_schema_field(QRSerializer(allow_null=True))
     def get_qr(self, payment: Payment) -> dict[str, Any] | None:

@@ -16,8 +16,9 @@ from rest_framework.views import APIView
 
 from payments import selectors, services
 from payments.api.serializers import PaymentCreateInput, PaymentOutput
+from payments.channels import registry
+from payments.channels.common.pages import NotConfigured, PartnerUnavailable
 from payments.channels.vietqr import image as vietqr
-from payments.channels.vnpay import gateway
 from payments.models import IdempotencyKey, Payment
 from portal.api import ApiError
 from portal.openapi import ERROR_RESPONSES
@@ -127,7 +128,7 @@ class PaymentListCreateView(APIView):
                 description="The customer's open payment of the same bills by the same method "
                 "(and bank), returned instead of a new one.",
             ),
-            **{code: ERROR_RESPONSES[code] for code in (400, 404, 409, 429)},
+            **{code: ERROR_RESPONSES[code] for code in (400, 404, 409, 429, 502)},
         },
     )
     def post(self, request: Request) -> Response:
@@ -140,6 +141,7 @@ class PaymentListCreateView(APIView):
             replay = _replay(key, fingerprint)
             if replay is not None:
                 return replay
+        wallet = False
         try:
             with transaction.atomic():
                 claim = None
@@ -156,11 +158,16 @@ class PaymentListCreateView(APIView):
                 payment = started.payment
                 answer = status.HTTP_201_CREATED if started.created else status.HTTP_200_OK
                 if payment.method == Payment.Method.REDIRECT:
-                    gateway.payment_start_redirect(
-                        payment,
-                        client_ip=client_address(request),
-                        locale=getattr(request, "LANGUAGE_CODE", "vi"),
-                    )
+                    if payment.partner is None or not registry.offered(payment.partner):
+                        raise NotConfigured("this partner offers no payment page here")
+                    # A wallet's order is opened by a call to its server: after the commit.
+                    wallet = registry.start_calls_partner(payment.partner)
+                    if not wallet:
+                        registry.start(
+                            payment,
+                            client_ip=client_address(request),
+                            locale=getattr(request, "LANGUAGE_CODE", "vi"),
+                        )
                 body = PaymentOutput(_payment_or_404(payment.pk), context={"request": request}).data
                 if claim is not None:
                     claim.payment = payment
@@ -169,7 +176,7 @@ class PaymentListCreateView(APIView):
                     claim.save(update_fields=["payment", "response_status", "response_body"])
         except services.PaymentError as exc:
             raise _domain_error(exc) from None
-        except gateway.GatewayNotConfigured:
+        except NotConfigured:
             raise ApiError(
                 "invalid_partner", _("This partner cannot take the payment."), status_code=400
             ) from None
@@ -178,7 +185,39 @@ class PaymentListCreateView(APIView):
             if replay is None:
                 raise
             return replay
+        if wallet:
+            body = self._open_wallet_order(request, payment, claim)
         return Response(body, status=answer)
+
+    @staticmethod
+    def _open_wallet_order(request: Request, payment: Payment, claim: Any) -> Any:
+        """Have the wallet open the payment's order, outside any transaction; the answer's
+        body, with the wallet's links (kept for a repeat of the same Idempotency-Key too)."""
+        try:
+            registry.start(
+                payment,
+                client_ip=client_address(request),
+                locale=getattr(request, "LANGUAGE_CODE", "vi"),
+            )
+        except PartnerUnavailable as exc:
+            # Not an answer to keep: the same key may try again (and continues the payment).
+            if claim is not None:
+                IdempotencyKey.objects.filter(pk=claim.pk).delete()
+            if exc.refused:
+                raise ApiError(
+                    "invalid_partner", _("This partner cannot take the payment."), status_code=400
+                ) from None
+            raise ApiError(
+                "partner_unavailable",
+                _("The wallet did not answer. Try again later: the same payment is continued."),
+                status_code=status.HTTP_502_BAD_GATEWAY,
+            ) from None
+        body = PaymentOutput(_payment_or_404(payment.pk), context={"request": request}).data
+        if claim is not None:
+            IdempotencyKey.objects.filter(pk=claim.pk).update(
+                response_body=json.loads(json.dumps(body, default=str))
+            )
+        return body
 
 
 def _replay(key: str, fingerprint: str) -> Response | None:

@@ -17,8 +17,9 @@ from django.views.decorators.http import require_safe
 from customers import paylinks, selectors
 from customers.codes import InvalidCustomerCode, clean_customer_code
 from customers.selectors import BillLine
+from payments.channels import registry
 from payments.models import Partner
-from portal.ratelimit import lookup_hit
+from portal.ratelimit import lookup_hit_and_get
 from portal.views import errors
 from portal.views.in_progress import open_payment
 
@@ -55,7 +56,7 @@ def bills(request: HttpRequest, code: str) -> HttpResponse:
     except InvalidCustomerCode:
         clean = ""
     # The client's budget counted and the cached lookup read in one round trip.
-    decision, cached = lookup_hit(
+    decision, cached = lookup_hit_and_get(
         request, cached=selectors.bills_cache_key(clean) if clean == code else None
     )
     if not decision.allowed:
@@ -120,7 +121,8 @@ def _lookup_error(
 
 
 def usable_gateways() -> list[Partner]:
-    """Partners offering a bank redirect that are enabled and configured (e.g. SANDBOX in dev).
+    """Partners offering a payment page (a bank's, or a wallet's) that are enabled and configured
+    with everything their protocol needs (e.g. SANDBOX in dev).
 
     The partner table changes a few times a year, so it is cached: the bills page then costs
     only the two lookup queries. Usability is checked on every request, since it also depends
@@ -137,7 +139,7 @@ def usable_gateways() -> list[Partner]:
             cache.set(GATEWAYS_CACHE_KEY, partners, timeout=GATEWAYS_CACHE_SECONDS)
         except Exception:  # noqa: BLE001
             logger.warning("could not cache the partner list")
-    return [partner for partner in partners if partner.is_usable]
+    return [partner for partner in partners if registry.offered(partner)]
 
 
 # --- The kWh chart, drawn on the server as inline SVG -------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from uuid import UUID
 
@@ -10,6 +11,7 @@ from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.cache import patch_vary_headers
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
@@ -18,8 +20,9 @@ from django.views.decorators.http import require_GET, require_POST
 from customers.codes import InvalidCustomerCode, clean_customer_code
 from customers.masking import mask_address, mask_name
 from payments import selectors, services
+from payments.channels import registry
+from payments.channels.common.pages import NotConfigured, PartnerUnavailable
 from payments.channels.vietqr import image as vietqr
-from payments.channels.vnpay import gateway
 from payments.models import Partner, Payment
 from portal.ratelimit import client_address, lookup_hit
 from portal.views import errors
@@ -34,6 +37,12 @@ _START_ERRORS = {
     "nothing_to_pay": gettext_lazy("There is nothing left to pay."),
     "invalid_partner": gettext_lazy("Please choose one of the banks listed."),
 }
+# What a phone's browser says of itself: it is the one that can open a wallet's app.
+_PHONE = re.compile(r"Mobi|Android|iPhone|iPad|iPod")
+
+
+def on_a_phone(request: HttpRequest) -> bool:
+    return bool(_PHONE.search(request.headers.get("User-Agent", "")))
 
 
 def _payment_or_404(payment_id: UUID) -> Payment:
@@ -48,7 +57,7 @@ def start(request: HttpRequest) -> HttpResponse:
     """The bills page's "pay" form: create the payment (or take up the customer's open one of
     the same bills and method), then hand over to QR or bank."""
     # The lookup budget: a start also tells whether a code exists, and costs bank status checks.
-    decision = lookup_hit(request)[0]
+    decision = lookup_hit(request)
     if not decision.allowed:
         return errors.too_many_requests(
             request,
@@ -88,18 +97,49 @@ def start(request: HttpRequest) -> HttpResponse:
             partner_code=partner_code or None,
         ).payment
         if payment.method == Payment.Method.REDIRECT:
-            url = gateway.payment_start_redirect(
+            # Outside any transaction: a wallet's order is opened by a call to its server.
+            checkout = registry.start(
                 payment,
                 client_ip=client_address(request),
                 locale=getattr(request, "LANGUAGE_CODE", "vi"),
+                phone=on_a_phone(request),
             )
-            return remember_open_payment(HttpResponseRedirect(url), payment)
+            if checkout.direct:
+                return remember_open_payment(HttpResponseRedirect(checkout.pay_url), payment)
     except services.PaymentError as exc:
         messages.error(request, str(_START_ERRORS.get(exc.code, exc.message)))
         return redirect("bills", code=code)
-    except gateway.GatewayNotConfigured:
+    except NotConfigured:
         messages.error(request, str(_START_ERRORS["invalid_partner"]))
         return redirect("bills", code=code)
+    except PartnerUnavailable as exc:
+        return _unavailable(request, code, payment, refused=exc.refused)
+    # VietQR, and a wallet: the checkout offers its app and its web page.
+    return remember_open_payment(redirect("pay", payment_id=payment.id), payment)
+
+
+def _unavailable(
+    request: HttpRequest, code: str, payment: Payment, *, refused: bool
+) -> HttpResponse:
+    """The wallet did not open the order. Refused: the payment failed, choose again. No answer:
+    the order may exist, so the payment stays open (and is checked with the wallet); its page
+    says so and lets the household try again or cancel it."""
+    name = payment.partner.name if payment.partner else ""
+    if refused:
+        messages.error(
+            request,
+            _("%(wallet)s could not take this payment. Please choose another way to pay.")
+            % {"wallet": name},
+        )
+        return redirect("bills", code=code)
+    messages.error(
+        request,
+        _(
+            "%(wallet)s did not answer in time. Please try again in a moment, or cancel this "
+            "payment and choose another way to pay."
+        )
+        % {"wallet": name},
+    )
     return remember_open_payment(redirect("pay", payment_id=payment.id), payment)
 
 
@@ -137,6 +177,8 @@ def page(request: HttpRequest, payment_id: UUID) -> HttpResponse:
         "lines": list(payment.lines.all()),
         "status_url": reverse("api-payment", args=[payment.id]),
     }
+    if _is_wallet(payment):
+        context["wallet"] = _wallet(request, payment)
     if payment.method == Payment.Method.VIETQR:
         due = vietqr.payment_amount_due(payment)
         context["qr"] = {
@@ -147,7 +189,57 @@ def page(request: HttpRequest, payment_id: UUID) -> HttpResponse:
             "account": settings.VIETQR_ACCOUNT,
             "account_name": vietqr.account_name(),
         }
-    return render(request, "pay/page.html", context)
+    response = render(request, "pay/page.html", context)
+    patch_vary_headers(response, ["User-Agent"])  # a phone is offered the wallet's app
+    return response
+
+
+def _is_wallet(payment: Payment) -> bool:
+    return (
+        payment.method == Payment.Method.REDIRECT
+        and payment.partner is not None
+        and payment.partner.redirect_protocol != Partner.Protocol.VNPAY
+    )
+
+
+def _wallet(request: HttpRequest, payment: Payment) -> dict[str, Any]:
+    """Where to pay a wallet payment: its app on a phone (the link the wallet's create call
+    gave), its web page everywhere (the same link, for ZaloPay)."""
+    pay_url = str(payment.provider_data.get("redirect_url", ""))
+    app_url = str(payment.provider_data.get("app_url", ""))
+    phone = on_a_phone(request)
+    return {
+        "name": payment.partner.name if payment.partner else "",
+        "app_url": app_url if phone else "",
+        "pay_url": pay_url if not (phone and pay_url == app_url) else "",
+        "opened": bool(pay_url or app_url),
+    }
+
+
+@require_POST
+def open_wallet(request: HttpRequest, payment_id: UUID) -> HttpResponse:
+    """Ask the wallet again for the order of a pending payment whose create call got no answer:
+    the same order (MoMo and ZaloPay open one per reference), never a second one."""
+    payment = _payment_or_404(payment_id)
+    if not _is_wallet(payment) or payment.status != Payment.Status.PENDING:
+        return redirect("pay", payment_id=payment.id)
+    # The lookup budget, as for starting a payment: each try costs a call to the wallet.
+    decision = lookup_hit(request)
+    if not decision.allowed:
+        return errors.too_many_requests(request, retry_after=decision.retry_after)
+    try:
+        registry.start(
+            payment,
+            client_ip=client_address(request),
+            locale=getattr(request, "LANGUAGE_CODE", "vi"),
+            phone=on_a_phone(request),
+        )
+    except NotConfigured:
+        messages.error(request, str(_START_ERRORS["invalid_partner"]))
+        return redirect("bills", code=payment.customer.code)
+    except PartnerUnavailable as exc:
+        return _unavailable(request, payment.customer.code, payment, refused=exc.refused)
+    return redirect("pay", payment_id=payment.id)
 
 
 # What the bank's vnp_ResponseCode means, in words a household understands.
@@ -166,6 +258,29 @@ BANK_REASONS = {
 }
 
 
+# What MoMo's resultCode means, in words a household understands (ZaloPay's return says only
+# "paid" or not: the page then waits for the wallet's word).
+WALLET_REASONS: dict[str, dict[str, Any]] = {
+    Partner.Protocol.MOMO: {
+        "1001": gettext_lazy("the wallet balance is not enough"),
+        "1002": gettext_lazy("the card or bank behind your wallet refused it"),
+        "1004": gettext_lazy("the amount is over your wallet's limit"),
+        "1005": gettext_lazy("the time to pay ran out"),
+        "1006": gettext_lazy("you declined the payment"),
+        "1007": gettext_lazy("your wallet account is not active"),
+        "4001": gettext_lazy("your wallet account is restricted"),
+        "4100": gettext_lazy("you did not sign in to the wallet"),
+    },
+}
+
+
+def _reasons(payment: Payment) -> dict[str, Any]:
+    protocol = payment.partner.redirect_protocol if payment.partner else Partner.Protocol.VNPAY
+    if protocol == Partner.Protocol.VNPAY:
+        return dict(BANK_REASONS)
+    return WALLET_REASONS.get(protocol, {})
+
+
 def _bank_says(request: HttpRequest, payment: Payment) -> dict[str, str] | None:
     """What the bank told the household on its way back (`pay_return`), while the payment is
     still open: the page shows it as the one message of the state, instead of "waiting for your
@@ -176,7 +291,7 @@ def _bank_says(request: HttpRequest, payment: Payment) -> dict[str, str] | None:
     if said == "ok":
         return {"result": "ok"}
     if said == "declined":
-        reason = BANK_REASONS.get(request.GET.get("reason", ""))
+        reason = _reasons(payment).get(request.GET.get("reason", ""))
         return {"result": "declined", "reason": str(reason) if reason else ""}
     return None
 

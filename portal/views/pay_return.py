@@ -1,8 +1,10 @@
-"""Where the bank sends the customer's browser back. It shows; it never settles by itself.
+"""Where the partner (a bank's page, a wallet) sends the customer's browser back. It shows; it
+never settles by itself.
 
-The signed return only tells us what the bank showed the customer. The payment page the customer
-lands on shows the payment's real state and refreshes itself until a worker, asking the bank's
-query API (or applying the bank's IPN), settles it.
+The signed return only tells us what the partner showed the customer. The payment page the
+customer lands on shows the payment's real state and refreshes itself until a worker, asking the
+partner's status query (or applying its notification), settles it. Each protocol reads its own
+return (`PageChannel.return_verify`).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from payments import poller, states
-from payments.channels.vnpay import gateway
-from payments.channels.vnpay import protocol as vnpay
+from payments.channels import registry
+from payments.channels.common.pages import InvalidReturn, NotConfigured
+from payments.channels.common.results import Result
 
 
 def _problem(request: HttpRequest, *, title: str, message: str, status: int) -> HttpResponse:
@@ -28,14 +31,14 @@ def _problem(request: HttpRequest, *, title: str, message: str, status: int) -> 
 @never_cache
 @require_GET
 def pay_return(request: HttpRequest, partner: str) -> HttpResponse:
-    partner_obj = gateway.gateway_partner(partner)
+    partner_obj = registry.page_partner(partner)
     # The values exactly as received: the signature covers them.
-    params = {key: str(value) for key, value in request.GET.items() if key.startswith("vnp_")}
+    params = {key: str(value) for key, value in request.GET.items()}
     try:
         if partner_obj is None:
-            raise gateway.InvalidReturn
-        report = gateway.return_verify(partner=partner_obj, params=params)
-    except gateway.InvalidReturn:
+            raise InvalidReturn
+        report = registry.channel_for(partner_obj).return_verify(partner=partner_obj, params=params)
+    except (InvalidReturn, NotConfigured):
         return _problem(
             request,
             title=_("We could not verify this answer from the bank"),
@@ -60,8 +63,8 @@ def pay_return(request: HttpRequest, partner: str) -> HttpResponse:
         poller.payment_request_poll(payment_id=report.payment.pk)
         # What the bank showed the household, for the page to say in one message (never
         # applied: the page's state stays the payment's own until the bank confirms).
-        if report.result is vnpay.Result.SUCCESS:
+        if report.result is Result.SUCCESS:
             target += "?" + urlencode({"bank": "ok"})
-        elif report.result is vnpay.Result.FAILED:
-            target += "?" + urlencode({"bank": "declined", "reason": report.response_code})
+        elif report.result is Result.FAILED:
+            target += "?" + urlencode({"bank": "declined", "reason": report.code})
     return redirect(target)

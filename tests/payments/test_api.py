@@ -37,7 +37,7 @@ def test_it_starts_a_vietqr_payment_with_the_contract_shape(api, settings):
     body = response.json()
     assert set(body) == {
         "id", "reference", "status", "amount", "currency", "method", "partner", "bills",
-        "created_at", "expires_at", "succeeded_at", "redirect_url", "qr",
+        "created_at", "expires_at", "succeeded_at", "redirect_url", "app_url", "qr",
     }  # fmt: skip
     assert body["status"] == "pending" and body["amount"] == 300_000
     assert body["currency"] == "VND" and body["redirect_url"] is None

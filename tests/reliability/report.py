@@ -23,9 +23,15 @@ START, END = "<!-- figures:start -->", "<!-- figures:end -->"
 
 # The order and grouping of the tables; anything else recorded goes under "Other".
 GROUPS = {
-    "Duplicates and races": ["duplicate_ipns", "duplicate_transfers", "collection_vs_vietqr"],
+    "Duplicates and races": [
+        "duplicate_ipns",
+        "duplicate_wallet_notifications",
+        "duplicate_transfers",
+        "collection_vs_vietqr",
+    ],
     "Faults": [
         "worker_sigkill",
+        "worker_sigkill_wallets",
         "pool_sigkill",
         "redis_outage",
         "db_cut_mid_callback",

@@ -30,6 +30,7 @@ from django.conf import settings
 from django.db import connection
 
 from tests.conftest import wait_until
+from tests.sandbox.wallets import wallet_credentials
 
 ROOT = Path(__file__).resolve().parents[2]
 VAR = ROOT / "var" / "reliability"
@@ -90,6 +91,12 @@ def portal_env(*, broker_url: str, cache_url: str, application_name: str, **extr
         PARTNER_SANDBOX_PAY_URL="http://127.0.0.1:9/sandbox/paymentv2/vpcpay.html",
         PARTNER_SANDBOX_API_URL="http://127.0.0.1:9/sandbox/merchant_webapi/api/transaction",
         PARTNER_VCB_SECRET=VCB_SECRET,
+        # The wallets with the wallet tests' keys (their APIs out of reach, like the sandbox's).
+        **{
+            f"PARTNER_{code}_{name.upper()}": value
+            for code, credentials in wallet_credentials().items()
+            for name, value in credentials.items()
+        },
         EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
         PORTAL_VAR_DIR=str(VAR / "portal"),
         LOG_LEVEL="INFO",

@@ -21,6 +21,7 @@ from tests.factories import customer_with_bills
 from tests.reliability import books, traffic
 from tests.reliability.support import Figures
 from tests.sandbox.support import redirect_payment
+from tests.sandbox.wallets import configure_wallets, wallet_payment
 
 pytestmark = [pytest.mark.slow, pytest.mark.celery_worker]
 
@@ -65,6 +66,56 @@ def test_a_hundred_payments_each_notified_ten_times_at_once_are_settled_once(por
         doubled=doubled,
         answers=dict(sorted(tally.items())),
         payments=PAYMENTS,
+    )
+
+
+def test_wallet_notifications_ten_times_at_once_are_settled_once(portal_stack, settings):
+    """MoMo's IPN and ZaloPay's callback, ten identical copies at once per payment. MoMo has one
+    answer (204) for all ten, each stored once; ZaloPay's first copy to be stored is told 1, the
+    nine others 2 (already processed)."""
+    figures = Figures(
+        "duplicate_wallet_notifications", "40 MoMo + 40 ZaloPay payments × 10 identical at once"
+    )
+    configure_wallets(settings)  # the processes under test have the same keys
+    web = portal_stack.start_web()
+    portal_stack.start_worker(concurrency=2)
+    momo = [wallet_payment("MOMO", amounts=[452_160 + i, 10_000]) for i in range(40)]
+    zalopay = [wallet_payment("ZALOPAY", amounts=[310_000 + i]) for i in range(40)]
+    bodies = [traffic.momo_result(p, trans_id=4_100_000_000 + i) for i, p in enumerate(momo)]
+    callbacks = [
+        traffic.zalopay_callback(p, zp_trans_id=260_201_000_100_000 + i)
+        for i, p in enumerate(zalopay)
+    ]
+    groups = [[lambda body=body: traffic.send_momo_ipn(web.url, body)] * COPIES for body in bodies]
+    groups += [
+        [lambda body=body: traffic.send_zalopay_callback(web.url, body)] * COPIES
+        for body in callbacks
+    ]
+
+    answers = traffic.fire_in_groups(groups, threads=50)
+
+    for codes in answers[: len(momo)]:
+        assert codes == ["204"] * COPIES, codes
+    for codes in answers[len(momo) :]:
+        assert sorted(codes) == ["zp1"] + ["zp2"] * (COPIES - 1), codes
+    wait_until(books.all_processed, timeout=90, interval=0.25)
+    assert InboundMessage.objects.filter(kind=InboundMessage.Kind.IPN).count() == 80
+    for payment in momo + zalopay:
+        assert PaymentEvent.objects.filter(payment=payment, to_status=Status.SUCCEEDED).count() == 1
+        bills = Bill.objects.filter(customer=payment.customer)
+        assert {bill.paid_by_id for bill in bills} == {payment.pk}
+    lost, doubled = books.unsettled(momo + zalopay), books.doubled()
+    assert (lost, doubled) == (0, 0)
+    tally = collections.Counter(itertools.chain.from_iterable(answers))
+    books.close_books(
+        figures,
+        messages_sent=80 * COPIES,
+        duplicates=80 * (COPIES - 1),
+        faults_injected=0,
+        lost=lost,
+        doubled=doubled,
+        answers=dict(sorted(tally.items())),
+        payments=80,
     )
 
 

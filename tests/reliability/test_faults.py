@@ -32,6 +32,7 @@ from tests.factories import customer_with_bills
 from tests.reliability import books, support, traffic
 from tests.reliability.support import Figures
 from tests.sandbox.support import redirect_payment
+from tests.sandbox.wallets import configure_wallets, wallet_payment
 
 pytestmark = [pytest.mark.slow, pytest.mark.celery_worker]
 
@@ -134,6 +135,60 @@ def test_a_worker_killed_mid_batch_and_started_again_finishes_the_batch_once(por
     books.close_books(
         figures,
         messages_sent=len(bodies),
+        duplicates=0,
+        faults_injected=1,
+        processed_before_the_kill=processed_at_kill,
+        applied_after_the_kill=resent,
+        sweeps=sweeps,
+        lost=lost,
+        doubled=doubled,
+    )
+
+
+def _wallet_notification(base_url: str, payment: Payment, index: int) -> Callable[[], str]:
+    """Sending the wallet's notification that the payment was paid (MoMo's, or ZaloPay's)."""
+    if payment.partner is not None and payment.partner.code == "MOMO":
+        body = traffic.momo_result(payment, trans_id=4_200_000_000 + index)
+        return lambda: traffic.send_momo_ipn(base_url, body)
+    callback = traffic.zalopay_callback(payment, zp_trans_id=260_201_000_200_000 + index)
+    return lambda: traffic.send_zalopay_callback(base_url, callback)
+
+
+def test_a_worker_killed_mid_batch_of_wallet_notifications_finishes_it_once(portal_stack, settings):
+    """As above, with MoMo IPNs and ZaloPay callbacks: the worker dies with SIGKILL inside the
+    transaction of their batch; the restarted worker's sweep applies each exactly once."""
+    figures = Figures("worker_sigkill_wallets", "Worker killed with SIGKILL in a wallet batch")
+    configure_wallets(settings)
+    web = portal_stack.start_web()
+    worker = portal_stack.start_worker(concurrency=2)
+    payments = [
+        wallet_payment("MOMO" if index % 2 else "ZALOPAY", amounts=[330_000 + index])
+        for index in range(40)
+    ]
+    calls = [
+        _wallet_notification(web.url, payment, index) for index, payment in enumerate(payments)
+    ]
+
+    with _payment_row_locked(payments[len(payments) // 3]):
+        answers = traffic.fire_in_groups([[call] for call in calls], threads=8)
+        assert {answer for group in answers for answer in group} == {"204", "zp1"}
+        wait_until(lambda: support.backends_waiting_for_a_lock(support.WORKER_APP), timeout=30)
+        processed_at_kill = InboundMessage.objects.filter(processed_at__isnull=False).count()
+        killed_at = timezone.now()
+        worker.kill()
+    assert processed_at_kill < len(payments)
+
+    portal_stack.start_worker(concurrency=2)
+    sweeps = _sweep_until_done(portal_stack)
+
+    _settled_once(payments)
+    resent = InboundMessage.objects.filter(processed_at__gt=killed_at).count()
+    lost, doubled = books.unsettled(payments) + books.unprocessed(), books.doubled()
+    assert (lost, doubled) == (0, 0)
+    assert resent >= 1
+    books.close_books(
+        figures,
+        messages_sent=len(calls),
         duplicates=0,
         faults_injected=1,
         processed_before_the_kill=processed_at_kill,

@@ -95,6 +95,16 @@ def test_production_settings_pass_check_deploy_with_no_warnings(tmp_path):
             "PARTNER_VCB_SECRET is a development or published value",
         ),
         ({"PARTNER_VCB_SECRET": "123456"}, "PARTNER_VCB_SECRET must be"),
+        # A wallet's keys are secrets like any other: long, and never `make run`'s.
+        ({"PARTNER_ZALOPAY_KEY2": "1234567"}, "PARTNER_ZALOPAY_KEY2 must be"),
+        (
+            {"PARTNER_MOMO_SECRET": "dev-momo-secret-key-0123456789abcdef"},
+            "PARTNER_MOMO_SECRET is a development or published value",
+        ),
+        (
+            {"PARTNER_ZALOPAY_KEY1": "dev-zalopay-key1-0123456789abcdef"},
+            "PARTNER_ZALOPAY_KEY1 is a development or published value",
+        ),
         ({"SANDBOX_BANK_ENABLED": "true"}, "SANDBOX_BANK_ENABLED must be off"),
     ],
 )
@@ -275,7 +285,8 @@ def test_the_mask_covers_keys_signatures_urls_phones_and_e_mails_but_not_codes()
         "GET /callbacks/SANDBOX/ipn/?vnp_OrderInfo=SDT%200912345678&vnp_SecureHash=ab12cd "
         "Authorization: Bearer eyJ.abc X-Signature: 9f8e postgres://portal:hunter2@db/portal "
         "to +84912345678 or 84912345678, an.nguyen@example.vn, bill HD0000000003 of "
-        "PA14HT0012345, amount 45216000, paid 20260201033500"
+        "PA14HT0012345, amount 45216000, paid 20260201033500 "
+        'GET /pay/return/ZALOPAY/?apptransid=260201_EVN2&checksum=45e1e8 {"mac": "d8d33b"}'
     )
     for secret in (
         "0912345678",
@@ -285,9 +296,17 @@ def test_the_mask_covers_keys_signatures_urls_phones_and_e_mails_but_not_codes()
         "hunter2",
         "84912345678",
         "an.nguyen",
+        "45e1e8",
+        "d8d33b",
     ):
         assert secret not in line, secret
-    for kept in ("Bearer ***", "vnp_SecureHash=***", "*******678", "a***@example.vn"):
+    for kept in (
+        "Bearer ***",
+        "vnp_SecureHash=***",
+        "*******678",
+        "a***@example.vn",
+        "checksum=***",
+    ):
         assert kept in line, kept
     for untouched in ("HD0000000003", "PA14HT0012345", "45216000", "20260201033500"):
         assert untouched in line, untouched

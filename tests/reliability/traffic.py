@@ -17,6 +17,12 @@ from payments.models import Payment
 from tests.factories import new_sender_id, transfer_body  # noqa: F401 - the scenarios' vocabulary
 from tests.reliability import support
 from tests.sandbox.support import bank_message
+from tests.sandbox.wallets import (
+    MOMO_IPN_PATH,
+    ZALOPAY_CALLBACK_PATH,
+    momo_result,  # noqa: F401 - the scenarios' vocabulary
+    zalopay_callback,  # noqa: F401
+)
 
 T = TypeVar("T")
 _local = threading.local()
@@ -78,6 +84,37 @@ def send_ipn(base_url: str, params: dict[str, str]) -> str:
     if response.status_code != 200:
         return f"http-{response.status_code}"
     return str(response.json().get("RspCode"))
+
+
+# --- Wallet notifications (MoMo IPN, ZaloPay callback) ---------------------------------------------
+def send_momo_ipn(base_url: str, body: dict[str, Any]) -> str:
+    """POST MoMo's IPN; the HTTP status as text ("204" when stored), or `no-answer`."""
+    try:
+        response = session().post(
+            base_url + MOMO_IPN_PATH,
+            data=json.dumps(body),
+            headers={"Content-Type": "application/json"},
+            timeout=30,
+        )
+    except requests.RequestException:
+        return "no-answer"
+    return str(response.status_code)
+
+
+def send_zalopay_callback(base_url: str, body: dict[str, Any]) -> str:
+    """POST ZaloPay's callback; `zp<return_code>`, `http-<status>` or `no-answer`."""
+    try:
+        response = session().post(
+            base_url + ZALOPAY_CALLBACK_PATH,
+            data=json.dumps(body),
+            headers={"Content-Type": "application/json"},
+            timeout=30,
+        )
+    except requests.RequestException:
+        return "no-answer"
+    if response.status_code != 200:
+        return f"http-{response.status_code}"
+    return f"zp{response.json().get('return_code')}"
 
 
 # --- Transfer notifications -----------------------------------------------------------------------

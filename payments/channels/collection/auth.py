@@ -111,7 +111,9 @@ def verify(request: HttpRequest, *, now: float | None = None) -> PartnerCaller:
             header=missing[0],
         )
     partner = Partner.objects.filter(code=code[:20]).first()
-    if partner is None or not (partner.enabled and partner.collects and partner.is_usable):
+    # Its secret signs the calls: a partner configured with a wallet's keys only has none.
+    configured = partner is not None and partner.is_usable and bool(partner.secret)
+    if partner is None or not (partner.enabled and partner.collects and configured):
         reason = (
             "unknown_partner"
             if partner is None

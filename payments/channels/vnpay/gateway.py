@@ -1,19 +1,20 @@
-"""Bank redirect payments over the VNPay 2.1.0 protocol: the Django side of `vnpay.protocol`.
+"""Bank redirect payments over the VNPay 2.1.0 protocol: the Django side of `vnpay.protocol`,
+one of the payment-page channels of `payments.channels.registry`.
 
 Three ways a bank tells us how a redirect payment ended, trusted differently:
 - the IPN (server to server, signed): stored in the inbox and answered at once by
-  `ipn_receive` (two queries), then applied by an applier through `apply_reports`;
+  `ipn_receive` (two queries), then read by `read` and applied by an applier through the shared
+  `reports.apply_reports`;
 - the return URL (the customer's browser, signed): shown, never applied; it asks for a status
   check (`return_verify`, `payments.poller.payment_request_poll`);
-- the status query `querydr` (we ask, the bank answers signed): `payments.poller` stores the
-  answer, and `apply_reports` applies it like an IPN.
+- the status query `querydr` (`ask`: we ask, the bank answers signed): `payments.poller` stores
+  the answer, and the applier applies it like an IPN.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,12 +22,18 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from django.conf import settings
-from django.db import connection
-from django.db.models import F, Q
 from django.urls import reverse
 
 from payments import inbox, notes, services, states
-from payments.bulk import AnyOf
+from payments.channels.common import http, receiving, reports
+from payments.channels.common.pages import (
+    Checkout,
+    InvalidReturn,
+    NotConfigured,
+    ReturnReport,
+    order_description,
+)
+from payments.channels.common.receiving import PARTNER_CODE, safe_key
 from payments.channels.vnpay import protocol as vnpay
 from payments.inbox import Applied, Claimed
 from payments.models import InboundMessage, Partner, Payment
@@ -36,10 +43,24 @@ logger = logging.getLogger(__name__)
 Status = Payment.Status
 Result = vnpay.Result
 Outcome = InboundMessage.Outcome
+# Starting a payment only signs the pay URL.
+START_CALLS_PARTNER = False
 
 
-class GatewayNotConfigured(Exception):
+PROTOCOL = Partner.Protocol.VNPAY
+
+
+class GatewayNotConfigured(NotConfigured):
     pass
+
+
+def configured(partner: Partner) -> bool:
+    """Whether the partner's credentials let it take payments on its page."""
+    try:
+        gateway_config(partner)
+    except GatewayNotConfigured:
+        return False
+    return True
 
 
 def gateway_config(partner: Partner) -> vnpay.GatewayConfig:
@@ -55,9 +76,7 @@ def gateway_config(partner: Partner) -> vnpay.GatewayConfig:
     )
 
 
-def order_info(payment: Payment) -> str:
-    # ASCII only: some banks mangle anything else in the order description.
-    return f"Thanh toan tien dien {payment.customer.code} {payment.reference}"
+order_info = order_description
 
 
 def payment_start_redirect(payment: Payment, *, client_ip: str, locale: str) -> str:
@@ -87,18 +106,20 @@ def payment_start_redirect(payment: Payment, *, client_ip: str, locale: str) -> 
     return url
 
 
+def start(payment: Payment, *, client_ip: str, locale: str, phone: bool = False) -> Checkout:
+    """The bank's page, signed: the household's browser goes straight there."""
+    return Checkout(pay_url=payment_start_redirect(payment, client_ip=client_ip, locale=locale))
+
+
 # --- Shared reading of a bank's report ----------------------------------------------------------
-_PARTNER_CODE = re.compile(r"[A-Z0-9]{1,20}")
-# Wider than our references (`payments.references`), so a bank's junk is still "not found".
-_REFERENCE = re.compile(r"[A-Za-z0-9_.-]{1,40}")
-
-
 def gateway_partner(code: str) -> Partner | None:
-    """The redirect partner named in a callback URL, or None (also for junk in the URL)."""
+    """The VNPay redirect partner named in a callback URL, or None (also for junk in the URL)."""
     code = code.strip().upper()
-    if not _PARTNER_CODE.fullmatch(code):
+    if not PARTNER_CODE.fullmatch(code):
         return None
-    return Partner.objects.filter(code=code, offers_redirect=True).first()
+    return Partner.objects.filter(
+        code=code, offers_redirect=True, redirect_protocol=PROTOCOL
+    ).first()
 
 
 def _terminal(partner: Partner) -> str:
@@ -146,14 +167,6 @@ def _answer(pair: tuple[str, str]) -> IpnAnswer:
     return IpnAnswer(*pair)
 
 
-_UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
-
-
-def safe_key(text: str, length: int) -> str:
-    """`text` cut to `length`, with anything but letters, digits and `_.-` made `_`."""
-    return _UNSAFE_KEY_CHARS.sub("_", text)[:length]
-
-
 def ipn_dedupe_key(partner_code: str, params: Mapping[str, str]) -> str:
     """One key per bank transaction outcome, so the bank's retries of it are stored once."""
     reference = str(params.get("vnp_TxnRef", ""))
@@ -180,38 +193,6 @@ def ipn_invalid_dedupe_key(partner_code: str, params: Mapping[str, str], raw_que
     return f"ipn-bad:{safe_key(partner_code, 20)}:{signature}:{inbox.fingerprint(raw_query)[:32]}"
 
 
-@dataclass(frozen=True)
-class _Named:
-    """What answering an IPN needs of the payment it names: read with its partner at once."""
-
-    pk: Any
-    amount: int
-    status: str
-    partner: Partner
-
-
-def _ipn_payment(code: str, reference: str) -> _Named | None:
-    """The redirect payment an IPN names, with its partner: one query for both, written out
-    because building it with the ORM cost more than running it, on every IPN."""
-    if not _REFERENCE.fullmatch(reference) or not _PARTNER_CODE.fullmatch(code):
-        return None
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT p.id, p.amount, p.status, pa.id, pa.name, pa.kind, pa.enabled "
-            "FROM payments_payment p JOIN payments_partner pa ON pa.id = p.partner_id "
-            "WHERE p.reference = %s AND p.method = %s AND pa.code = %s AND pa.offers_redirect",
-            [reference, Payment.Method.REDIRECT, code],
-        )
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    pk, amount, status, partner_id, name, kind, enabled = row
-    partner = Partner(
-        id=partner_id, code=code, name=name, kind=kind, enabled=enabled, offers_redirect=True
-    )
-    return _Named(pk, amount, status, partner)
-
-
 def ipn_receive(
     *,
     partner_code: str,
@@ -232,7 +213,9 @@ def ipn_receive(
     99 so the bank retries.
     """
     code = partner_code.strip().upper()
-    payment = _ipn_payment(code, str(params.get("vnp_TxnRef", "")))
+    payment = receiving.payment_named(
+        str(params.get("vnp_TxnRef", "")), protocol=PROTOCOL, code=code
+    )
     partner = payment.partner if payment is not None else gateway_partner(code)
     kept_headers = inbox.keep_headers(headers or {}, remote_addr)
     partner_id = partner.pk if partner else None
@@ -304,19 +287,6 @@ def ipn_receive(
 
 
 # --- Applying notifications and status answers (the gateway channel of the applier) -----------
-@dataclass(frozen=True)
-class _Report:
-    """A verified report about one of our payments, read from a stored message."""
-
-    reference: str
-    reported: Mapping[str, Any]  # the values the bank signed
-    result: Result | None  # None: the bank had nothing to say about it (yet)
-    report: services.Report
-    transaction_no: str
-    reason: str
-    teller: str
-
-
 def _ipn_params(message: Claimed) -> dict[str, str]:
     return {
         name: value
@@ -325,7 +295,32 @@ def _ipn_params(message: Claimed) -> dict[str, str]:
     }
 
 
-def _read_ipn(message: Claimed, partner: Partner | None) -> _Report | Applied:
+def _report(
+    *,
+    values: Mapping[str, Any],
+    result: Result | None,
+    report: services.Report,
+    transaction_no: str,
+    reason: str,
+    teller: str,
+) -> reports.Report:
+    return reports.Report(
+        reference=str(values.get("vnp_TxnRef", "")),
+        amount=_amount_of(values),
+        result=result,
+        report=report,
+        transaction_no=transaction_no,
+        paid_at=_paid_at(str(values.get("vnp_PayDate", "") or "")),
+        reason=reason,
+        settled=_reason("00"),
+        teller=teller,
+        amount_note=notes.GATEWAY_AMOUNT,
+        reported_amount=str(values.get("vnp_Amount")),
+        check_note=notes.GATEWAY_CHECK,
+    )
+
+
+def _read_ipn(message: Claimed, partner: Partner | None) -> reports.Report | Applied:
     params = _ipn_params(message)
     if partner is None or not vnpay.verify(params, partner.secret):
         return Applied(Outcome.INVALID_SIGNATURE, "the signature did not verify")
@@ -334,9 +329,8 @@ def _read_ipn(message: Claimed, partner: Partner | None) -> _Report | Applied:
     response_code = params.get("vnp_ResponseCode", "")
     status = params.get("vnp_TransactionStatus", "")
     transaction_no = params.get("vnp_TransactionNo", "")
-    return _Report(
-        reference=params.get("vnp_TxnRef", ""),
-        reported=params,
+    return _report(
+        values=params,
         result=vnpay.transaction_result(response_code, status),
         report=services.Report(
             source=services.Source.IPN,
@@ -353,7 +347,7 @@ def _read_ipn(message: Claimed, partner: Partner | None) -> _Report | Applied:
     )
 
 
-def _read_query_answer(message: Claimed, partner: Partner | None) -> _Report | Applied:
+def _read_query_answer(message: Claimed, partner: Partner | None) -> reports.Report | Applied:
     try:
         body = json.loads(message.body)
     except ValueError:
@@ -373,9 +367,8 @@ def _read_query_answer(message: Claimed, partner: Partner | None) -> _Report | A
         reason = f"vnp_ResponseCode {body.get('vnp_ResponseCode', '')}: " + str(
             body.get("vnp_Message", "")
         )
-    return _Report(
-        reference=str(body.get("vnp_TxnRef", "")),
-        reported=body,
+    return _report(
+        values=body,
         result=result,
         report=services.Report(
             source=services.Source.QUERY,
@@ -388,139 +381,55 @@ def _read_query_answer(message: Claimed, partner: Partner | None) -> _Report | A
     )
 
 
-_READERS: dict[str, Any] = {
+_READERS: dict[str, reports.Reader] = {
     InboundMessage.Kind.IPN: _read_ipn,
     InboundMessage.Kind.QUERY: _read_query_answer,
 }
 
 
+def read(message: Claimed, partner: Partner | None) -> reports.Report | Applied:
+    """A stored IPN or querydr answer, verified again and read into a report."""
+    return _READERS[message.kind](message, partner)
+
+
 def apply_reports(messages: Sequence[Claimed]) -> dict[int, Applied]:
-    """The gateway channel of the applier: apply stored IPNs and status answers (claimed,
-    locked), in message order; returns what each came to.
+    """Apply stored IPNs and status answers of VNPay partners (claimed, locked): see
+    `reports.apply_reports`, the one way every payment-page channel's reports are applied."""
+    return reports.apply_reports(messages, read)
 
-    The checks are made again here, under the payments' row locks, because a payment may have
-    changed since its notification was answered. The payments named are locked in id order
-    first; the successes are settled together (`services.payments_mark_succeeded`), and a
-    failure or a report to flag waits for the successes before it.
-    """
-    partners = {partner.pk: partner for partner in Partner.objects.filter(offers_redirect=True)}
-    read: dict[int, _Report | Applied] = {
-        message.pk: _READERS[message.kind](message, partners.get(message.partner_id or 0))
-        for message in messages
-    }
-    wanted = {
-        (message.partner_id, report.reference)
-        for message in messages
-        if isinstance(report := read[message.pk], _Report)
-    }
-    locked = (
-        {
-            (payment.partner_id, payment.reference): payment
-            for payment in services.payments_lock(
-                AnyOf(F("reference"), sorted({reference for _partner, reference in wanted})),
-                Q(method=Payment.Method.REDIRECT),
-                extra=("partner",),
-            )
-        }
-        if wanted
-        else {}
+
+# --- The status query (querydr), for the poller -------------------------------------------------
+def ask(payment: Payment, *, now: datetime) -> reports.Answer | None:
+    """Ask the bank how the payment ended (querydr); its answer, signature checked, or None
+    when it gave none. Raises GatewayNotConfigured without an API URL."""
+    if payment.partner is None:
+        raise GatewayNotConfigured("a redirect payment needs a partner")
+    config = gateway_config(payment.partner)
+    if not config.api_url:
+        raise GatewayNotConfigured(f"{payment.partner.code}: no PARTNER_*_API_URL")
+    request_id = vnpay.new_request_id()
+    body = vnpay.build_query_request(
+        config,
+        request_id=request_id,
+        txn_ref=payment.reference,
+        order_info=payment.provider_data.get("vnp_OrderInfo") or order_info(payment),
+        transaction_date=payment.provider_data.get("vnp_CreateDate")
+        or vnpay.format_time(payment.created_at),
+        created_at=now,
+        ip_address=str(settings.GATEWAY_SERVER_IP),
     )
-    results: dict[int, Applied] = {}
-    settling: list[tuple[int, Payment, _Report]] = []
-
-    def settle() -> None:
-        settled = services.payments_mark_succeeded(
-            settlements=[
-                services.Settlement(
-                    payment_id=payment.pk,
-                    report=report.report,
-                    amount=payment.amount,
-                    provider_txn_id=report.transaction_no,
-                    at=_paid_at(str(report.reported.get("vnp_PayDate", "") or "")),
-                )
-                for _message, payment, report in settling
-            ],
-            locked={payment.pk: payment for _message, payment, _report in settling},
-        )
-        for (message_id, payment, _report), result in zip(settling, settled, strict=True):
-            outcome = Outcome(f"succeeded:{result.outcome}")
-            results[message_id] = Applied(outcome, _reason("00"), payment.pk)
-        settling.clear()
-
-    for message in messages:
-        report = read[message.pk]
-        if isinstance(report, Applied):
-            results[message.pk] = report
-            continue
-        payment = locked.get((message.partner_id, report.reference))
-        if payment is None or (message.payment_id and message.payment_id != payment.pk):
-            if payment is None and not message.payment_id:
-                results[message.pk] = Applied(Outcome.ORDER_NOT_FOUND, report.reference)
-            else:
-                results[message.pk] = Applied(
-                    Outcome.WRONG_PAYMENT, "the answer is about another payment"
-                )
-            continue
-        if report.result is None:
-            results[message.pk] = Applied(Outcome.NOTHING_YET, report.reason, payment.pk)
-            continue
-        if report.result is Result.PENDING:
-            results[message.pk] = Applied(Outcome.PENDING, report.reason, payment.pk)
-            continue
-        if report.result is Result.SUCCESS and _amount_of(report.reported) == payment.amount:
-            settling.append((message.pk, payment, report))
-            continue
-        if settling:
-            settle()  # what came before this report, first
-        results[message.pk] = Applied(_apply_other(payment, report), report.reason, payment.pk)
-        # The service wrote the row: what the next report of this batch sees is read again.
-        payment.refresh_from_db(fields=[f for f in services.SETTLING_FIELDS if f != "id"])
-    if settling:
-        settle()
-    return results
-
-
-def _apply_other(payment: Payment, report: _Report) -> Outcome:
-    """A verified report that is not a success for the right amount: flag it or fail it."""
-    if _amount_of(report.reported) != payment.amount:
-        if report.result is not Result.FAILED:
-            services.payment_flag_review(
-                payment_id=payment.pk,
-                report=report.report,
-                reason=notes.GATEWAY_AMOUNT.say(
-                    teller=report.teller,
-                    reported=report.reported.get("vnp_Amount"),
-                    payment_amount=payment.amount,
-                ),
-            )
-        return Outcome.AMOUNT_MISMATCH
-    if report.result is Result.FAILED:
-        outcome = services.payment_mark_failed(
-            payment_id=payment.pk, report=report.report, reason=report.reason
-        )
-        return Outcome(f"failed:{outcome}")
-    services.payment_flag_review(
-        payment_id=payment.pk,
-        report=report.report,
-        reason=notes.GATEWAY_CHECK.say(reason=report.reason),
+    answer = http.post(config.api_url, body)
+    if answer is None:
+        return None
+    return reports.Answer(
+        body=answer,
+        request_id=request_id,
+        genuine=vnpay.verify_query_response(answer, config.secret),
+        signature=str(answer.get("vnp_SecureHash", "")),
     )
-    return Outcome.REVIEW_FLAGGED
 
 
 # --- Return URL ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ReturnReport:
-    """What the customer's browser brought back, once its signature checked out."""
-
-    payment: Payment | None
-    result: Result
-    response_code: str
-
-
-class InvalidReturn(Exception):
-    """The signature or the terminal of a return did not check out."""
-
-
 def return_verify(*, partner: Partner, params: Mapping[str, str]) -> ReturnReport:
     """Verify a return over the values as received; never changes the payment.
 
@@ -528,9 +437,10 @@ def return_verify(*, partner: Partner, params: Mapping[str, str]) -> ReturnRepor
     of a payment that is not final yet. Raises InvalidReturn when the signature or terminal is
     wrong.
     """
+    params = {name: str(value) for name, value in params.items() if name.startswith("vnp_")}
     if not vnpay.verify(params, partner.secret) or params.get("vnp_TmnCode") != _terminal(partner):
         raise InvalidReturn
     payment = _payment_for(partner, params.get("vnp_TxnRef", ""))
     response_code = params.get("vnp_ResponseCode", "")
     result = vnpay.transaction_result(response_code, params.get("vnp_TransactionStatus", ""))
-    return ReturnReport(payment=payment, result=result, response_code=response_code)
+    return ReturnReport(payment=payment, result=result, code=response_code)

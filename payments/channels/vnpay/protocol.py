@@ -7,15 +7,15 @@ value we parsed, rescaled or re-formatted (docs/protocols.md §2, "known traps")
 
 from __future__ import annotations
 
-import enum
-import hashlib
-import hmac
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import quote_plus
 from zoneinfo import ZoneInfo
+
+from payments.channels.common.results import Result
+from payments.channels.common.signing import hmac_sha512, same_signature
 
 VERSION = "2.1.0"
 GMT7 = ZoneInfo("Asia/Ho_Chi_Minh")  # GMT+7 all year: Vietnam has no daylight saving time
@@ -95,15 +95,6 @@ class GatewayConfig:
     api_url: str
 
 
-class Result(enum.StrEnum):
-    """What a bank's report means for the payment."""
-
-    SUCCESS = "success"  # the money moved
-    FAILED = "failed"  # a definite "no": nothing was taken
-    PENDING = "pending"  # not finished yet: ask again later
-    REVIEW = "review"  # something a person must look at (suspected fraud, reversal, refund)
-
-
 def format_time(moment: datetime) -> str:
     """yyyyMMddHHmmss in GMT+7, whatever the server's own time zone."""
     if moment.tzinfo is None:
@@ -131,17 +122,6 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
-def _hmac_sha512(secret: str, message: str) -> str:
-    return hmac.new(secret.encode("utf-8"), message.encode("utf-8"), hashlib.sha512).hexdigest()
-
-
-def _same(expected: str, received: str) -> bool:
-    # compare_digest wants ASCII; a received hash with anything else is simply wrong.
-    if not received.isascii():
-        return False
-    return hmac.compare_digest(expected.encode(), received.lower().encode())
-
-
 def string_to_sign(params: Mapping[str, str]) -> str:
     """Sorted vnp_* parameters (without the hash) as `name=quote_plus(value)` joined by '&'."""
     return "&".join(
@@ -152,7 +132,7 @@ def string_to_sign(params: Mapping[str, str]) -> str:
 
 
 def sign(params: Mapping[str, str], secret: str) -> str:
-    return _hmac_sha512(secret, string_to_sign(params))
+    return hmac_sha512(secret, string_to_sign(params))
 
 
 def verify(params: Mapping[str, str], secret: str) -> bool:
@@ -160,7 +140,7 @@ def verify(params: Mapping[str, str], secret: str) -> bool:
     received = str(params.get("vnp_SecureHash", ""))
     if not received or not secret:
         return False
-    return _same(sign(params, secret), received)
+    return same_signature(sign(params, secret), received)
 
 
 def build_pay_url(
@@ -227,7 +207,7 @@ def build_query_request(
     }
     if transaction_no:
         body["vnp_TransactionNo"] = transaction_no
-    body["vnp_SecureHash"] = _hmac_sha512(
+    body["vnp_SecureHash"] = hmac_sha512(
         config.secret, "|".join(body.get(name, "") for name in QUERY_REQUEST_FIELDS)
     )
     return body
@@ -240,14 +220,14 @@ def _field(body: Mapping[str, object], name: str) -> str:
 
 def sign_query_response(body: Mapping[str, object], secret: str) -> str:
     """The hash of a querydr answer: its fields in protocol order, missing ones empty."""
-    return _hmac_sha512(secret, "|".join(_field(body, name) for name in QUERY_RESPONSE_FIELDS))
+    return hmac_sha512(secret, "|".join(_field(body, name) for name in QUERY_RESPONSE_FIELDS))
 
 
 def verify_query_response(body: Mapping[str, object], secret: str) -> bool:
     received = _field(body, "vnp_SecureHash")
     if not received or not secret:
         return False
-    return _same(sign_query_response(body, secret), received)
+    return same_signature(sign_query_response(body, secret), received)
 
 
 def transaction_result(response_code: str, transaction_status: str) -> Result:
