@@ -32,3 +32,13 @@ def same_signature(expected: str, received: object) -> bool:
     if not isinstance(received, str) or not received or not received.isascii():
         return False
     return hmac.compare_digest(expected.encode(), received.lower().encode())
+
+
+def signed_text(value: object) -> str:
+    """A JSON value as the wallets put it in the text they sign: numbers as their digits,
+    booleans as true/false, a missing value as ""."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

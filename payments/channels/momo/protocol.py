@@ -13,6 +13,7 @@ from typing import Any
 
 from payments.channels.common.results import Result
 from payments.channels.common.signing import hmac_sha256, same_signature
+from payments.channels.common.signing import signed_text as text
 
 REQUEST_TYPE = "captureWallet"
 CREATE_PATH = "/v2/gateway/api/create"
@@ -106,15 +107,6 @@ class Config:
     access_key: str
     secret_key: str
     api_url: str  # {MOMO_API}: the paths above are appended to it
-
-
-def text(value: object) -> str:
-    """A value as it is signed: JSON numbers as their digits, a missing value as ""."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def raw(values: Mapping[str, Any], fields: Iterable[str], access_key: str) -> str:

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from payments.channels.common.results import Result
 from payments.channels.common.signing import hmac_sha256, same_signature
+from payments.channels.common.signing import signed_text as text
 
 GMT7 = ZoneInfo("Asia/Ho_Chi_Minh")  # app_trans_id's date: Vietnam has no daylight saving
 CREATE_PATH = "/v2/create"
@@ -74,14 +75,6 @@ class Config:
     key1: str
     key2: str
     api_url: str  # {ZALOPAY_API}: the paths above are appended to it
-
-
-def text(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def app_trans_id(reference: str, moment: datetime) -> str:
