@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from customers.masking import mask_address, mask_name
@@ -176,7 +176,8 @@ def _as_date(value: Any) -> datetime.date:
 
 # PostgreSQL plans the lookup once per connection: planning it cost more than running it
 # (0.3 ms against 0.1 ms, measured). A prepared statement outlives transactions, rolled back
-# or not, for as long as its connection.
+# or not, for as long as its connection; a pooler in transaction mode (PgBouncer) would lose
+# it between requests, so the portal connects to PostgreSQL directly.
 _PREPARED = "portal_customer_lookup"
 _PREPARE_SQL = f"PREPARE {_PREPARED}(text, int) AS {_LOOKUP_SQL % ('$1', '$2', '$1')}"
 _prepared_on: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -190,7 +191,17 @@ def _execute_lookup(cursor: Any, code: str) -> None:
     if session not in _prepared_on:
         cursor.execute(_PREPARE_SQL)
         _prepared_on.add(session)
-    cursor.execute(f"EXECUTE {_PREPARED}(%s, %s)", [code, HISTORY_PERIODS])
+    try:
+        cursor.execute(f"EXECUTE {_PREPARED}(%s, %s)", [code, HISTORY_PERIODS])
+    except DatabaseError:
+        # Gone (a pooler's DISCARD ALL) or stale (a migration changed a column's type): prepared
+        # again, once, where the failed statement did not abort a surrounding transaction.
+        _prepared_on.discard(session)
+        if connection.in_atomic_block:
+            raise
+        cursor.execute(f"DEALLOCATE ALL; {_PREPARE_SQL}")
+        _prepared_on.add(session)
+        cursor.execute(f"EXECUTE {_PREPARED}(%s, %s)", [code, HISTORY_PERIODS])
 
 
 def _lookup_from_database(code: str) -> CustomerBills | None:

@@ -9,7 +9,7 @@ The rules, each kept by the database or checked at the last moment:
   the same day join that day's message while it still waits, else go the next morning;
 - no SMS between 21:00 and 07:00 Vietnam time: such a message waits for 07:00;
 - paid bills, an opt-out and a missing contact are checked when the message's batch is sent
-  (read once for the batch, a second or two before it goes), not when it was queued: the
+  (read once for the batch, just before it is handed over), not when it was queued: the
   household may have paid or opted out in between;
 - a message is claimed before it is sent (queued → sending, committed), so two senders never
   send it twice; a worker killed while sending leaves it `sending` rather than risk a second
@@ -306,7 +306,7 @@ def _finish(message_id: int, **fields: object) -> None:
 @dataclass(frozen=True)
 class _StillWanted:
     """What may have changed since the messages were queued, read once for a batch just before
-    it goes (a batch is handed over in a second or two)."""
+    it is handed over (in a second or two at a gateway's usual pace)."""
 
     unpaid: frozenset[int]
     opted_out: frozenset[tuple[int, str]]
@@ -382,7 +382,9 @@ def _record_all(
     sent = []
     for item, error in answered:
         if error is None:
-            sent.append((timezone.now(), item.to, item.text, item.message.pk))
+            # Adapted as the ORM stores it (naive UTC text on SQLite).
+            sent_at = connection.ops.adapt_datetimefield_value(timezone.now())
+            sent.append((sent_at, item.to, item.text, item.message.pk))
         else:
             outcome[_record(item, error, now=now)] += 1
     if sent:
@@ -434,10 +436,11 @@ def _deliver_all(ready: list[_Ready], *, now: datetime.datetime) -> Counter[str]
             _record_all(answered, outcome, now=now)
         answered.clear()
 
-    with ThreadPoolExecutor(max_workers=settings.REMINDER_SEND_CONCURRENCY) as pool:
+    concurrency = max(settings.REMINDER_SEND_CONCURRENCY, 1)
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
         try:
             while True:
-                for item in islice(waiting, settings.REMINDER_SEND_CONCURRENCY - len(in_flight)):
+                for item in islice(waiting, concurrency - len(in_flight)):
                     in_flight[pool.submit(_deliver, item)] = item
                 if not in_flight:
                     record()
@@ -453,7 +456,8 @@ def _deliver_all(ready: list[_Ready], *, now: datetime.datetime) -> Counter[str]
                     answered.append((item, error))
                 if len(answered) >= _RECORD_EVERY:
                     record()
-        except SoftTimeLimitExceeded:
+        except BaseException:
+            # Out of time, or anything else: nothing may stay `sending` unless it may have gone.
             _interrupted(answered, in_flight, list(waiting), now=now)
             raise
 
@@ -468,12 +472,16 @@ def _interrupted(
     """Out of time: a message that never left waits for the next sender (not an attempt), one
     whose answer came back is recorded as usual, one still with the gateway may have gone and
     is recorded failed rather than risk a second message."""
+    # A delivery not started yet is cancelled, so that it never leaves after this.
+    never_left = never_left + [item for future, item in in_flight.items() if future.cancel()]
     ReminderMessage.objects.filter(pk__in=[item.message.pk for item in never_left]).update(
         status=Status.QUEUED, attempts=F("attempts") - 1
     )
     for item, error in answered:
         _record(item, error, now=now)
     for future, item in in_flight.items():
+        if future.cancelled():
+            continue
         if future.done() and not isinstance(future.exception(), SoftTimeLimitExceeded):
             _record(item, future.exception(), now=now)
         else:
@@ -496,10 +504,10 @@ def _claimed(ids: list[int]) -> list[ReminderMessage]:
 
 
 def _send_claimed(ids: list[int], *, now: datetime.datetime) -> dict[str, int]:
-    messages = _claimed(ids)
     outcome: Counter[str] = Counter()
     ready: list[_Ready] = []
     try:
+        messages = _claimed(ids)
         wanted = _StillWanted.read(messages)
         with transaction.atomic():  # the skipped ones' outcomes, one commit
             for message in messages:
@@ -508,8 +516,8 @@ def _send_claimed(ids: list[int], *, now: datetime.datetime) -> dict[str, int]:
                     ready.append(prepared)
                 else:
                     outcome[prepared] += 1
-    except SoftTimeLimitExceeded:
-        # Out of time before any was handed over: they wait for the next sender.
+    except BaseException:
+        # Stopped before any was handed over: they wait for the next sender.
         ReminderMessage.objects.filter(pk__in=ids, status=Status.SENDING).update(
             status=Status.QUEUED, attempts=F("attempts") - 1
         )

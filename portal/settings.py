@@ -104,7 +104,8 @@ DATABASES = {
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 # Off: checking a kept connection costs every request a round trip (the public lookup is one
 # query). A connection broken by a database restart fails the one request that finds it, is
-# then replaced, and the tasks retry; CONN_HEALTH_CHECKS=true trades the round trip for that.
+# then replaced (a bank retries its callback, a task retries or beat runs it again);
+# CONN_HEALTH_CHECKS=true trades the round trip for that.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=False)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The embedded default: web, worker and beat share one file. WAL lets readers run beside the

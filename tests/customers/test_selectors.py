@@ -135,3 +135,16 @@ def test_forgetting_every_lookup_leaves_the_rest_of_the_cache():
     assert cache.get(selectors.bills_cache_key("PA14HT0000001")) is None
     assert cache.get(selectors.bills_cache_key("PA14XX0000009")) is None
     assert cache.get("ratelimit:lookup:203.0.113.9") == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_prepared_lookup_lost_by_the_server_is_prepared_again():
+    """A pooler's DISCARD ALL, or a migration that changed a column, and the statement the
+    connection remembers is gone or stale: the lookup prepares it again, not a 500."""
+    household = household_with_history()
+    assert selectors.customer_bills_lookup(code=household.customer.code) is not None
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
+    selectors.bills_cache_forget(customer_codes=[household.customer.code])
+    lookup = selectors.customer_bills_lookup(code=household.customer.code)
+    assert lookup is not None and lookup.code == household.customer.code

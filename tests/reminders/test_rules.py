@@ -307,3 +307,29 @@ def test_out_of_time_with_messages_in_flight_none_is_sent_twice(settings):
     notifications.LocmemSMSBackend.outbox.clear()
     assert reminders.reminders_send_due(now=at(10)) == {Status.SENT: 3}
     assert len(notifications.LocmemSMSBackend.outbox) == 3
+
+
+class BrokenRecord(Exception):
+    pass
+
+
+def test_a_sender_stopped_by_any_error_leaves_nothing_it_did_not_send_sending(
+    settings, monkeypatch
+):
+    """Not only the time limit: whatever stops a sender mid-batch, a message that never left
+    waits for the next one, and only one that went stays `sending` (its record failed)."""
+    settings.REMINDER_SEND_CONCURRENCY = 1
+    for _ in range(3):
+        customer_with_bills(unpaid=1, email="")
+    reminders.reminders_queue(bills=Bill.objects.all(), kind=Kind.NEW_BILL, now=at(10))
+
+    def fail_to_record(*args, **kwargs):
+        raise BrokenRecord()
+
+    monkeypatch.setattr(reminders, "_RECORD_EVERY", 1)
+    monkeypatch.setattr(reminders, "_record_all", fail_to_record)
+    with pytest.raises(BrokenRecord):
+        reminders.reminders_send_due(now=at(10))
+    assert len(notifications.LocmemSMSBackend.outbox) == 1
+    assert ReminderMessage.objects.filter(status=Status.SENDING).count() == 1
+    assert ReminderMessage.objects.filter(status=Status.QUEUED, attempts=0).count() == 2
