@@ -6,6 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from django.db import transaction
+from django.utils import timezone
+
 from payments import services
 from payments.channels.common.results import Result
 from payments.models import Payment
@@ -74,9 +77,19 @@ class InvalidReturn(Exception):
 
 def remember(payment: Payment, **values: str) -> None:
     """Keep protocol details a later step needs (the order's links, what a status query or a
-    repeated create must name) in the payment's provider data."""
-    payment.provider_data = {**payment.provider_data, **values}
-    payment.save(update_fields=["provider_data", "updated_at"])
+    repeated create must name) in the payment's provider data. Merged under the payment's row
+    lock, so that two steps remembering at once (a create retried beside a status query) keep
+    each other's keys."""
+    with transaction.atomic():
+        current = (
+            Payment.objects.select_for_update()
+            .values_list("provider_data", flat=True)
+            .get(pk=payment.pk)
+        )
+        payment.provider_data = {**current, **values}
+        Payment.objects.filter(pk=payment.pk).update(
+            provider_data=payment.provider_data, updated_at=timezone.now()
+        )
 
 
 def order_refused(payment: Payment, *, reason: str, detail: dict[str, object]) -> None:

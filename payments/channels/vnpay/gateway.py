@@ -32,6 +32,7 @@ from payments.channels.common.pages import (
     NotConfigured,
     ReturnReport,
     order_description,
+    remember,
 )
 from payments.channels.common.receiving import PARTNER_CODE, safe_key
 from payments.channels.vnpay import protocol as vnpay
@@ -96,13 +97,12 @@ def payment_start_redirect(payment: Payment, *, client_ip: str, locale: str) -> 
         expires_at=payment.expires_at,
         locale="en" if locale == "en" else "vn",
     )
-    payment.provider_data = {
-        **payment.provider_data,
-        "vnp_CreateDate": vnpay.format_time(payment.created_at),
-        "vnp_OrderInfo": order_info(payment),
-        "redirect_url": url,
-    }
-    payment.save(update_fields=["provider_data", "updated_at"])
+    remember(
+        payment,
+        vnp_CreateDate=vnpay.format_time(payment.created_at),
+        vnp_OrderInfo=order_info(payment),
+        redirect_url=url,
+    )
     return url
 
 
