@@ -1,4 +1,4 @@
-"""Deterministic demo data modelled on the Hà Tĩnh power company of CONTEXT.md.
+"""Deterministic demo data modelled on a provincial power company (Hà Tĩnh: 470,000 customers).
 
 The generator is pure Python (one `random.Random(seed)`), so the same seed and end period give the
 same province on any database. It yields rows per table; `seed_demo` writes them with COPY on
