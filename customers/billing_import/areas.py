@@ -9,7 +9,7 @@ from customers.models import ServiceArea
 from portal.text import alnum_upper
 
 
-def _known() -> dict[str, int]:
+def known_areas() -> dict[str, int]:
     """Existing service areas by code and by name, case-folded."""
     known: dict[str, int] = {}
     for area in ServiceArea.objects.all():
@@ -18,14 +18,9 @@ def _known() -> dict[str, int]:
     return known
 
 
-def unknown_areas(values: Iterable[str]) -> list[str]:
-    known = _known()
-    return sorted(value for value in values if value.casefold() not in known)
-
-
 def area_ids(values: Iterable[str], result: ImportResult) -> dict[str, int]:
     """The service area of each value as the file spells it; unknown ones are created."""
-    known = _known()
+    known = known_areas()
     found = {}
     for value in values:
         if value.casefold() not in known:

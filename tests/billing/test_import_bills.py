@@ -324,3 +324,79 @@ def test_a_nul_character_refuses_the_file_with_its_line(tmp_path):
     with pytest.raises(CommandError, match="line 3: contains a NUL"):
         call_command("import_bills", str(path), stdout=io.StringIO(), stderr=io.StringIO())
     assert not Bill.objects.exists()
+
+
+def test_values_holding_tabs_backslashes_and_line_breaks_are_stored_as_written(set_based):
+    odd = [*GOOD[0][:1], "Nguyễn\tVăn \\N An", "Số 1\nđường \\ Trần Phú", *GOOD[0][3:]]
+    result = import_bills(_file([odd]), set_based=set_based)
+    assert result.rejected == 0, result.errors
+    customer = Customer.objects.get(code="PA14HT0000001")
+    assert (customer.name, customer.address) == ("Nguyễn\tVăn \\N An", "Số 1\nđường \\ Trần Phú")
+
+
+# The set-based loader's chunks exist on PostgreSQL only (the SQLite run leaves this out).
+if True in LOADERS:
+
+    def test_a_file_read_a_row_at_a_time_gives_what_one_chunk_gives(monkeypatch):
+        """Rows are checked a chunk at a time; what concerns several rows (repeats, a customer's
+        last row, new service areas) must not depend on where the chunks end."""
+        from django.db import transaction
+
+        from customers.billing_import import postgres
+
+        earlier = [*GOOD[0][:6], "HD2609000001", "2026-09", "150", "344520", "2026-10-20"]
+        repeat_number = [*GOOD[1][:6], "HD2609000001", *GOOD[1][7:]]
+        same_month = [*GOOD[0][:6], "HD2610000099", *GOOD[0][7:]]
+        rows = [earlier, GOOD[0], BAD[0][0], repeat_number, GOOD[1], same_month, GOOD[2]]
+
+        def outcome(chunk_rows):
+            monkeypatch.setattr(postgres, "_CHUNK_ROWS", chunk_rows)
+            with transaction.atomic():
+                result = import_bills(_file(rows), set_based=True)
+                state = (
+                    sorted(
+                        Bill.objects.values_list("number", "customer__code", "period", "amount")
+                    ),
+                    sorted(Customer.objects.values_list("code", "name", "service_area__name")),
+                )
+                transaction.set_rollback(True)
+            counts = (result.bills_created, result.customers_created, result.areas_created)
+            return [(e.line, e.reason) for e in result.errors], counts, state
+
+        assert outcome(1) == outcome(2) == outcome(10_000)
+        errors, counts, _ = outcome(1)
+        assert [line for line, _ in errors] == [4, 5, 6, 7], errors
+        assert counts == (3, 2, 3)
+
+
+def test_reading_ahead_hands_over_every_item_then_the_producers_error():
+    from customers.billing_import.reading import ImportFileError, read_ahead
+
+    def items():
+        yield from range(5)
+        raise ImportFileError("line 7: not UTF-8")
+
+    seen = []
+    with pytest.raises(ImportFileError, match="line 7"):
+        for item in read_ahead(items()):
+            seen.append(item)
+    assert seen == [0, 1, 2, 3, 4]
+
+
+def test_a_consumer_that_stops_early_stops_the_reading_thread():
+    import threading
+
+    from customers.billing_import.reading import read_ahead
+
+    produced = []
+
+    def items():
+        for item in range(1000):
+            produced.append(item)
+            yield item
+
+    ahead = read_ahead(items(), depth=2)
+    assert next(ahead) == 0
+    ahead.close()
+    assert not [t for t in threading.enumerate() if t.name == "import-read-ahead"]
+    assert len(produced) < 10
