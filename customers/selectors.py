@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.utils import timezone
 
 from customers.masking import mask_address, mask_name
@@ -183,7 +183,7 @@ _PREPARE_SQL = f"PREPARE {_PREPARED}(text, int) AS {_LOOKUP_SQL % ('$1', '$2', '
 _prepared_on: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
-def _execute_lookup(cursor: Any, code: str) -> None:
+def _execute_lookup(connection: Any, cursor: Any, code: str) -> None:
     if connection.vendor != "postgresql":
         cursor.execute(_LOOKUP_SQL, [code, HISTORY_PERIODS, code])
         return
@@ -208,8 +208,11 @@ def _lookup_from_database(code: str) -> list[Any] | None:
     """The lookup's row, in the cached form (`CustomerBills.to_cache`): it goes to the cache as
     it is, and the API's answer is built from it without a dataclass per bill (measured: the
     objects cost the API more than its query)."""
+    # Looked up once: each use of django.db.connection is a context-local lookup, and the
+    # lookup made four of them.
+    connection = connections[DEFAULT_DB_ALIAS]
     with connection.cursor() as cursor:
-        _execute_lookup(cursor, code)
+        _execute_lookup(connection, cursor, code)
         rows = cursor.fetchall()
     if not rows:
         return None
