@@ -216,3 +216,53 @@ def test_a_kept_connection_is_reused_not_leaked():
         cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
         (after,) = cursor.fetchone()
     assert after == before
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"HTTP_X_FORWARDED_PROTO": "https", "wsgi.url_scheme": "https"},
+        {"REQUEST_METHOD": "HEAD"},
+    ],
+    ids=["http", "https", "head"],
+)
+def test_the_layers_headers_worked_out_once_answer_as_the_view_does(
+    extra, in_test_transaction, monkeypatch
+):
+    """The first plain 200 goes through every layer and leaves its headers behind; the next ones
+    take them (the layers are not called) and still answer as the view does."""
+    lookup_api._templates.clear()
+    first, _bills = customer_with_bills(unpaid=1)
+    second, _bills = customer_with_bills(unpaid=3)
+    _assert_same(_environ(f"/api/v1/customers/{first.code}/bills/", **extra))
+    assert lookup_api._templates
+
+    calls = []
+    real = lookup_api._xframe.process_response
+    monkeypatch.setattr(
+        lookup_api._xframe, "process_response", lambda *a: calls.append(a) or real(*a)
+    )
+    environ = _environ(f"/api/v1/customers/{second.code}/bills/", **extra)
+    _status, headers, _body = _assert_same(environ)
+    assert calls == []  # the function took the headers the first answer left
+    assert ("X-Frame-Options", "DENY") in headers
+
+
+def test_requests_with_a_cookie_or_a_query_go_through_every_layer(in_test_transaction):
+    lookup_api._templates.clear()
+    customer, _bills = customer_with_bills()
+    path = f"/api/v1/customers/{customer.code}/bills/"
+    _assert_same(_environ(path, HTTP_COOKIE="django_language=en"))
+    _assert_same(_environ(path + "?lang=vi"))
+    assert not lookup_api._templates
+
+
+def test_a_changed_setting_forgets_the_headers_worked_out(in_test_transaction, settings):
+    customer, _bills = customer_with_bills()
+    _run(wsgi.application, _environ(f"/api/v1/customers/{customer.code}/bills/"))
+    assert lookup_api._templates
+    settings.LANGUAGE_CODE = "en"
+    assert not lookup_api._templates
+    _, headers, _ = _assert_same(_environ(f"/api/v1/customers/{customer.code}/bills/"))
+    assert ("Content-Language", "en") in headers
