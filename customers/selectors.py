@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.utils import timezone
 
 from customers.masking import mask_address, mask_name
@@ -183,7 +183,7 @@ _PREPARE_SQL = f"PREPARE {_PREPARED}(text, int) AS {_LOOKUP_SQL % ('$1', '$2', '
 _prepared_on: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
-def _execute_lookup(cursor: Any, code: str) -> None:
+def _execute_lookup(connection: Any, cursor: Any, code: str) -> None:
     if connection.vendor != "postgresql":
         cursor.execute(_LOOKUP_SQL, [code, HISTORY_PERIODS, code])
         return
@@ -204,46 +204,54 @@ def _execute_lookup(cursor: Any, code: str) -> None:
         cursor.execute(f"EXECUTE {_PREPARED}(%s, %s)", [code, HISTORY_PERIODS])
 
 
-def _lookup_from_database(code: str) -> CustomerBills | None:
+def _lookup_from_database(code: str) -> list[Any] | None:
+    """The lookup's row, in the cached form (`CustomerBills.to_cache`): it goes to the cache as
+    it is, and the API's answer is built from it without a dataclass per bill (measured: the
+    objects cost the API more than its query)."""
+    # Looked up once: each use of django.db.connection is a context-local lookup, and the
+    # lookup made four of them.
+    connection = connections[DEFAULT_DB_ALIAS]
     with connection.cursor() as cursor:
-        _execute_lookup(cursor, code)
+        _execute_lookup(connection, cursor, code)
         rows = cursor.fetchall()
     if not rows:
         return None
     code, name, address, area_code, area_name = rows[0][:5]
-    return CustomerBills(
-        code=code,
-        name=mask_name(name),
-        address=mask_address(address),
-        service_area_code=area_code,
-        service_area_name=area_name,
-        bills=tuple(
-            BillLine(
-                id=bill_id,
-                number=number,
-                period=_as_date(period),
-                kwh=kwh,
-                amount=amount,
-                due_date=_as_date(due_date),
-                status=status,
-            )
+    return [
+        code,
+        mask_name(name),
+        mask_address(address),
+        area_code,
+        area_name,
+        [
+            [
+                bill_id,
+                number,
+                _as_date(period).isoformat(),
+                kwh,
+                amount,
+                _as_date(due_date).isoformat(),
+                status,
+            ]
             for *_, bill_id, number, period, kwh, amount, due_date, status in rows
             if bill_id is not None
-        ),
+        ],
+    ]
+
+
+def _readable(data: Any) -> bool:
+    """Whether a cached value has the shape `to_cache` writes (an old entry's might not)."""
+    return (
+        isinstance(data, list)
+        and len(data) == 6
+        and isinstance(data[5], list)
+        and all(isinstance(bill, list) and len(bill) == 7 for bill in data[5])
     )
 
 
-def _from_cache(key: str, data: Any) -> CustomerBills | None:
+def _cache_set(key: str, data: list[Any]) -> None:
     try:
-        return CustomerBills.from_cache(data) if isinstance(data, list) else None
-    except Exception:  # noqa: BLE001 - an old entry's shape: read the database
-        logger.warning("cached lookup unreadable for %s", key)
-        return None
-
-
-def _cache_set(key: str, value: CustomerBills) -> None:
-    try:
-        fastcache.set_json(key, value.to_cache(), settings.LOOKUP_CACHE_SECONDS)
+        fastcache.set_json(key, data, settings.LOOKUP_CACHE_SECONDS)
     except Exception:  # noqa: BLE001 - the lookup is still correct without the cache
         logger.warning("could not cache the bills of %s", key)
 
@@ -251,8 +259,9 @@ def _cache_set(key: str, value: CustomerBills) -> None:
 NOT_READ: Any = object()
 
 
-def customer_bills_lookup(*, code: str, cached: Any = NOT_READ) -> CustomerBills | None:
-    """The public lookup by a normalised, validated code; None when no active customer has it.
+def customer_bills_data(*, code: str, cached: Any = NOT_READ) -> list[Any] | None:
+    """The public lookup by a normalised, validated code, in the cached form
+    (`CustomerBills.to_cache`); None when no active customer has it.
 
     Served from the cache when fresh, otherwise one query. `cached` is what the cache holds
     under `bills_cache_key(code)` when the caller read it already (the pages read it in the
@@ -265,34 +274,43 @@ def customer_bills_lookup(*, code: str, cached: Any = NOT_READ) -> CustomerBills
         except Exception:  # noqa: BLE001 - a cache outage: read the database
             logger.warning("bills cache unavailable for %s", key)
             cached = None
-    found = _from_cache(key, cached) if cached is not None else None
-    if found is not None:
-        return found
+    if cached is not None:
+        if _readable(cached):
+            return cached  # type: ignore[no-any-return]
+        logger.warning("cached lookup unreadable for %s", key)
     result = _lookup_from_database(code)
     if result is not None:  # an unknown code is not cached: a new customer is found at once
         _cache_set(key, result)
     return result
 
 
-def lookup_api_body(lookup: CustomerBills) -> dict[str, Any]:
-    """The contract's JSON of the lookup API (customers.api.serializers documents the same)."""
+def customer_bills_lookup(*, code: str, cached: Any = NOT_READ) -> CustomerBills | None:
+    """`customer_bills_data` as a `CustomerBills`, for the pages that show it."""
+    data = customer_bills_data(code=code, cached=cached)
+    return None if data is None else CustomerBills.from_cache(data)
+
+
+def lookup_api_body(data: list[Any]) -> dict[str, Any]:
+    """The contract's JSON of the lookup API (customers.api.serializers documents the same),
+    from the cached form (`customer_bills_data`)."""
+    code, name, address, area_code, area_name, bills = data
     return {
         "customer": {
-            "code": lookup.code,
-            "name": lookup.name,
-            "address": lookup.address,
-            "service_area": {"code": lookup.service_area_code, "name": lookup.service_area_name},
+            "code": code,
+            "name": name,
+            "address": address,
+            "service_area": {"code": area_code, "name": area_name},
         },
         "bills": [
             {
-                "number": bill.number,
-                "period": f"{bill.period:%Y-%m}",
-                "kwh": bill.kwh,
-                "amount": bill.amount,
-                "due_date": bill.due_date.isoformat(),
-                "status": bill.status,
+                "number": number,
+                "period": period[:7],  # ISO 'YYYY-MM-DD' to the contract's 'YYYY-MM'
+                "kwh": kwh,
+                "amount": amount,
+                "due_date": due_date,
+                "status": status,
             }
-            for bill in lookup.bills
+            for _id, number, period, kwh, amount, due_date, status in bills
         ],
-        "total_due": lookup.total_due,
+        "total_due": sum(bill[4] for bill in bills if bill[6] != Bill.Status.PAID),
     }

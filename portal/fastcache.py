@@ -10,12 +10,16 @@ Without REDIS_URL (the embedded default) everything goes through Django's cache 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
 import redis
 from django.conf import settings
 from django.core.cache import caches
+from django.core.cache.backends.base import default_key_func
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
 
 
 @cache
@@ -28,8 +32,34 @@ def _redis() -> redis.Redis | None:
     return _client(settings.REDIS_URL) if settings.REDIS_URL else None
 
 
+@cache
+def _key_maker() -> Callable[[str], str]:
+    # Django's make_and_validate_key looks the backend up and formats its prefix on every call
+    # (three per lookup: measured); the prefix is fixed by the settings, so it is made once.
+    backend = caches["default"]
+    if backend.key_func is not default_key_func:
+        raise ImproperlyConfigured("portal.fastcache makes keys as Django's default KEY_FUNCTION")
+    prefix = backend.make_key("")
+    validate = backend.validate_key
+
+    def make(key: str) -> str:
+        full = prefix + key
+        validate(full)
+        return full
+
+    return make
+
+
+def _forget_key_maker(*, setting: str, **kwargs: Any) -> None:
+    if setting == "CACHES":
+        _key_maker.cache_clear()
+
+
+setting_changed.connect(_forget_key_maker)
+
+
 def _key(key: str) -> str:
-    return caches["default"].make_and_validate_key(key)
+    return _key_maker()(key)
 
 
 def get_json(key: str) -> Any:

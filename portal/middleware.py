@@ -24,29 +24,43 @@ class DefaultLanguageMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        chosen = request.GET.get("lang")
-        language = chosen if chosen in _SUPPORTED else None
-        if language is None:
-            cookie = request.COOKIES.get(settings.LANGUAGE_COOKIE_NAME)
-            language = cookie if cookie in _SUPPORTED else settings.LANGUAGE_CODE
+        language, chosen = choose_language(request)
         translation.activate(language)
         request.LANGUAGE_CODE = language  # type: ignore[attr-defined]
         response = self.get_response(request)
-        if chosen in _SUPPORTED:
-            response.set_cookie(
-                settings.LANGUAGE_COOKIE_NAME,
-                chosen,
-                max_age=365 * 24 * 3600,
-                samesite="Lax",
-                secure=not settings.DEBUG,
-            )
-        response.headers.setdefault("Content-Language", language)
-        if "Vary" in response.headers:
-            if "Cookie" not in response.headers["Vary"]:
-                response.headers["Vary"] += ", Cookie"
-        else:
-            response.headers["Vary"] = "Cookie"
+        mark_language(response, language, chosen)
         return response
+
+
+def choose_language(request: HttpRequest) -> tuple[str, str | None]:
+    """The request's language, and the one the visitor chose by `?lang=` now (None if not).
+
+    Also for portal/lookup_api.py, which answers the lookup API without this middleware."""
+    # Without a query string there is no choice to read (QueryDict costs the lookup API).
+    chosen = request.GET.get("lang") if request.META.get("QUERY_STRING") else None
+    if chosen in _SUPPORTED:
+        return chosen, chosen  # type: ignore[return-value]
+    cookie = request.COOKIES.get(settings.LANGUAGE_COOKIE_NAME)
+    return (cookie if cookie in _SUPPORTED else settings.LANGUAGE_CODE), None
+
+
+def mark_language(response: HttpResponse, language: str, chosen: str | None) -> None:
+    """Remember a choice made now, and say which language the answer is in and that the
+    cookie decides it."""
+    if chosen is not None:
+        response.set_cookie(
+            settings.LANGUAGE_COOKIE_NAME,
+            chosen,
+            max_age=365 * 24 * 3600,
+            samesite="Lax",
+            secure=not settings.DEBUG,
+        )
+    response.headers.setdefault("Content-Language", language)
+    if "Vary" in response.headers:
+        if "Cookie" not in response.headers["Vary"]:
+            response.headers["Vary"] += ", Cookie"
+    else:
+        response.headers["Vary"] = "Cookie"
 
 
 @cache

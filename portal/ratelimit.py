@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from django.conf import settings
@@ -31,6 +33,7 @@ class Decision:
     count: int = 0  # requests counted in this window, this one included; 0 without a store
 
 
+@cache  # read on every lookup; a handful of distinct rates per process
 def parse_rate(rate: str) -> tuple[int, int]:
     """'30/m' -> (30, 60); '20/15m' -> (20, 900)."""
     match = _RATE.fullmatch(rate)
@@ -42,12 +45,17 @@ def parse_rate(rate: str) -> tuple[int, int]:
 
 def client_address(request: HttpRequest | Any) -> str:
     """The client's address, trusting X-Forwarded-For only as far as configured proxies go."""
+    return client_address_in(request.META)
+
+
+def client_address_in(meta: Mapping[str, Any]) -> str:
+    """`client_address` from a request's META, or a WSGI environ (the same keys)."""
     proxies = settings.TRUSTED_PROXY_COUNT
     if proxies:
-        hops = [h.strip() for h in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if h]
+        hops = [h.strip() for h in meta.get("HTTP_X_FORWARDED_FOR", "").split(",") if h]
         if len(hops) >= proxies:
             return hops[-proxies]
-    return str(request.META.get("REMOTE_ADDR", "unknown"))
+    return str(meta.get("REMOTE_ADDR", "unknown"))
 
 
 @dataclass(frozen=True)
@@ -115,7 +123,12 @@ def lookup_hit(request: HttpRequest | Any) -> Decision:
 
 def lookup_hit_and_get(request: HttpRequest | Any, *, cached: str | None) -> tuple[Decision, Any]:
     """`lookup_hit`, and the cached lookup under the key `cached` read in the same round trip."""
-    return hit_and_get("lookup", client_address(request), settings.LOOKUP_RATE_LIMIT, cached=cached)
+    return lookup_hit_and_get_for(client_address(request), cached=cached)
+
+
+def lookup_hit_and_get_for(address: str, *, cached: str | None) -> tuple[Decision, Any]:
+    """`lookup_hit_and_get` for a client address already known (`client_address_in`)."""
+    return hit_and_get("lookup", address, settings.LOOKUP_RATE_LIMIT, cached=cached)
 
 
 class LookupThrottle(BaseThrottle):

@@ -12,6 +12,10 @@ with only the middleware they use:
   comes back to it with one, kept in a cookie), and skip sessions, users and the sign-in
   lockout, which they never use and which cost more than the lookup's own query.
 
+The lookup API itself (`/api/v1/customers/{code}/bills/`, any method) does not even go through
+a handler: portal/lookup_api.py answers it as a plain WSGI function, with the lookups' middleware
+called layer by layer; the lean handler keeps the bills page and the API's other paths (404s).
+
 Everything else (the payment pages, the console, the admin, sign-in) gets the whole stack.
 """
 
@@ -23,6 +27,8 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
 _pages = get_wsgi_application()
+
+from portal import lookup_api  # noqa: E402 - imports models: only once Django is set up
 
 CALLBACK_MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -74,4 +80,9 @@ def handler_for(path: str) -> WSGIHandler:
 
 
 def application(environ, start_response):  # type: ignore[no-untyped-def]
-    return handler_for(environ.get("PATH_INFO", ""))(environ, start_response)
+    path = environ.get("PATH_INFO", "")
+    if path.startswith(lookup_api.PREFIX):
+        code = lookup_api.code_in(environ)
+        if code is not None:
+            return lookup_api.serve(environ, start_response, code)
+    return handler_for(path)(environ, start_response)

@@ -4,20 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.utils.cache import add_never_cache_headers
-from django.utils.translation import gettext as _
+from django.http import HttpRequest, HttpResponse
+from django.utils import translation
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.views import APIView
 
-from customers import selectors
+from customers.api.answer import bills_response
 from customers.api.serializers import CustomerBillsOutput
-from customers.codes import InvalidCustomerCode, clean_customer_code
-from portal.api import error_body, error_response
+from portal.api import error_body
 from portal.openapi import ERROR_RESPONSES
-from portal.ratelimit import lookup_hit_and_get
-from portal.views.errors import too_many_requests
+from portal.ratelimit import client_address
 
 _EXAMPLE = {
     "customer": {
@@ -49,18 +46,20 @@ _EXAMPLE = {
 
 
 class CustomerBillsView(APIView):
-    """Declared as a DRF view so that the schema describes it, and served as a plain Django
-    view: DRF's request wrapping, authentication, negotiation and rendering cost more than the
-    lookup itself on the portal's busiest endpoint (measured), and it uses none of them."""
+    """Declared as a DRF view so that the schema describes it, and answered by the lookup API's
+    one rule (customers.api.answer) without DRF's request wrapping, authentication, negotiation
+    and rendering, which cost more than the lookup itself (measured) and which it never uses.
+    Production requests do not reach it: portal/wsgi.py hands them to portal/lookup_api.py,
+    which calls the same rule."""
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if request.method not in ("GET", "HEAD"):
-            response = error_response(
-                "method_not_allowed", _("This address only answers GET requests."), 405
-            )
-            response["Allow"] = "GET, HEAD"
-            return response
-        return self.get(request, **kwargs)
+        # The language DefaultLanguageMiddleware chose, active for this request.
+        return bills_response(
+            method=request.method or "",
+            code=kwargs["code"],
+            client=client_address(request),
+            language=translation.get_language(),
+        )
 
     @extend_schema(
         operation_id="customers_bills_list",
@@ -128,39 +127,5 @@ class CustomerBillsView(APIView):
         ],
     )
     def get(self, request: HttpRequest, code: str) -> HttpResponse:
-        try:
-            clean = clean_customer_code(code)
-        except InvalidCustomerCode:
-            clean = ""
-        # One budget per client address, shared with the bills page (LOOKUP_RATE_LIMIT), counted
-        # in the same Redis round trip as the cached answer is read.
-        decision, cached = lookup_hit_and_get(
-            request, cached=selectors.bills_cache_key(clean) if clean else None
-        )
-        if not decision.allowed:
-            return too_many_requests(request, retry_after=decision.retry_after)
-        if not clean:
-            response = error_response(
-                "invalid_customer_code",
-                _("This is not a valid customer code."),
-                400,
-                fields={
-                    "code": [_("A customer code has 13 letters and digits, e.g. PA14HT0012345.")]
-                },
-            )
-        else:
-            lookup = selectors.customer_bills_lookup(code=clean, cached=cached)
-            if lookup is None:
-                response = error_response(
-                    "customer_not_found", _("No customer has this code."), 404
-                )
-            else:
-                # The serializer documents the shape; the body is built directly, which is
-                # several times cheaper, and a test holds the two together.
-                response = JsonResponse(
-                    selectors.lookup_api_body(lookup),
-                    json_dumps_params={"ensure_ascii": False, "separators": (",", ":")},
-                )
-        # Personal data, however masked: no shared cache keeps it.
-        add_never_cache_headers(response)
-        return response
+        """What the schema describes; `dispatch` answers every method, GET included."""
+        return self.dispatch(request, code=code)

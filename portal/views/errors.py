@@ -54,16 +54,23 @@ def too_many_requests(
     """The friendly page for a household (or a script) that looked up too much too fast;
     `message` replaces the page's explanation, which speaks of lookups."""
     if wants_json(request):
-        response: HttpResponse = error_response(
-            "rate_limited", _("Too many requests. Please wait a moment and try again."), 429
-        )
-    else:
-        response = render(
-            request,
-            "errors/429.html",
-            {"retry_after": max(1, retry_after), "message": message},
-            status=429,
-        )
+        return rate_limited_response(retry_after=retry_after)
+    response = render(
+        request,
+        "errors/429.html",
+        {"retry_after": max(1, retry_after), "message": message},
+        status=429,
+    )
+    response["Retry-After"] = str(max(1, retry_after))
+    add_never_cache_headers(response)
+    return response
+
+
+def rate_limited_response(*, retry_after: int) -> HttpResponse:
+    """The 429 of the JSON paths, for callers without a request (the lookup API's core)."""
+    response = error_response(
+        "rate_limited", _("Too many requests. Please wait a moment and try again."), 429
+    )
     response["Retry-After"] = str(max(1, retry_after))
     add_never_cache_headers(response)
     return response

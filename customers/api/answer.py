@@ -1,0 +1,90 @@
+"""The lookup API's answer, one rule for the two ways it is reached.
+
+`GET /api/v1/customers/{code}/bills/` is served in production by a plain WSGI function
+(portal/lookup_api.py), ahead of any Django handler, and through the URLconf by
+`CustomerBillsView` (the test client, and the view the OpenAPI schema is generated from). Both
+call `bills_response`, so the two cannot answer differently.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from django.http import HttpResponse
+from django.utils import translation
+from django.utils.cache import add_never_cache_headers
+from django.utils.http import http_date
+from django.utils.translation import gettext as _
+
+from customers import selectors
+from customers.codes import InvalidCustomerCode, clean_customer_code
+from portal.api import error_response
+from portal.ratelimit import lookup_hit_and_get_for
+from portal.views.errors import rate_limited_response
+
+ALLOW = "GET, HEAD"
+
+
+def _never_cache_control() -> str:
+    response = HttpResponse()
+    add_never_cache_headers(response)
+    return response["Cache-Control"]
+
+
+# Django's own never-cache value, worked out once: patching it into every answer (parsing
+# Cache-Control, then writing it back) cost the lookup more than its JSON (measured).
+_NEVER_CACHE = _never_cache_control()
+
+
+def bills_response(*, method: str, code: str, client: str, language: str) -> HttpResponse:
+    """The answer to `method` on the lookup of `code` (as typed in the path) for the client
+    address `client`, its messages in `language`."""
+    response: HttpResponse
+    if method not in ("GET", "HEAD"):
+        with translation.override(language):
+            response = error_response(
+                "method_not_allowed", _("This address only answers GET requests."), 405
+            )
+        response["Allow"] = ALLOW
+        return response
+    try:
+        clean = clean_customer_code(code)
+    except InvalidCustomerCode:
+        clean = ""
+    # One budget per client address, shared with the bills page (LOOKUP_RATE_LIMIT), counted
+    # in the same Redis round trip as the cached answer is read.
+    decision, cached = lookup_hit_and_get_for(
+        client, cached=selectors.bills_cache_key(clean) if clean else None
+    )
+    if not decision.allowed:
+        with translation.override(language):
+            return rate_limited_response(retry_after=decision.retry_after)
+    if not clean:
+        with translation.override(language):
+            response = error_response(
+                "invalid_customer_code",
+                _("This is not a valid customer code."),
+                400,
+                fields={
+                    "code": [_("A customer code has 13 letters and digits, e.g. PA14HT0012345.")]
+                },
+            )
+    else:
+        data = selectors.customer_bills_data(code=clean, cached=cached)
+        if data is None:
+            with translation.override(language):
+                response = error_response(
+                    "customer_not_found", _("No customer has this code."), 404
+                )
+        else:
+            # The serializer documents the shape; the body is built directly, which is
+            # several times cheaper, and a test holds the two together.
+            body = json.dumps(
+                selectors.lookup_api_body(data), ensure_ascii=False, separators=(",", ":")
+            )
+            response = HttpResponse(body.encode(), content_type="application/json")
+    # Personal data, however masked: no shared cache keeps it (add_never_cache_headers' two).
+    response.headers["Expires"] = http_date(time.time())
+    response.headers["Cache-Control"] = _NEVER_CACHE
+    return response

@@ -1,0 +1,268 @@
+"""The lookup API's plain WSGI function (portal/lookup_api.py) against the Django path it
+stands in for (the lean handler, CustomerBillsView): same statuses, bodies and headers."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+from wsgiref.util import setup_testing_defaults
+
+import pytest
+from django.conf import settings
+from django.core import signals
+from django.db import close_old_connections, connection
+
+from portal import lookup_api, wsgi
+from tests.factories import customer_with_bills
+
+pytestmark = pytest.mark.django_db
+
+# Values that depend on the clock or on chance: compared by presence, not value.
+TIMED = {"Expires"}
+
+
+def _environ(path: str, method: str = "GET", **extra: str) -> dict:
+    path, _, query = path.partition("?")
+    environ: dict = {"PATH_INFO": path, "REQUEST_METHOD": method, "QUERY_STRING": query}
+    environ["wsgi.input"] = io.BytesIO()
+    setup_testing_defaults(environ)
+    environ["HTTP_HOST"] = settings.ALLOWED_HOSTS[0] if settings.ALLOWED_HOSTS else "localhost"
+    environ.update(extra)
+    return environ
+
+
+def _run(app, environ: dict) -> tuple[str, list[tuple[str, str]], bytes]:  # type: ignore[no-untyped-def]
+    answer: dict = {}
+
+    def start_response(status, headers, exc_info=None):  # type: ignore[no-untyped-def]
+        answer.update(status=status, headers=headers)
+
+    result = app(environ, start_response)
+    try:
+        body = b"".join(result)
+    finally:
+        result.close()
+    return answer["status"], answer["headers"], body
+
+
+@pytest.fixture
+def in_test_transaction() -> Iterator[None]:
+    """As Django's test client does: the test's transaction must outlive the request."""
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    yield
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)
+
+
+def _comparable(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    out = []
+    for name, value in headers:
+        if name in TIMED:
+            value = "<time>"
+        elif name == "Set-Cookie" and value.strip().startswith("csrftoken="):
+            value = "csrftoken=<random>" + value[value.index(";") :]
+        out.append((name, value))
+    return out
+
+
+def _both(environ: dict, *, before=None) -> tuple:  # type: ignore[no-untyped-def]
+    """The same request through the lean handler (CustomerBillsView) and the WSGI function,
+    the cache and the rate limit as they were before each."""
+    from django.core.cache import cache
+
+    answers = []
+    for app in (wsgi._lookups, wsgi.application):
+        cache.clear()
+        if before:
+            before()
+        answers.append(_run(app, dict(environ, **{"wsgi.input": io.BytesIO()})))
+    return answers
+
+
+def _assert_same(environ: dict, *, before=None) -> tuple[str, list, bytes]:  # type: ignore[no-untyped-def]
+    (old_status, old_headers, old_body), (status, headers, body) = _both(environ, before=before)
+    assert status == old_status
+    assert body == old_body
+    assert _comparable(headers) == _comparable(old_headers)
+    return status, headers, body
+
+
+CASES = {
+    "200": "/api/v1/customers/{code}/bills/",
+    "200 typed loosely": "/api/v1/customers/{loose}/bills/",
+    "400": "/api/v1/customers/nonsense/bills/",
+    "404": "/api/v1/customers/PA14HT9999999/bills/",
+    "200 in English": "/api/v1/customers/{code}/bills/?lang=en",
+    "400 in English": "/api/v1/customers/nonsense/bills/?lang=en",
+    "404 in English": "/api/v1/customers/PA14HT9999999/bills/?lang=fr&lang=en",
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_wsgi_function_answers_as_the_view_does(case, in_test_transaction):
+    customer, _bills = customer_with_bills(unpaid=2)
+    loose = f"{customer.code[:4].lower()} {customer.code[4:]}"
+    path = CASES[case].format(code=customer.code, loose=loose)
+    environ = _environ(path)
+    assert lookup_api.code_in(environ) is not None  # the function, not the handler, answers
+    status, headers, body = _assert_same(environ)
+    assert status.startswith(case[:3])
+    assert ("Content-Language", "en" if "English" in case else "vi") in headers
+
+
+@pytest.mark.parametrize("method", ["POST", "DELETE", "PUT", "HEAD"])
+def test_other_methods_and_head_answer_alike(method, in_test_transaction):
+    customer, _bills = customer_with_bills()
+    status, headers, _body = _assert_same(
+        _environ(f"/api/v1/customers/{customer.code}/bills/", method)
+    )
+    if method == "HEAD":
+        assert status.startswith("200")
+    else:
+        assert status.startswith("405") and ("Allow", "GET, HEAD") in headers
+
+
+def test_a_spent_budget_is_a_429_alike(in_test_transaction, settings):
+    settings.LOOKUP_RATE_LIMIT = "1/m"
+    customer, _bills = customer_with_bills()
+    environ = _environ(f"/api/v1/customers/{customer.code}/bills/")
+
+    def spend() -> None:
+        _run(wsgi.application, dict(environ, **{"wsgi.input": io.BytesIO()}))
+
+    status, headers, _body = _assert_same(environ, before=spend)
+    assert status.startswith("429") and dict(headers)["Retry-After"]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"HTTP_COOKIE": "django_language=en"},
+        {"HTTP_COOKIE": "csrftoken=not-a-token"},  # replaced, as on every lean page
+        {"HTTP_HOST": "evil.example"},  # refused by ALLOWED_HOSTS
+        {"HTTP_X_FORWARDED_PROTO": "https", "wsgi.url_scheme": "https"},
+    ],
+    ids=["language cookie", "bad csrf cookie", "bad host", "https"],
+)
+def test_the_unusual_requests_answer_alike(extra, in_test_transaction):
+    customer, _bills = customer_with_bills()
+    _assert_same(_environ(f"/api/v1/customers/{customer.code}/bills/", **extra))
+
+
+def test_an_error_in_the_lookup_is_django_s_logged_500(in_test_transaction, monkeypatch, caplog):
+    customer, _bills = customer_with_bills()
+
+    def broken(**kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("the database fell over")
+
+    monkeypatch.setattr("customers.selectors.customer_bills_data", broken)
+    with caplog.at_level(logging.ERROR, logger="django.request"):
+        status, headers, body = _assert_same(_environ(f"/api/v1/customers/{customer.code}/bills/"))
+    assert status.startswith("500")
+    assert b'"server_error"' in body
+    assert "Content-Security-Policy" in dict(headers)
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR and r.exc_info]
+    assert len(errors) == 2  # one per path, with the traceback
+
+
+def test_4xx_answers_are_logged_as_django_logs_them(in_test_transaction, caplog):
+    with caplog.at_level(logging.WARNING, logger="django.request"):
+        _run(wsgi.application, _environ("/api/v1/customers/PA14HT9999999/bills/"))
+    assert [r.getMessage() for r in caplog.records if r.name == "django.request"] == [
+        "Not Found: /api/v1/customers/PA14HT9999999/bills/"
+    ]
+
+
+def test_other_api_paths_still_go_to_the_handler():
+    for path in ("/api/v1/customers/PA14HT0012345/", "/api/v1/customers/a/bills/x/"):
+        assert lookup_api.code_in(_environ(path)) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_connection_is_closed_at_the_end_of_each_request_when_not_kept():
+    """CONN_MAX_AGE=0: request_finished closes the thread's connection, as Django does."""
+    customer, _bills = customer_with_bills()
+    connection.settings_dict["CONN_MAX_AGE"] = 0
+    connection.close()  # the next one is opened under the new age
+    try:
+        for _ in range(3):
+            status, _h, _b = _run(
+                wsgi.application, _environ(f"/api/v1/customers/{customer.code}/bills/")
+            )
+            assert status.startswith("200")
+            assert connection.connection is None  # closed, not left open for the next one
+    finally:
+        connection.settings_dict["CONN_MAX_AGE"] = 60
+        connection.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_kept_connection_is_reused_not_leaked():
+    """CONN_MAX_AGE>0: one connection serves the requests one after the other."""
+    customer, _bills = customer_with_bills()
+    connection.settings_dict["CONN_MAX_AGE"] = 60
+    connection.close()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+        (before,) = cursor.fetchone()
+    first = None
+    for _ in range(5):
+        _run(wsgi.application, _environ(f"/api/v1/customers/{customer.code}/bills/"))
+        first = first or connection.connection
+        assert connection.connection is first
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+        (after,) = cursor.fetchone()
+    assert after == before
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"HTTP_X_FORWARDED_PROTO": "https", "wsgi.url_scheme": "https"},
+        {"REQUEST_METHOD": "HEAD"},
+    ],
+    ids=["http", "https", "head"],
+)
+def test_the_layers_headers_worked_out_once_answer_as_the_view_does(
+    extra, in_test_transaction, monkeypatch
+):
+    """The first plain 200 goes through every layer and leaves its headers behind; the next ones
+    take them (the layers are not called) and still answer as the view does."""
+    lookup_api._templates.clear()
+    first, _bills = customer_with_bills(unpaid=1)
+    second, _bills = customer_with_bills(unpaid=3)
+    _assert_same(_environ(f"/api/v1/customers/{first.code}/bills/", **extra))
+    assert lookup_api._templates
+
+    calls = []
+    real = lookup_api._xframe.process_response
+    monkeypatch.setattr(
+        lookup_api._xframe, "process_response", lambda *a: calls.append(a) or real(*a)
+    )
+    environ = _environ(f"/api/v1/customers/{second.code}/bills/", **extra)
+    _status, headers, _body = _assert_same(environ)
+    assert calls == []  # the function took the headers the first answer left
+    assert ("X-Frame-Options", "DENY") in headers
+
+
+def test_requests_with_a_cookie_or_a_query_go_through_every_layer(in_test_transaction):
+    lookup_api._templates.clear()
+    customer, _bills = customer_with_bills()
+    path = f"/api/v1/customers/{customer.code}/bills/"
+    _assert_same(_environ(path, HTTP_COOKIE="django_language=en"))
+    _assert_same(_environ(path + "?lang=vi"))
+    assert not lookup_api._templates
+
+
+def test_a_changed_setting_forgets_the_headers_worked_out(in_test_transaction, settings):
+    customer, _bills = customer_with_bills()
+    _run(wsgi.application, _environ(f"/api/v1/customers/{customer.code}/bills/"))
+    assert lookup_api._templates
+    settings.LANGUAGE_CODE = "en"
+    assert not lookup_api._templates
+    _, headers, _ = _assert_same(_environ(f"/api/v1/customers/{customer.code}/bills/"))
+    assert ("Content-Language", "en") in headers
