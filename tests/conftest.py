@@ -55,8 +55,11 @@ def _partners(request: pytest.FixtureRequest) -> None:
 def _fresh_cache() -> Iterator[None]:
     from django.core.cache import cache
 
+    from portal.views.lookup import partner_list
+
     with contextlib.suppress(Exception):
         cache.clear()
+    partner_list.forget()  # kept by the process, not the cache: each test loads its partners
     yield
 
 

@@ -1,0 +1,276 @@
+"""The bills page's household-specific parts, ready to show: amounts and periods formatted, the
+rows of both bill tables and the kWh chart drawn as HTML.
+
+The page is the portal's busiest, and Django's template engine costs a few microseconds for
+every value, tag and filter it renders: a year of bills in two tables and a chart was most of
+the page's time (measured). The rows are therefore drawn here, each from one format string that
+reads like the HTML it makes, with `format_html`, which escapes every value that is not marked
+safe: a bill number comes from a billing file, and is escaped like any text in a template.
+The fixed text around them is rendered once per language (`{% per_language %}` in the
+template, portal/templatetags/per_language.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from operator import attrgetter
+from typing import Any, NamedTuple
+
+from django.utils.html import conditional_escape, format_html
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext, ngettext
+
+from customers import paylinks
+from customers.selectors import BillLine, CustomerBills
+from payments.models import Partner, Payment
+from portal.templatetags.portal_format import dmy, format_vnd, period
+
+
+def page_context(
+    lookup: CustomerBills, *, gateways: list[Partner], in_progress: Payment | None
+) -> dict[str, Any]:
+    """The bills page's template context."""
+    unpaid = lookup.unpaid
+    history = lookup.history
+    total_due = format_vnd(lookup.total_due)
+    chart = kwh_chart(history)
+    return {
+        "title": _translated("Bills of customer %(code)s", code=lookup.code),
+        "lookup": lookup,
+        "in_progress": in_progress,
+        "unpaid_rows": unpaid_rows(unpaid),
+        "unpaid_summary": _translated(
+            "%(counter)s unpaid bill, in total",
+            "%(counter)s unpaid bills, in total",
+            count=len(unpaid),
+            counter=len(unpaid),
+        ),
+        "total_due": total_due,
+        "pay_label": _translated("Pay %(amount)s", amount=total_due),
+        "gateways": gateways,
+        "history_rows": history_rows(history),
+        "chart": chart,
+        "chart_description": _translated(
+            "From %(first)s to %(last)s: lowest %(low)s kWh in %(low_period)s, highest "
+            "%(high)s kWh in %(high_period)s.",
+            first=chart.first,
+            last=chart.last,
+            low=chart.lowest_kwh,
+            low_period=chart.lowest_period,
+            high=chart.highest_kwh,
+            high_period=chart.highest_period,
+        )
+        if chart
+        else "",
+    }
+
+
+def _(message: str) -> SafeString:
+    """A translation of fixed text, as `{% translate %}` puts it in a page: not escaped (the
+    catalogues are the portal's own, like its templates)."""
+    return mark_safe(gettext(message))
+
+
+def _translated(
+    singular: str, plural: str | None = None, *, count: int = 0, **values: str | int
+) -> SafeString:
+    """A translation with values, as `{% blocktranslate %}` puts it in a page: the values
+    escaped, the translation not."""
+    message = gettext(singular) if plural is None else ngettext(singular, plural, count)
+    return mark_safe(message % {name: conditional_escape(str(v)) for name, v in values.items()})
+
+
+# --- The two tables' rows -----------------------------------------------------------------------
+# The whitespace is the template's of old: the page's HTML did not change when the rows moved.
+_UNPAID_ROW = (
+    "<tr{overdue_class}>\n"
+    '        <th scope="row">{period}<input type="hidden" name="bills" value="{number}">'
+    '<span class="sub">{kwh} kWh</span>{pay_link}</th>\n'
+    "        <td>{due_date}{overdue_badge}</td>\n"
+    '        <td class="num money">{amount}</td>\n'
+    "      </tr>"
+)
+_PAY_LINK = '<a class="sub bill-link" href="{}" data-bill-link="{}">{}</a>'
+_OVERDUE_CLASS = mark_safe(' class="is-overdue"')
+_HISTORY_ROW = (
+    "<tr>\n"
+    '        <th scope="row">{period}<span class="sub">{kwh} kWh</span></th>\n'
+    '        <td class="num money">{amount}</td>\n'
+    "        <td>{status}</td>\n"
+    "      </tr>"
+)
+_BADGE = '<span class="badge {}">{}</span>'
+
+
+def unpaid_rows(unpaid: list[BillLine]) -> SafeString:
+    """The unpaid bills' rows of the payment form: each bill's box, and its own pay link (its
+    QR, to pay it alone or to share it) when pay links are enabled."""
+    if not unpaid:
+        return SafeString("")
+    with_links = paylinks.is_enabled()
+    link_label = _("This bill's QR and link")
+    overdue_badge = format_html(" " + _BADGE, "badge-bad", _("Overdue"))
+    return _joined(
+        format_html(
+            _UNPAID_ROW,
+            overdue_class=_OVERDUE_CLASS if overdue else "",
+            period=period(bill.period),
+            number=bill.number,
+            kwh=bill.kwh,
+            pay_link=format_html(
+                _PAY_LINK,
+                paylinks.pay_path(bill_id=bill.id, due_date=bill.due_date),
+                bill.number,
+                link_label,
+            )
+            if with_links
+            else "",
+            due_date=dmy(bill.due_date),
+            overdue_badge=overdue_badge if overdue else "",
+            amount=format_vnd(bill.amount),
+        )
+        for bill, overdue in ((bill, bill.is_overdue) for bill in unpaid)
+    )
+
+
+def history_rows(history: list[BillLine]) -> SafeString:
+    """The last twelve months' rows, each with its status. Unlike the unpaid rows they hold no
+    text from the data, only numbers, dates and amounts formatted here, and badges made here:
+    nothing to escape, so they are formatted without format_html's care (twelve on each page)."""
+    if not history:
+        return SafeString("")
+    paid = format_html(_BADGE, "badge-ok", _("Paid"))
+    overdue = format_html(_BADGE, "badge-bad", _("Overdue"))
+    not_yet = format_html(_BADGE, "badge-warn", _("Not paid yet"))
+    return _joined(
+        _HISTORY_ROW.format(
+            period=period(bill.period),
+            kwh=int(bill.kwh),
+            amount=format_vnd(bill.amount),
+            status=paid if bill.is_paid else overdue if bill.is_overdue else not_yet,
+        )
+        for bill in history
+    )
+
+
+def _joined(parts: Iterable[str]) -> SafeString:
+    return SafeString("".join(parts))
+
+
+# --- The kWh chart, drawn on the server as inline SVG -------------------------------------------
+CHART_WIDTH = 360
+CHART_HEIGHT = 190
+CHART_TOP = 22  # room for the value above the tallest bar
+CHART_BOTTOM = 40  # room for month and year under the bars
+CHART_GAP = 6
+
+
+class ChartBar(NamedTuple):
+    x: float
+    y: float
+    width: float
+    height: float
+    kwh: int
+    month: str
+    year: str
+    paid: bool
+
+    @property
+    def centre(self) -> float:
+        return round(self.x + self.width / 2, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    bars: list[ChartBar]
+    bars_svg: SafeString
+    # For the chart's description: the periods as households read them (mm/yyyy).
+    first: str
+    last: str
+    lowest_kwh: int
+    lowest_period: str
+    highest_kwh: int
+    highest_period: str
+    has_unpaid: bool
+    width: int = CHART_WIDTH
+    height: int = CHART_HEIGHT
+    baseline: int = CHART_HEIGHT - CHART_BOTTOM
+
+
+def kwh_chart(history: list[BillLine]) -> Chart | None:
+    """Bars of kWh per period, oldest on the left, scaled to the largest month."""
+    if not history:
+        return None
+    bills = sorted(history, key=attrgetter("period"))
+    peak = max(bill.kwh for bill in bills) or 1
+    plot_height = CHART_HEIGHT - CHART_TOP - CHART_BOTTOM
+    slot = CHART_WIDTH / max(len(bills), 6)
+    width = round(slot - CHART_GAP, 1)
+    bars = []
+    previous_year = None
+    for index, bill in enumerate(bills):
+        height = round(plot_height * bill.kwh / peak, 1)
+        year = bill.period.year
+        bars.append(
+            ChartBar(
+                x=round(index * slot + CHART_GAP / 2, 1),
+                y=round(CHART_TOP + plot_height - height, 1),
+                width=width,
+                height=height,
+                kwh=bill.kwh,
+                month=f"{bill.period.month:02d}",
+                # The year under the first bar and under each January, not under every bar.
+                year=str(year) if year != previous_year else "",
+                paid=bill.is_paid,
+            )
+        )
+        previous_year = year
+    lowest = min(bills, key=attrgetter("kwh"))
+    highest = max(bills, key=attrgetter("kwh"))
+    return Chart(
+        bars=bars,
+        bars_svg=_bars_svg(
+            bars, month_y=CHART_HEIGHT - CHART_BOTTOM + 15, year_y=CHART_HEIGHT - CHART_BOTTOM + 30
+        ),
+        first=period(bills[0].period),
+        last=period(bills[-1].period),
+        lowest_kwh=lowest.kwh,
+        lowest_period=period(lowest.period),
+        highest_kwh=highest.kwh,
+        highest_period=period(highest.period),
+        has_unpaid=not all(bar.paid for bar in bars),
+    )
+
+
+_BAR_SVG = (
+    '<g class="{cls}"><rect x="{x}" y="{y}" width="{width}" height="{height}" rx="3"/>'
+    '<text class="value" x="{centre}" y="{y}" dy="-5">{kwh}</text>'
+    '<text class="month" x="{centre}" y="{month_y}">{month}</text>{year}</g>'
+)
+_YEAR_SVG = '<text class="year" x="{centre}" y="{year_y}">{year}</text>'
+
+
+def _bars_svg(bars: list[ChartBar], *, month_y: int, year_y: int) -> SafeString:
+    """The bars as SVG. Every value is a number or a string of digits computed above, so there
+    is nothing to escape."""
+    parts = []
+    for bar in bars:
+        centre = bar.centre
+        parts.append(
+            _BAR_SVG.format(
+                cls="bar-paid" if bar.paid else "bar-unpaid",
+                x=bar.x,
+                y=bar.y,
+                width=bar.width,
+                height=bar.height,
+                centre=centre,
+                kwh=int(bar.kwh),
+                month_y=month_y,
+                month=bar.month,
+                year=_YEAR_SVG.format(centre=centre, year_y=year_y, year=bar.year)
+                if bar.year
+                else "",
+            )
+        )
+    return SafeString("".join(parts))
