@@ -78,10 +78,6 @@ class BillLine:
         return not self.is_paid and self.due_date < timezone.localdate()
 
 
-def _bill_row(b: BillLine) -> list[Any]:
-    return [b.id, b.number, b.period.isoformat(), b.kwh, b.amount, b.due_date.isoformat(), b.status]
-
-
 @dataclass(frozen=True)
 class CustomerBills:
     """A customer's public face and bills: masked, safe to show to whoever knows the code."""
@@ -111,17 +107,6 @@ class CustomerBills:
     @property
     def has_overdue(self) -> bool:
         return any(bill.is_overdue for bill in self.bills)
-
-    def to_cache(self) -> list[Any]:
-        """A compact JSON form: a list, dates as ISO text (asdict() would deep-copy it all)."""
-        return [
-            self.code,
-            self.name,
-            self.address,
-            self.service_area_code,
-            self.service_area_name,
-            [_bill_row(b) for b in self.bills],
-        ]
 
     @classmethod
     def from_cache(cls, data: list[Any]) -> CustomerBills:
@@ -205,9 +190,10 @@ def _execute_lookup(connection: Any, cursor: Any, code: str) -> None:
 
 
 def _lookup_from_database(code: str) -> list[Any] | None:
-    """The lookup's row, in the cached form (`CustomerBills.to_cache`): it goes to the cache as
-    it is, and the API's answer is built from it without a dataclass per bill (measured: the
-    objects cost the API more than its query)."""
+    """The lookup's row in the cached form, a compact JSON list (code, masked name and address,
+    area code and name, then each bill as [id, number, ISO period, kWh, amount, ISO due date,
+    status]): it goes to the cache as it is, and the API's answer is built from it without a
+    dataclass per bill (measured: the objects cost the API more than its query)."""
     # Looked up once: each use of django.db.connection is a context-local lookup, and the
     # lookup made four of them.
     connection = connections[DEFAULT_DB_ALIAS]
@@ -239,14 +225,34 @@ def _lookup_from_database(code: str) -> list[Any] | None:
     ]
 
 
+_BILL_TYPES = (int, str, str, int, int, str, str)
+
+
 def _readable(data: Any) -> bool:
-    """Whether a cached value has the shape `to_cache` writes (an old entry's might not)."""
+    """Whether a cached value has the form `_lookup_from_database` writes (an old or damaged
+    entry's might not; it is then read again from the database)."""
     return (
         isinstance(data, list)
         and len(data) == 6
+        and all(isinstance(value, str) for value in data[:5])
         and isinstance(data[5], list)
-        and all(isinstance(bill, list) and len(bill) == 7 for bill in data[5])
+        and all(
+            isinstance(bill, list)
+            and len(bill) == 7
+            and all(map(isinstance, bill, _BILL_TYPES))
+            and _is_iso_date(bill[2])
+            and _is_iso_date(bill[5])
+            for bill in data[5]
+        )
     )
+
+
+def _is_iso_date(text: str) -> bool:
+    try:
+        datetime.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _cache_set(key: str, data: list[Any]) -> None:
@@ -261,7 +267,7 @@ NOT_READ: Any = object()
 
 def customer_bills_data(*, code: str, cached: Any = NOT_READ) -> list[Any] | None:
     """The public lookup by a normalised, validated code, in the cached form
-    (`CustomerBills.to_cache`); None when no active customer has it.
+    (`_lookup_from_database`); None when no active customer has it.
 
     Served from the cache when fresh, otherwise one query. `cached` is what the cache holds
     under `bills_cache_key(code)` when the caller read it already (the pages read it in the

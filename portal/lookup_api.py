@@ -23,15 +23,17 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from django.conf import settings
 from django.core import signals
 from django.core.handlers.exception import response_for_exception
-from django.core.handlers.wsgi import WSGIRequest, get_path_info
+from django.core.handlers.wsgi import WSGIRequest, get_path_info, get_script_name
 from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.common import CommonMiddleware
 from django.middleware.csrf import CsrfViewMiddleware
 from django.middleware.security import SecurityMiddleware
+from django.urls import set_script_prefix, set_urlconf
 from django.utils import translation
 from django.utils.log import log_response
 
@@ -72,7 +74,7 @@ _templates: dict[TemplateKey, list[tuple[str, str]]] = {}
 
 
 def _forget_templates(**kwargs: Any) -> None:
-    # The layers read the settings (languages, the HTTPS headers) when they run.
+    # Headers made under other settings (tests change them) must not outlive them.
     _templates.clear()
 
 
@@ -80,8 +82,9 @@ setting_changed.connect(_forget_templates)
 
 
 def _templated(response: HttpResponseBase) -> bool:
-    """Whether the layers' headers for this answer are known already: they skip adding them."""
-    return getattr(response, "_template_key", None) in _templates
+    """Whether the layers' headers for this answer were known when the view answered: the layers
+    then skip adding them, all of them, whatever happens to the saved lists meanwhile."""
+    return getattr(response, "_template", None) is not None
 
 
 def _converting(layer: Layer) -> Layer:
@@ -107,7 +110,11 @@ def _view(request: HttpRequest, code: str, language: str) -> HttpResponseBase:
         language=language,
     )
     if response.status_code == 200 and request._plain:  # type: ignore[attr-defined]
-        response._template_key = (request.is_secure(), tuple(response.headers))  # type: ignore[attr-defined]
+        key = (request.is_secure(), tuple(response.headers))
+        response._template_key = key  # type: ignore[attr-defined]
+        # Decided once, here: a list saved or forgotten by another thread meanwhile changes
+        # nothing for this answer.
+        response._template = _templates.get(key)  # type: ignore[attr-defined]
     return response
 
 
@@ -174,7 +181,9 @@ def serve(environ: dict[str, Any], start_response: Any, code: str) -> HttpRespon
     """What Django's WSGIHandler and get_response do around the chain, but for one URL: the
     request signals (close_old_connections honours CONN_MAX_AGE at both ends; the response's
     close(), which the server calls, sends request_finished), the 4xx/5xx log line."""
+    set_script_prefix(get_script_name(environ))
     signals.request_started.send(sender=LookupApiHandler, environ=environ)
+    set_urlconf(settings.ROOT_URLCONF)
     request = WSGIRequest(environ)
     request._plain = not environ.get("HTTP_COOKIE") and not environ.get("QUERY_STRING")  # type: ignore[attr-defined]
     response = _security_layer(request, code)
@@ -193,15 +202,15 @@ def serve(environ: dict[str, Any], start_response: Any, code: str) -> HttpRespon
 
 
 def _headers(response: HttpResponseBase) -> list[tuple[str, str]]:
-    key: TemplateKey | None = getattr(response, "_template_key", None)
-    template = _templates.get(key) if key is not None else None
+    cookies = [("Set-Cookie", c.output(header="")) for c in response.cookies.values()]
+    template: list[tuple[str, str]] | None = getattr(response, "_template", None)
     if template is not None:
         own = dict(response.items())  # the view's, with CommonMiddleware's Content-Length
-        return [(name, own.get(name, value)) for name, value in template]
-    headers = [
-        *response.items(),
-        *(("Set-Cookie", c.output(header="")) for c in response.cookies.values()),
-    ]
+        # No such answer sets a cookie today; one that did would still send it.
+        return [*((name, own.get(name, value)) for name, value in template), *cookies]
+    headers = [*response.items(), *cookies]
+    key: TemplateKey | None = getattr(response, "_template_key", None)
+    # Saved only from an answer that went through every layer, without a cookie of its own.
     if key is not None and not response.cookies:
         _templates[key] = list(headers)  # the server may add to the list it is given
     return headers

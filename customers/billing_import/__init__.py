@@ -54,7 +54,10 @@ def import_bills(
     """Validate and load a billing file. See the module docstring for the rules.
 
     `set_based` chooses the PostgreSQL loader (default: on PostgreSQL) or the ORM one; `recheck`
-    reads a file again even when the same file loaded completely before.
+    reads a file again even when the same file loaded completely before. `progress` is called
+    with the number of rows read since its last call; the PostgreSQL loader reads in a thread of
+    its own, so it is called there, and must not use the database (that thread's connection is
+    outside the import's transaction).
     """
     if isinstance(source, str | Path):
         with open(source, "rb") as raw:

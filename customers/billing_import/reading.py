@@ -6,7 +6,7 @@ import csv
 import hashlib
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import IO, TypeVar
 
 from customers.billing_import.rules import COLUMNS
@@ -67,7 +67,7 @@ def records(stream: IO[str]) -> Iterator[tuple[int, list[str]]]:
         raise ImportFileError(f"line {reader.line_num}: {exc}") from None
 
 
-def read_ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+def read_ahead(items: Iterator[T], depth: int = 2) -> Generator[T, None, None]:
     """The items, produced by a thread of their own up to `depth` ahead of the consumer: Python
     reads the file while the database works on what came before (the two then use both cores).
 

@@ -12,11 +12,12 @@ template, portal/templatetags/per_language.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, NamedTuple
 
+from django.utils import translation
 from django.utils.html import conditional_escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext, ngettext
@@ -36,24 +37,28 @@ def page_context(
     total_due = format_vnd(lookup.total_due)
     chart = kwh_chart(history)
     return {
-        "title": _translated("Bills of customer %(code)s", code=lookup.code),
+        "title": _translated(lambda: gettext("Bills of customer %(code)s"), code=lookup.code),
         "lookup": lookup,
         "in_progress": in_progress,
         "unpaid_rows": unpaid_rows(unpaid),
         "unpaid_summary": _translated(
-            "%(counter)s unpaid bill, in total",
-            "%(counter)s unpaid bills, in total",
-            count=len(unpaid),
+            lambda: ngettext(
+                "%(counter)s unpaid bill, in total",
+                "%(counter)s unpaid bills, in total",
+                len(unpaid),
+            ),
             counter=len(unpaid),
         ),
         "total_due": total_due,
-        "pay_label": _translated("Pay %(amount)s", amount=total_due),
+        "pay_label": _translated(lambda: gettext("Pay %(amount)s"), amount=total_due),
         "gateways": gateways,
         "history_rows": history_rows(history),
         "chart": chart,
         "chart_description": _translated(
-            "From %(first)s to %(last)s: lowest %(low)s kWh in %(low_period)s, highest "
-            "%(high)s kWh in %(high_period)s.",
+            lambda: gettext(
+                "From %(first)s to %(last)s: lowest %(low)s kWh in %(low_period)s, highest "
+                "%(high)s kWh in %(high_period)s."
+            ),
             first=chart.first,
             last=chart.last,
             low=chart.lowest_kwh,
@@ -67,18 +72,21 @@ def page_context(
 
 
 def _(message: str) -> SafeString:
-    """A translation of fixed text, as `{% translate %}` puts it in a page: not escaped (the
-    catalogues are the portal's own, like its templates)."""
-    return mark_safe(gettext(message))
+    """A translation of fixed text, escaped as `{% translate %}` escapes it in a page."""
+    return conditional_escape(gettext(message))
 
 
-def _translated(
-    singular: str, plural: str | None = None, *, count: int = 0, **values: str | int
-) -> SafeString:
+def _translated(translate: Callable[[], str], **values: str | int) -> SafeString:
     """A translation with values, as `{% blocktranslate %}` puts it in a page: the values
-    escaped, the translation not."""
-    message = gettext(singular) if plural is None else ngettext(singular, plural, count)
-    return mark_safe(message % {name: conditional_escape(str(v)) for name, v in values.items()})
+    escaped, the translation not; a translation that does not fit its values gives way to the
+    English text, as there. `translate` calls gettext or ngettext on the literal text, where
+    makemessages finds it."""
+    escaped = {name: conditional_escape(str(value)) for name, value in values.items()}
+    try:
+        return mark_safe(translate() % escaped)
+    except (KeyError, ValueError, TypeError):
+        with translation.override(None):
+            return mark_safe(translate() % escaped)
 
 
 # --- The two tables' rows -----------------------------------------------------------------------

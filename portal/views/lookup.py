@@ -101,7 +101,9 @@ class _PartnerList:
     """The partners offering a payment page, read from the database at most once a minute by
     each process: the table changes a few times a year, and reading it from the shared cache
     cost the bills page a round trip to Redis and the unpickling of model instances on every
-    request (measured). A change shows within GATEWAYS_SECONDS, as it did with the cache."""
+    request (measured). A change shows within GATEWAYS_SECONDS in each process (the cache kept
+    it 300 s); a payment's start reads its partner again, so a partner disabled meanwhile is
+    refused there."""
 
     def __init__(self) -> None:
         self._read: tuple[float, list[Partner]] | None = None

@@ -148,3 +148,24 @@ def test_a_prepared_lookup_lost_by_the_server_is_prepared_again():
     selectors.bills_cache_forget(customer_codes=[household.customer.code])
     lookup = selectors.customer_bills_lookup(code=household.customer.code)
     assert lookup is not None and lookup.code == household.customer.code
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda data: data[:5],  # no bills at all
+        lambda data: [*data[:5], [[*bill[:2], "last month", *bill[3:]] for bill in data[5]]],
+        lambda data: [*data[:5], [[*bill[:4], "12", *bill[5:]] for bill in data[5]]],
+    ],
+    ids=["shape", "date", "amount"],
+)
+def test_a_damaged_cached_lookup_is_read_again_from_the_database(damage):
+    from portal import fastcache
+
+    customer = household_with_history().customer
+    key = selectors.bills_cache_key(customer.code)
+    good = selectors.customer_bills_data(code=customer.code)
+    fastcache.set_json(key, damage(good), 60)
+    assert selectors.customer_bills_data(code=customer.code) == good
+    assert selectors.customer_bills_lookup(code=customer.code) is not None
+    assert fastcache.get_json(key) == good  # and cached again as it should be

@@ -184,6 +184,7 @@ def test_other_api_paths_still_go_to_the_handler():
 def test_the_connection_is_closed_at_the_end_of_each_request_when_not_kept():
     """CONN_MAX_AGE=0: request_finished closes the thread's connection, as Django does."""
     customer, _bills = customer_with_bills()
+    age = connection.settings_dict["CONN_MAX_AGE"]
     connection.settings_dict["CONN_MAX_AGE"] = 0
     connection.close()  # the next one is opened under the new age
     try:
@@ -194,15 +195,15 @@ def test_the_connection_is_closed_at_the_end_of_each_request_when_not_kept():
             assert status.startswith("200")
             assert connection.connection is None  # closed, not left open for the next one
     finally:
-        connection.settings_dict["CONN_MAX_AGE"] = 60
+        connection.settings_dict["CONN_MAX_AGE"] = age
         connection.close()
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_kept_connection_is_reused_not_leaked():
+def test_a_kept_connection_is_reused_not_leaked(monkeypatch):
     """CONN_MAX_AGE>0: one connection serves the requests one after the other."""
     customer, _bills = customer_with_bills()
-    connection.settings_dict["CONN_MAX_AGE"] = 60
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 60)
     connection.close()
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
@@ -266,3 +267,17 @@ def test_a_changed_setting_forgets_the_headers_worked_out(in_test_transaction, s
     assert not lookup_api._templates
     _, headers, _ = _assert_same(_environ(f"/api/v1/customers/{customer.code}/bills/"))
     assert ("Content-Language", "en") in headers
+
+
+def test_the_function_answers_with_the_lookup_handlers_middleware():
+    """portal/lookup_api.py calls these layers itself, in this order, all but the messages one
+    (no lookup answer adds or reads a message): a layer added here must be added there."""
+    assert wsgi.LOOKUP_MIDDLEWARE == [
+        "django.middleware.security.SecurityMiddleware",
+        "portal.middleware.ContentSecurityPolicyMiddleware",
+        "portal.middleware.DefaultLanguageMiddleware",
+        "django.middleware.common.CommonMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "django.contrib.messages.middleware.MessageMiddleware",
+        "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    ]
