@@ -43,9 +43,3 @@ def mask_address(address: str) -> str:
         return MASK if parts else ""
     kept = [_LONG_NUMBER.sub(MASK, part) for part in parts[1:][-2:]]
     return ", ".join([MASK, *kept])
-
-
-def mask_phone(phone: str) -> str:
-    """For agents' confirmations only, never a public page: '0912345678' -> '*******678'."""
-    digits = "".join(ch for ch in phone if ch.isdigit())
-    return f"*******{digits[-3:]}" if len(digits) >= 6 else MASK

@@ -52,11 +52,3 @@ def staff_required(*perms: str) -> Callable[[View], View]:
         return never_cache(wrapped)
 
     return decorator
-
-
-def user_roles(user: Any) -> list[str]:
-    """The console roles of a user, for display (superusers are shown as such)."""
-    if not user.is_authenticated:
-        return []
-    names = [g.name for g in user.groups.all() if g.name in ROLES]
-    return ["superuser", *names] if user.is_superuser else names

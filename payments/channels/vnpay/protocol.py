@@ -55,7 +55,6 @@ FAILURE_CODES = frozenset(RESPONSE_CODES) - {"00", "07"}
 
 # vnp_ResponseCode of a querydr answer: about the query itself, not the payment.
 QUERY_OK = "00"
-QUERY_NOT_FOUND = "91"
 
 QUERY_REQUEST_FIELDS = (
     "vnp_RequestId",
@@ -260,12 +259,3 @@ def query_result(body: Mapping[str, object]) -> Result | None:
     if status == "02":
         return Result.FAILED
     return Result.REVIEW
-
-
-def is_success(params: Mapping[str, str]) -> bool:
-    return (
-        transaction_result(
-            str(params.get("vnp_ResponseCode", "")), str(params.get("vnp_TransactionStatus", ""))
-        )
-        is Result.SUCCESS
-    )
