@@ -58,6 +58,11 @@ def bills_cache_forget_all() -> None:
     bills_cache_forget(customer_codes=Customer.objects.values_list("code", flat=True))
 
 
+def total_due(bills: Iterable[tuple[int, str]]) -> int:
+    """What is still owed on bills given as (amount, status): the amounts not paid."""
+    return sum(amount for amount, status in bills if status != Bill.Status.PAID)
+
+
 @dataclass(frozen=True)
 class BillLine:
     id: int
@@ -97,7 +102,7 @@ class CustomerBills:
 
     @property
     def total_due(self) -> int:
-        return sum(bill.amount for bill in self.bills if not bill.is_paid)
+        return total_due((bill.amount, bill.status) for bill in self.bills)
 
     @property
     def history(self) -> list[BillLine]:
@@ -318,5 +323,5 @@ def lookup_api_body(data: list[Any]) -> dict[str, Any]:
             }
             for _id, number, period, kwh, amount, due_date, status in bills
         ],
-        "total_due": sum(bill[4] for bill in bills if bill[6] != Bill.Status.PAID),
+        "total_due": total_due((bill[4], bill[6]) for bill in bills),
     }
