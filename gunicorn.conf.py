@@ -1,4 +1,4 @@
-"""Production settings of the web server: `gunicorn portal.wsgi:application` reads this file
+"""Production settings of the web server: `gunicorn config.wsgi:application` reads this file
 from the working directory (the README's production section).
 
 Chosen by measurement on the province's data (docs/benchmarks.md, "Lookups"): the lookup API

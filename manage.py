@@ -11,7 +11,7 @@ _SERVERS = frozenset({"runserver", "sandbox_bank"})
 
 
 def main() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     command = sys.argv[1] if len(sys.argv) > 1 else ""
     bare = not any(name in os.environ for name in _CONFIGURED_BY)
     if bare and not (Path(__file__).resolve().parent / ".env").exists() and command not in _SERVERS:

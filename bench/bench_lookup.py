@@ -7,7 +7,7 @@ run under the same gunicorn settings (those of gunicorn.conf.py, the production 
 - `GET /bills/{code}/` against a bare Django view rendering a constant template of a bills
   page's size. Target: ≥ 40%, p99 ≤ 80 ms.
 
-The bare views are served by the same handler and middleware as the lookups (portal/wsgi.py).
+The bare views are served by the same handler and middleware as the lookups (config/wsgi.py).
 The CPU each request costs is also measured in process, through the WSGI entry point.
 """
 
@@ -66,7 +66,7 @@ def _call(path: str) -> bytes:
     """One request through the portal's WSGI entry point, in this process."""
     from wsgiref.util import setup_testing_defaults
 
-    from portal import wsgi
+    from config import wsgi
 
     environ: dict[str, Any] = {"PATH_INFO": path, "REQUEST_METHOD": "GET"}
     environ["wsgi.input"] = io.BytesIO()
@@ -247,9 +247,9 @@ def run() -> Section:
         "lookup reads PostgreSQL. wrk, the servers, PostgreSQL and Redis share the machine's "
         "two cores. A lookup is one prepared query and one Redis round trip for the rate limit "
         "and the cached answer (plus one to store the answer on a miss). The API is answered "
-        "by a plain WSGI function (portal/lookup_api.py: the lookup handler's middleware "
+        "by a plain WSGI function (config/lookup_api.py: the lookup handler's middleware "
         "called layer by layer, no URL resolver or view class); the bills page runs through "
-        "portal/wsgi.py's lookup handler (no sessions, users or sign-in lockout), its rows "
+        "config/wsgi.py's lookup handler (no sessions, users or sign-in lockout), its rows "
         "and chart drawn by portal/views/bills_page.py and its fixed text rendered once per "
         "language."
     )

@@ -95,7 +95,7 @@ def gunicorn(
     workers: int,
     threads: int,
     env: dict[str, str],
-    app: str = "portal.wsgi:application",
+    app: str = "config.wsgi:application",
     ready: str = "/health/",
 ) -> Iterator[str]:
     port = free_port()
@@ -116,7 +116,7 @@ def celery_worker(
     *, concurrency: int, env: dict[str, str], pool: str = "prefork", include: str = ""
 ) -> Iterator[None]:
     args = [
-        sys.executable, "-m", "celery", "-A", "portal", "worker", "--loglevel=WARNING",
+        sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel=WARNING",
         f"--pool={pool}", f"--concurrency={concurrency}", "-Q", "callbacks,default,reports",
         "--without-gossip", "--without-mingle", "--without-heartbeat",
         "-n", f"bench-{free_port()}@%h",

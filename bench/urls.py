@@ -1,6 +1,6 @@
 """The portal's URLs plus the baselines of the lookup benchmark: bare Django views.
 
-They live under /bills/ so that portal/wsgi.py serves them through the same handler, with the
+They live under /bills/ so that config/wsgi.py serves them through the same handler, with the
 same middleware, as the lookups they are compared with.
 """
 
@@ -11,8 +11,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import path
 
-from portal.urls import handler400, handler403, handler404, handler500
-from portal.urls import urlpatterns as portal
+from config.urls import handler400, handler403, handler404, handler500
+from config.urls import urlpatterns as portal
 
 # A lookup answer's size and shape is measured on the running province (bench_lookup writes
 # the constant body and page there before the server starts).

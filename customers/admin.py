@@ -1,7 +1,7 @@
 from django.contrib import admin
 
+from common.admin import ReadOnlyAdmin
 from customers.models import AuditEntry, Bill, Customer, ServiceArea
-from portal.admin import ReadOnlyAdmin
 
 
 @admin.register(ServiceArea)

@@ -8,7 +8,7 @@ from functools import cache
 
 from django.conf import settings
 
-from portal.text import normalise_customer_code
+from common.text import normalise_customer_code
 
 # Far longer than any code; anything longer is refused before the pattern even runs.
 MAX_RAW_LENGTH = 64

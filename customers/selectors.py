@@ -19,9 +19,9 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.utils import timezone
 
+from common import fastcache
 from customers.masking import mask_address, mask_name
 from customers.models import Bill, Customer
-from portal import fastcache
 
 logger = logging.getLogger(__name__)
 

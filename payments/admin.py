@@ -3,6 +3,7 @@
 
 from django.contrib import admin
 
+from common.admin import ReadOnlyAdmin
 from payments.models import (
     BankTransfer,
     CreditUse,
@@ -14,7 +15,6 @@ from payments.models import (
     PaymentEvent,
     SettlementReport,
 )
-from portal.admin import ReadOnlyAdmin
 
 
 @admin.register(Partner)

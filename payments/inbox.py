@@ -34,6 +34,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, F, Field, OuterRef, Q
 from django.utils import timezone
 
+from common import fastcache, ratelimit
 from payments.bulk import AnyOf, bulk_insert_rows, bulk_update_rows, reserve_ids
 from payments.models import (
     INBOX_REFUSED_OUTCOMES,
@@ -43,7 +44,6 @@ from payments.models import (
     Payment,
     PaymentEvent,
 )
-from portal import fastcache, ratelimit
 
 logger = logging.getLogger(__name__)
 

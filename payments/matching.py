@@ -36,11 +36,11 @@ from django.db import connection
 from django.db.models import F
 from django.utils import timezone
 
+from common.text import alnum_upper
 from payments import notes, references, services, states
 from payments.bulk import AnyOf, bulk_update_rows, insert_new, pg_array
 from payments.inbox import Applied, Claimed
 from payments.models import BankTransfer, CreditUse, InboundMessage, Partner, Payment
-from portal.text import alnum_upper
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ _NOT_ALNUM = re.compile(r"[^A-Z0-9]+")
 
 
 def fold_note(content: str) -> str:
-    """`portal.text.alnum_upper`, with a shortcut for the plain-ASCII notes most banks send."""
+    """`common.text.alnum_upper`, with a shortcut for the plain-ASCII notes most banks send."""
     if content.isascii():
         return _NOT_ALNUM.sub("", content.upper())
     return alnum_upper(content)

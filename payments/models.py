@@ -17,8 +17,8 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from common import netaddr
 from customers.models import Bill, Customer
-from portal import netaddr
 
 
 class Partner(models.Model):

@@ -27,9 +27,9 @@ from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.module_loading import import_string
 
+from common.templatetags.formatting import format_vnd
 from payments.bulk import AnyOf
 from payments.models import Payment, PaymentBill
-from portal.templatetags.portal_format import format_vnd
 
 logger = logging.getLogger(__name__)
 

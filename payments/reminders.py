@@ -34,11 +34,11 @@ from django.db.models import Exists, F, OuterRef, Prefetch, QuerySet
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 
+from common.templatetags.formatting import format_vnd
 from customers import paylinks, unsubscribe
 from customers.models import Bill, Customer
 from payments.models import ReminderChannel, ReminderLine, ReminderMessage, ReminderOptOut
 from payments.notifications import sms_backend
-from portal.templatetags.portal_format import format_vnd
 
 logger = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Field, Q, QuerySet, Sum
 from django.utils import timezone
 
-from customers.console.permissions import REFUND_PAYMENT
 from customers.models import AuditEntry, Bill, Customer
+from customers.permissions import REFUND_PAYMENT
 from customers.selectors import bills_cache_forget
 from payments import notes, references, states
 from payments.bulk import AnyOf, bulk_insert_rows, bulk_update_rows, instances

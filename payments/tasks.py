@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import logging
 import time
+from typing import Any
 
 from celery import shared_task
 from django.conf import settings
@@ -136,6 +137,11 @@ def queue_new_bill_reminders() -> int:
     if queued:
         send_now(send_reminders)
     return queued
+
+
+def on_new_bills_loaded(sender: Any, **kwargs: Any) -> None:
+    """A billing file brought a new period: a worker queues its reminders."""
+    send_now(queue_new_bill_reminders)
 
 
 @shared_task(autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)

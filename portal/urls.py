@@ -1,33 +1,17 @@
-"""Root URLs. Each capability owns its own URL module; this file only mounts them."""
+from django.urls import path
 
-from django.conf import settings
-from django.contrib import admin
-from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
-
-from portal.views import errors, health
+from portal.views import lookup, pay, pay_return, paylink, unsubscribe
 
 urlpatterns = [
-    path("", include("portal.urls_public")),
-    path("health/", health.health, name="health"),
-    path("api/v1/customers/", include("customers.api.urls")),
-    path("api/v1/payments/", include("payments.api.urls")),
-    path("api/v1/collection/", include("payments.channels.collection.urls")),
-    path("callbacks/", include("payments.callbacks.urls")),
-    path("console/", include("customers.console.urls")),
-    path("admin/", admin.site.urls),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    # The split view serves its script as a file: the CSP refuses inline scripts.
-    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+    path("", lookup.home, name="home"),
+    path("bills/<str:code>/", lookup.bills, name="bills"),
+    path("pay/start/", pay.start, name="pay-start"),
+    path("pay/return/<str:partner>/", pay_return.pay_return, name="pay-return"),
+    path("pay/<uuid:payment_id>/", pay.page, name="pay"),
+    path("pay/<uuid:payment_id>/cancel/", pay.cancel, name="pay-cancel"),
+    path("pay/<uuid:payment_id>/open/", pay.open_wallet, name="pay-open-wallet"),
+    path("receipts/<uuid:payment_id>/", pay.receipt, name="receipt"),
+    path("b/<str:token>/", paylink.bill_page, name="bill-pay-link"),
+    path("b/<str:token>/qr.svg", paylink.bill_qr, name="bill-pay-link-qr"),
+    path("unsubscribe/<str:token>/", unsubscribe.unsubscribe_page, name="unsubscribe"),
 ]
-
-if settings.SANDBOX_BANK_ENABLED:
-    urlpatterns.append(path("sandbox/", include("sandbox.urls")))
-
-# Unknown API and callback paths answer in JSON even with DEBUG on.
-urlpatterns.append(re_path(r"^(api|callbacks)/", errors.page_not_found))
-
-handler400 = errors.bad_request
-handler403 = errors.permission_denied
-handler404 = errors.page_not_found
-handler500 = errors.server_error

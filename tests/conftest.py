@@ -117,7 +117,7 @@ class WorkerProcess:
                 "-m",
                 "celery",
                 "-A",
-                "portal",
+                "config",
                 "worker",
                 "--loglevel=INFO",
                 f"--pool={self.pool}",
@@ -143,7 +143,7 @@ class WorkerProcess:
             raise
 
     def _wait_ready(self, timeout: float = 30) -> None:
-        from portal.celery import app
+        from config.celery import app
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -183,7 +183,7 @@ def mailing_worker(mail_dir: Path) -> WorkerProcess:
 
 
 def purge_broker() -> None:
-    from portal.celery import app
+    from config.celery import app
 
     with app.connection_for_write() as conn:
         for queue in ("callbacks", "default", "reports"):
@@ -194,7 +194,7 @@ def purge_broker() -> None:
 @pytest.fixture
 def broker_down(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Point the real Celery app at a port where no broker listens, then put it back."""
-    from portal.celery import app
+    from config.celery import app
 
     dead = "redis://127.0.0.1:1/0"
 

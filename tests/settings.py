@@ -1,8 +1,8 @@
 """The test suite's settings: the development settings, said explicitly (production is the
-default of portal.settings). Worker processes the tests start inherit DEBUG from here."""
+default of config.settings). Worker processes the tests start inherit DEBUG from here."""
 
 import os
 
 os.environ.setdefault("DEBUG", "true")
 
-from portal.settings import *  # noqa: F403
+from config.settings import *  # noqa: F403

@@ -50,7 +50,7 @@ def test_it_migrates_imports_serves_and_runs_tasks_without_postgres_or_redis(tmp
     env.update(
         PORTAL_VAR_DIR=str(tmp_path),
         CELERY_BROKER_URL="",
-        DJANGO_SETTINGS_MODULE="portal.settings",
+        DJANGO_SETTINGS_MODULE="config.settings",
         PAYMENT_TTL_MINUTES="0",
         HEALTH_TOKEN=HEALTH_TOKEN,
     )
@@ -81,7 +81,7 @@ def test_it_migrates_imports_serves_and_runs_tasks_without_postgres_or_redis(tmp
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool=solo",
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo",
          "-Q", "callbacks,default,reports", "--without-gossip", "--without-mingle"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip

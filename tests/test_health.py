@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 from django.test import override_settings
 
-from portal.celery import app as celery_app
+from config.celery import app as celery_app
 from tests.factories import staff_user
 
 TOKEN = "health-monitor-token-0123456789"

@@ -1,7 +1,7 @@
 """The lookup API's answer, one rule for the two ways it is reached.
 
 `GET /api/v1/customers/{code}/bills/` is served in production by a plain WSGI function
-(portal/lookup_api.py), ahead of any Django handler, and through the URLconf by
+(config/lookup_api.py), ahead of any Django handler, and through the URLconf by
 `CustomerBillsView` (the test client, and the view the OpenAPI schema is generated from). Both
 call `bills_response`, so the two cannot answer differently.
 """
@@ -15,11 +15,11 @@ from django.utils import translation
 from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
 
+from common.api import error_response
+from common.error_pages import rate_limited_response
+from common.ratelimit import lookup_hit_and_get_for
 from customers import selectors
 from customers.codes import InvalidCustomerCode, clean_customer_code
-from portal.api import error_response
-from portal.ratelimit import lookup_hit_and_get_for
-from portal.views.errors import rate_limited_response
 
 ALLOW = "GET, HEAD"
 

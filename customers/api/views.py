@@ -10,11 +10,11 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.views import APIView
 
+from common.api import error_body
+from common.openapi import ERROR_RESPONSES
+from common.ratelimit import client_address
 from customers.api.answer import bills_response
 from customers.api.serializers import CustomerBillsOutput
-from portal.api import error_body
-from portal.openapi import ERROR_RESPONSES
-from portal.ratelimit import client_address
 
 _EXAMPLE = {
     "customer": {
@@ -49,7 +49,7 @@ class CustomerBillsView(APIView):
     """Declared as a DRF view so that the schema describes it, and answered by the lookup API's
     one rule (customers.api.answer) without DRF's request wrapping, authentication, negotiation
     and rendering, which cost more than the lookup itself (measured) and which it never uses.
-    Production requests do not reach it: portal/wsgi.py hands them to portal/lookup_api.py,
+    Production requests do not reach it: config/wsgi.py hands them to config/lookup_api.py,
     which calls the same rule."""
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from common.text import alnum_upper
 from customers.billing_import.result import ImportResult
 from customers.models import ServiceArea
-from portal.text import alnum_upper
 
 
 def known_areas() -> dict[str, int]:

@@ -14,15 +14,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from common.api import ApiError
+from common.openapi import ERROR_RESPONSES
+from common.ratelimit import LookupThrottle, client_address
 from payments import selectors, services
 from payments.api.serializers import PaymentCreateInput, PaymentOutput
 from payments.channels import registry
 from payments.channels.common.pages import NotConfigured, PartnerUnavailable
 from payments.channels.vietqr import image as vietqr
 from payments.models import IdempotencyKey, Payment
-from portal.api import ApiError
-from portal.openapi import ERROR_RESPONSES
-from portal.ratelimit import LookupThrottle, client_address
 
 IDEMPOTENCY_SCOPE = "payments.create"
 

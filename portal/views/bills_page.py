@@ -7,7 +7,7 @@ the page's time (measured). The rows are therefore drawn here, each from one for
 reads like the HTML it makes, with `format_html`, which escapes every value that is not marked
 safe: a bill number comes from a billing file, and is escaped like any text in a template.
 The fixed text around them is rendered once per language (`{% per_language %}` in the
-template, portal/templatetags/per_language.py).
+template, common/templatetags/per_language.py).
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from django.utils.html import conditional_escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext, ngettext
 
+from common.templatetags.formatting import dmy, format_vnd, period
 from customers import paylinks
 from customers.selectors import BillLine, CustomerBills
 from payments.models import Partner, Payment
-from portal.templatetags.portal_format import dmy, format_vnd, period
 
 
 def page_context(

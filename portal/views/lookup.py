@@ -10,12 +10,13 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
+from common import error_pages
+from common.ratelimit import lookup_hit_and_get
 from customers import selectors
 from customers.codes import InvalidCustomerCode, clean_customer_code
 from payments.channels import registry
 from payments.models import Partner
-from portal.ratelimit import lookup_hit_and_get
-from portal.views import bills_page, errors
+from portal.views import bills_page
 from portal.views.in_progress import open_payment
 
 # How long a process keeps the list of partners offering a payment page.
@@ -53,7 +54,7 @@ def bills(request: HttpRequest, code: str) -> HttpResponse:
         request, cached=selectors.bills_cache_key(clean) if clean == code else None
     )
     if not decision.allowed:
-        return errors.too_many_requests(request, retry_after=decision.retry_after)
+        return error_pages.too_many_requests(request, retry_after=decision.retry_after)
     if not clean:
         return _lookup_error(request, code, status=400)
     if clean != code:

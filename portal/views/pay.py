@@ -17,6 +17,8 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from common import error_pages
+from common.ratelimit import client_address, lookup_hit
 from customers.codes import InvalidCustomerCode, clean_customer_code
 from customers.masking import mask_address, mask_name
 from payments import selectors, services
@@ -24,8 +26,6 @@ from payments.channels import registry
 from payments.channels.common.pages import NotConfigured, PartnerUnavailable
 from payments.channels.vietqr import image as vietqr
 from payments.models import Partner, Payment
-from portal.ratelimit import client_address, lookup_hit
-from portal.views import errors
 from portal.views.in_progress import open_payment, remember_open_payment
 
 _START_ERRORS = {
@@ -59,7 +59,7 @@ def start(request: HttpRequest) -> HttpResponse:
     # The lookup budget: a start also tells whether a code exists, and costs bank status checks.
     decision = lookup_hit(request)
     if not decision.allowed:
-        return errors.too_many_requests(
+        return error_pages.too_many_requests(
             request,
             retry_after=decision.retry_after,
             message=_(
@@ -226,7 +226,7 @@ def open_wallet(request: HttpRequest, payment_id: UUID) -> HttpResponse:
     # The lookup budget, as for starting a payment: each try costs a call to the wallet.
     decision = lookup_hit(request)
     if not decision.allowed:
-        return errors.too_many_requests(request, retry_after=decision.retry_after)
+        return error_pages.too_many_requests(request, retry_after=decision.retry_after)
     try:
         registry.start(
             payment,

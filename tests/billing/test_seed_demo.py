@@ -10,7 +10,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db.models import Count, Q
 
-from customers import demo
+from console import demo
 from customers.models import Bill, Customer, ServiceArea
 from customers.tariff import bill_amount
 from payments.models import Payment, PaymentBill

@@ -12,10 +12,10 @@ from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
 
+from config.celery import app
+from console.services import PERSONAL_DATA_VIEWS
 from customers.models import AuditEntry, Bill
-from customers.services import PERSONAL_DATA_VIEWS
 from payments.models import BankTransfer, Payment
-from portal.celery import app
 from tests.console import factories
 from tests.factories import customer_with_bills
 

@@ -2,7 +2,7 @@
 whole story, cash at the counter with a printed receipt, and the managers' dashboard.
 
 Each page is checked with axe-core (WCAG 2.1 AA) and photographed for reviewers under
-docs/screenshots/console-*.png. The province comes from `seed_demo` (customers/demo.py),
+docs/screenshots/console-*.png. The province comes from `seed_demo` (console/demo.py),
 with one showcase customer whose history has every kind of event.
 """
 

@@ -30,7 +30,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from customers.console.charts import rate_chart
+from console.charts import rate_chart
 from customers.models import Bill
 from payments import reports
 from tests.console.factories import area, billed, customer_in, paid
@@ -351,7 +351,7 @@ def test_the_beat_task_warms_the_trend(year):
 def test_the_trend_chart_draws_a_column_per_month_and_marks_the_open_one(year):
     from django.utils import timezone
 
-    from customers.console.charts import TREND_PLOT_HEIGHT, trend_chart
+    from console.charts import TREND_PLOT_HEIGHT, trend_chart
 
     Bill.objects.filter(period=OCT).update(
         due_date=timezone.localdate() + datetime.timedelta(days=3)

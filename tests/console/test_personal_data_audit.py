@@ -102,7 +102,7 @@ def test_a_transfer_page_listing_candidate_customers_is_audited(agent, agent_cli
 
 
 def test_the_audit_page_shows_details_in_words_and_amounts_as_money(supervisor, supervisor_client):
-    from customers.services import audit_record
+    from console.services import audit_record
 
     audit_record(
         actor=supervisor,

@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 from django.urls import reverse
 
-from customers import services
+from console import services
 from tests.factories import CustomerFactory
 
 pytestmark = pytest.mark.django_db

@@ -160,7 +160,7 @@ def test_a_prepared_lookup_lost_by_the_server_is_prepared_again():
     ids=["shape", "date", "amount"],
 )
 def test_a_damaged_cached_lookup_is_read_again_from_the_database(damage):
-    from portal import fastcache
+    from common import fastcache
 
     customer = household_with_history().customer
     key = selectors.bills_cache_key(customer.code)

@@ -51,7 +51,7 @@ def test_amounts_are_grouped_and_the_agents_own_words_stay():
         "Giao dịch được giữ nguyên.\nĐã xử lý: Đã hoàn 100.000 ₫ qua Vietcombank"
     )
     with translation.override("en"):
-        # The portal groups thousands with a dot in English too (portal/formats/en).
+        # The portal groups thousands with a dot in English too (config/formats/en).
         assert "expects 452.160 VND" in notes.in_words(stored)
 
 

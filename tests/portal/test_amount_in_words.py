@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from portal.templatetags.portal_format import vnd_in_words
+from common.templatetags.formatting import vnd_in_words
 
 
 @pytest.mark.parametrize(

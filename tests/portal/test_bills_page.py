@@ -1,6 +1,6 @@
 """What the bills page shows, whichever way it is drawn: the text a household reads in order, the
 form's fields, the escaping of what comes from billing files, and the parts rendered once per
-language (portal/templatetags/per_language.py)."""
+language (common/templatetags/per_language.py)."""
 
 from __future__ import annotations
 

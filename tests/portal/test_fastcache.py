@@ -1,4 +1,4 @@
-"""portal.fastcache's keys are the ones Django's cache makes, whatever the cache settings."""
+"""common.fastcache's keys are the ones Django's cache makes, whatever the cache settings."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.cache import caches
 from django.test import override_settings
 
-from portal import fastcache
+from common import fastcache
 
 pytestmark = pytest.mark.skipif(not settings.REDIS_URL, reason="fastcache keys only on Redis")
 

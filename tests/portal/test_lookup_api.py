@@ -1,4 +1,4 @@
-"""The lookup API's plain WSGI function (portal/lookup_api.py) against the Django path it
+"""The lookup API's plain WSGI function (config/lookup_api.py) against the Django path it
 stands in for (the lean handler, CustomerBillsView): same statuses, bodies and headers."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from django.contrib.messages.middleware import MessageMiddleware
 from django.core import signals
 from django.db import close_old_connections, connection
 
-from portal import lookup_api, wsgi
+from config import lookup_api, wsgi
 from tests.factories import customer_with_bills
 
 pytestmark = pytest.mark.django_db

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from portal.netaddr import address_allowed, parse_allow_list
+from common.netaddr import address_allowed, parse_allow_list
 
 
 @pytest.mark.parametrize(
@@ -46,7 +46,7 @@ def test_refused(address, allow_list):
 
 
 def test_an_unreadable_entry_is_left_out_with_a_warning_naming_the_setting(caplog):
-    caplog.set_level(logging.WARNING, logger="portal.netaddr")
+    caplog.set_level(logging.WARNING, logger="common.netaddr")
     networks = parse_allow_list("10.0.0.0/8, 10.0.0.300, fe80::/10", setting="PARTNER_X_ALLOWED")
     assert [str(network) for network in networks] == ["10.0.0.0/8", "fe80::/10"]
     (record,) = caplog.records

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.test import RequestFactory
 
-from portal import ratelimit
+from common import ratelimit
 from tests.portal.demo import household_with_history
 
 DEAD_REDIS = {

@@ -15,7 +15,7 @@ from django.core import signals
 from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse
 
-from portal import wsgi
+from config import wsgi
 from tests.factories import CustomerFactory, customer_with_bills
 
 pytestmark = pytest.mark.django_db

@@ -72,7 +72,7 @@ def portal_env(*, broker_url: str, cache_url: str, application_name: str, **extr
         if not name.startswith(("PARTNER_", "DJANGO_", "CELERY_", "SANDBOX_", "INBOX_"))
     }
     env.update(
-        DJANGO_SETTINGS_MODULE="portal.settings",
+        DJANGO_SETTINGS_MODULE="config.settings",
         DEBUG="false",
         SECRET_KEY=SECRET_KEY,
         ALLOWED_HOSTS="127.0.0.1,localhost",
@@ -197,7 +197,7 @@ class WebServer:
 
     def command(self) -> list[str]:
         return [
-            sys.executable, "-m", "gunicorn", "portal.wsgi:application",
+            sys.executable, "-m", "gunicorn", "config.wsgi:application",
             "--bind", f"127.0.0.1:{self.port}",
             "--workers", str(self.workers), "--threads", str(self.threads),
             "--worker-class", "gthread", "--keep-alive", "30", "--timeout", "60",
@@ -258,7 +258,7 @@ class Worker:
 
     def start(self) -> None:
         args = [
-            sys.executable, "-m", "celery", "-A", "portal", "worker",
+            sys.executable, "-m", "celery", "-A", "config", "worker",
             "--loglevel=INFO", "--pool=prefork", f"--concurrency={self.concurrency}",
             "-Q", "callbacks,default,reports",
             "--without-gossip", "--without-mingle", "--without-heartbeat",

@@ -18,7 +18,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth.models import User
 
-from portal.logging import MaskSensitiveFilter, mask_sensitive
+from common.logging import MaskSensitiveFilter, mask_sensitive
 from tests.conftest import wait_until
 from tests.factories import customer_with_bills, staff_user
 from tests.reliability import books, support, traffic
@@ -43,7 +43,7 @@ def _production_env(tmp_path: Path, **changes: str) -> dict[str, str]:
         "HOME": os.environ.get("HOME", ""),
         "LANG": "C.UTF-8",
         "PYTHONPATH": str(ROOT),
-        "DJANGO_SETTINGS_MODULE": "portal.settings",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
         "PORTAL_VAR_DIR": str(tmp_path / "var"),
         "STATIC_FROM_FINDERS": "true",
         "DATABASE_URL": support.database_url("rel-probe"),
@@ -180,7 +180,7 @@ def _directives(policy: str) -> dict[str, str]:
 @pytest.mark.django_db
 def test_every_response_carries_the_content_security_policy(client):
     customer_with_bills(unpaid=1)
-    from portal.middleware import _policy
+    from common.middleware import _policy
 
     for path in CSP_PAGES:
         response = client.get(path)
@@ -410,5 +410,5 @@ def test_a_bare_checkout_runs_developer_commands_but_never_a_server(tmp_path):
     assert "No changes detected" in checked.stdout
     served = _run(["manage.py", "runserver", "--noreload", "127.0.0.1:0"], env)
     assert served.returncode != 0 and "SECRET_KEY must be set" in served.stderr
-    wsgi = _run(["-c", "import portal.wsgi"], {**env, "PYTHONPATH": str(ROOT)})
+    wsgi = _run(["-c", "import config.wsgi"], {**env, "PYTHONPATH": str(ROOT)})
     assert wsgi.returncode != 0 and "SECRET_KEY must be set" in wsgi.stderr

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
+from config.celery import app
 from payments import tasks
 from payments.models import ReminderLine
-from portal.celery import app
 from tests.conftest import purge_broker
 
 pytestmark = pytest.mark.django_db

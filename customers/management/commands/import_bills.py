@@ -9,9 +9,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from common.progress import count_lines, progress_bar
 from customers.billing_import import ImportFileError, ImportResult, import_bills
-from payments.queue import send_now
-from portal.progress import count_lines, progress_bar
+from customers.signals import new_bills_loaded
 
 # Enough to see what kind of mistake the file has; every line is in the report beside it.
 SHOWN_ERRORS = 20
@@ -52,8 +52,7 @@ class Command(BaseCommand):
             raise CommandError(f"{path}: {exc}") from None
         elapsed = time.monotonic() - started
         if result.loaded and result.bills_created:
-            # A new period: its reminders are queued by a worker (payments.reminders).
-            send_now("payments.tasks.queue_new_bill_reminders")
+            new_bills_loaded.send(sender=self.__class__)
         if result.errors:
             self._report_errors(path, result)
         self.stdout.write(self._summary(result, elapsed))

@@ -34,11 +34,11 @@ from rest_framework import status
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
+from common.api import ApiError, error_body
+from common.ratelimit import client_address
 from payments.channels.collection import signing
 from payments.inbox import Applied, inbox_refuse, keep_headers
 from payments.models import InboundMessage, Partner
-from portal.api import ApiError, error_body
-from portal.ratelimit import client_address
 
 logger = logging.getLogger(__name__)
 

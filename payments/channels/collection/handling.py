@@ -29,6 +29,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from rest_framework import serializers, status
 
+from common.api import error_body
 from customers.models import Bill, Customer
 from payments import services
 from payments.channels.collection import signing
@@ -41,7 +42,6 @@ from payments.channels.collection.business_day import (
 from payments.channels.collection.serializers import InquiryInput, PaymentNoticeInput, ReversalInput
 from payments.inbox import Applied, inbox_finish, inbox_store
 from payments.models import InboundMessage, Payment
-from portal.api import error_body
 
 logger = logging.getLogger(__name__)
 

@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from common.openapi import ERROR_RESPONSES
 from payments.channels.collection import handling, signing
 from payments.channels.collection.auth import PartnerCaller, PartnerSignatureAuthentication
 from payments.channels.collection.serializers import (
@@ -22,7 +23,6 @@ from payments.channels.collection.serializers import (
     ReversalOutput,
 )
 from payments.models import InboundMessage
-from portal.openapi import ERROR_RESPONSES
 
 TAGS = ["collection"]
 REPLAYED_HEADER = "Idempotent-Replayed"

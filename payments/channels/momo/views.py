@@ -2,7 +2,7 @@
 
 Thin on purpose: `payments.channels.momo.channel.ipn_receive` verifies the message and stores
 it, and an applier applies it. MoMo wants HTTP 204 within 15 seconds for every message it need
-not send again; anything else is an error in the contract's JSON shape (`portal.api`), and a
+not send again; anything else is an error in the contract's JSON shape (`common.api`), and a
 5xx when the database could not take the message, so MoMo sends it again.
 """
 
@@ -16,10 +16,10 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
+from common.api import error_response
+from common.ratelimit import client_address
 from payments.channels.common.receiving import Receipt
 from payments.channels.momo import channel
-from portal.api import error_response
-from portal.ratelimit import client_address
 
 logger = logging.getLogger(__name__)
 

@@ -23,11 +23,11 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from common.api import error_response
+from common.ratelimit import client_address
 from payments import inbox, matching
 from payments.channels.transfers import notifications
 from payments.models import InboundMessage
-from portal.api import error_response
-from portal.ratelimit import client_address
 
 logger = logging.getLogger(__name__)
 

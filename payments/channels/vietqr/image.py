@@ -22,10 +22,10 @@ from PIL import Image
 from qrcode import util as qr_util
 from qrcode.constants import ERROR_CORRECT_M
 
+from common.text import strip_accents
 from payments import references, selectors
 from payments.channels.vietqr.payload import VietQR, build_payload
 from payments.models import Payment
-from portal.text import strip_accents
 
 # Medium error correction (15%) survives a scratched or glared phone screen, and keeps a
 # 120-character payload at version 5 (37x37 modules), large modules on a small screen.

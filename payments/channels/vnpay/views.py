@@ -15,10 +15,10 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
+from common.api import error_response
+from common.ratelimit import client_address
 from payments.channels.vnpay import gateway
 from payments.channels.vnpay import protocol as vnpay
-from portal.api import error_response
-from portal.ratelimit import client_address
 
 logger = logging.getLogger(__name__)
 

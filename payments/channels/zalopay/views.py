@@ -4,7 +4,7 @@ Thin on purpose: `payments.channels.zalopay.channel.callback_receive` verifies t
 stores it and decides the answer, and an applier applies it. The answer is ZaloPay's JSON
 (`{"return_code": 1, "return_message": "success"}`; 2 already processed, -1 bad MAC, 0 try
 again): 0 when the database could not take the message, so ZaloPay sends it again. A body that
-is not ZaloPay's shape at all is an error in the contract's JSON shape (`portal.api`).
+is not ZaloPay's shape at all is an error in the contract's JSON shape (`common.api`).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
+from common.api import error_response
+from common.ratelimit import client_address
 from payments.channels.zalopay import channel
 from payments.channels.zalopay import protocol as zalopay
-from portal.api import error_response
-from portal.ratelimit import client_address
 
 logger = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from common.progress import progress_bar
 from customers import paylinks
 from customers.models import ServiceArea
 from payments.paper_bills import COLUMNS, printed_bills, write_svg
-from portal.progress import progress_bar
 
 
 def _period(text: str) -> datetime.date:

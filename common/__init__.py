@@ -1,0 +1,1 @@
+"""What every app of the portal may use, and which uses no app of ours."""

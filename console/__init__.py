@@ -1,0 +1,1 @@
+"""The agents' and managers' back office: search, customer pages, queues, actions, reports."""
