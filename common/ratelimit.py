@@ -6,7 +6,6 @@ switching between them. The budget is `settings.LOOKUP_RATE_LIMIT` ("30/m": 30 p
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 from collections.abc import Mapping
@@ -19,8 +18,7 @@ from django.http import HttpRequest
 from rest_framework.throttling import BaseThrottle
 
 from common import fastcache
-
-logger = logging.getLogger(__name__)
+from common.cache_guard import outage_tolerated
 
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _RATE = re.compile(r"(\d+)/(\d*)([smhd])")
@@ -84,11 +82,13 @@ def hit_and_get(scope: str, key: str, rate: str, *, cached: str | None) -> tuple
     """`hit`, and the cache's JSON value under the key `cached` read in the same round trip
     (None when absent, or when the store is unavailable)."""
     current = _window(scope, key, rate)
-    try:
-        count, value = fastcache.count_in_window(current.key, current.period + 1, also_get=cached)
-    except Exception:  # noqa: BLE001 - a cache outage must not take the lookup down with it
-        logger.warning("rate-limit store unavailable; letting %s through", scope)
+    counted = None
+    # A cache outage must not take the lookup down with it.
+    with outage_tolerated("rate limit not counted; letting %s through", scope):
+        counted = fastcache.count_in_window(current.key, current.period + 1, also_get=cached)
+    if counted is None:
         return Decision(True, 0), None
+    count, value = counted
     if count <= current.limit:
         return Decision(True, 0, count), value
     return Decision(False, current.retry_after, count), value
@@ -98,11 +98,9 @@ def spent(scope: str, key: str, rate: str) -> Decision:
     """Whether the window's budget is used up, without counting anything (for limits that count
     only some outcomes, such as failed sign-ins)."""
     current = _window(scope, key, rate)
-    try:
+    count = 0
+    with outage_tolerated("rate limit not read; letting %s through", scope):
         count = int(fastcache.get_json(current.key) or 0)
-    except Exception:  # noqa: BLE001 - as in hit()
-        logger.warning("rate-limit store unavailable; letting %s through", scope)
-        return Decision(True, 0)
     if count < current.limit:
         return Decision(True, 0)
     return Decision(False, current.retry_after)
@@ -110,10 +108,8 @@ def spent(scope: str, key: str, rate: str) -> Decision:
 
 def forget(scope: str, key: str, rate: str) -> None:
     """Start the window's count of `key` afresh."""
-    try:
+    with outage_tolerated("rate limit of %s not reset", scope):
         fastcache.delete_many([_window(scope, key, rate).key])
-    except Exception:  # noqa: BLE001 - as in hit()
-        logger.warning("rate-limit store unavailable; could not reset %s", scope)
 
 
 def lookup_hit(request: HttpRequest | Any) -> Decision:

@@ -6,7 +6,7 @@ round trip and query (measured). This answers it with the same middleware as the
 (config/wsgi.py's LOOKUP_MIDDLEWARE), called in the same order and with the same exception
 handling, but layer by layer instead of through the chain, and without the URL resolver or the
 view class; the answer itself is `customers.api.answer.bills_response`, the rule the
-URLconf's CustomerBillsView also answers with. tests/portal/test_lookup_api.py holds the two
+URLconf's CustomerBillsView also answers with. tests/config/test_lookup_api.py holds the two
 paths to the same statuses, bodies and headers.
 
 MessageMiddleware is the one layer left out: it writes only messages that a view added or

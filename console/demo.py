@@ -17,13 +17,11 @@ import random
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from zoneinfo import ZoneInfo
 
+from common.localtime import GMT7
 from common.text import fold
 from customers.tariff import bill_amount
 from payments import references
-
-GMT7 = ZoneInfo("Asia/Ho_Chi_Minh")
 
 
 @dataclass(frozen=True)

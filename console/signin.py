@@ -16,7 +16,6 @@ are counted (attempts refused by a lock are not).
 from __future__ import annotations
 
 import ipaddress
-import logging
 from typing import Any
 
 from axes.exceptions import AxesBackendPermissionDenied
@@ -27,10 +26,9 @@ from django.dispatch import receiver
 from django.http import HttpRequest
 
 from common import fastcache
+from common.cache_guard import outage_tolerated
 from common.ratelimit import client_address, forget, hit, spent
 from customers.permissions import ROLES
-
-logger = logging.getLogger(__name__)
 
 SCOPE = "signin-username"
 
@@ -51,10 +49,10 @@ def _known_key(username: str, address: str) -> str:
 
 
 def _is_known(username: str, address: str) -> bool:
-    try:
-        return bool(fastcache.get_json(_known_key(username, address)))
-    except Exception:  # noqa: BLE001 - without the cache, nobody is exempt
-        return False
+    known = None
+    with outage_tolerated("no sign-in address known: nobody is exempt"):
+        known = fastcache.get_json(_known_key(username, address))
+    return bool(known)
 
 
 class UserNameCeilingBackend:
@@ -98,14 +96,13 @@ def _remember_success(sender: Any, request: HttpRequest | None, user: Any, **kwa
         return
     username = user.get_username()
     forget(SCOPE, username, settings.SIGNIN_USERNAME_RATE)
-    try:
+    # The sign-in itself must not fail on the cache.
+    with outage_tolerated("the address of a sign-in not remembered"):
         fastcache.set_json(
             _known_key(username, client_address(request)),
             1,
             timeout=settings.SIGNIN_KNOWN_ADDRESS_DAYS * 86400,
         )
-    except Exception:  # noqa: BLE001 - the sign-in itself must not fail on the cache
-        logger.warning("could not remember the address of a sign-in")
 
 
 # `seed_demo` creates one account per console role with a password printed in the README. A

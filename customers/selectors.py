@@ -20,6 +20,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.utils import timezone
 
 from common import fastcache
+from common.cache_guard import outage_tolerated
 from customers.masking import mask_address, mask_name
 from customers.models import Bill, Customer
 
@@ -39,20 +40,18 @@ def bills_cache_forget(*, customer_codes: Iterable[str]) -> None:
     to pay a bill twice, so every change that a lookup shows clears it at once.
     """
     keys = [bills_cache_key(code) for code in customer_codes]
-    try:
+    # A cache outage must not undo what was committed.
+    with outage_tolerated("%d cached lookup(s) not cleared", len(keys)):
         fastcache.delete_many(keys)
-    except Exception:  # noqa: BLE001 - a cache outage must not undo what was committed
-        logger.warning("could not clear %d cached lookup(s)", len(keys))
 
 
 def bills_cache_forget_all() -> None:
     """Drop every cached lookup: a billing file changes nearly every customer's, and clearing the
     few lookups cached now costs far less than naming half a million customers."""
-    try:
-        if fastcache.delete_prefixed(bills_cache_key("")):
-            return
-    except Exception:  # noqa: BLE001 - a cache outage must not undo what was committed
-        logger.warning("could not clear the cached lookups")
+    cleared = None
+    with outage_tolerated("the cached lookups not cleared"):
+        cleared = fastcache.delete_prefixed(bills_cache_key(""))
+    if cleared is not False:  # done, or the cache is away (nothing to clear key by key)
         return
     # Without Redis (the embedded default, a demo-sized database) each customer's key by name.
     bills_cache_forget(customer_codes=Customer.objects.values_list("code", flat=True))
@@ -261,10 +260,8 @@ def _is_iso_date(text: str) -> bool:
 
 
 def _cache_set(key: str, data: list[Any]) -> None:
-    try:
+    with outage_tolerated("the bills of %s not cached", key):
         fastcache.set_json(key, data, settings.LOOKUP_CACHE_SECONDS)
-    except Exception:  # noqa: BLE001 - the lookup is still correct without the cache
-        logger.warning("could not cache the bills of %s", key)
 
 
 NOT_READ: Any = object()
@@ -280,11 +277,9 @@ def customer_bills_data(*, code: str, cached: Any = NOT_READ) -> list[Any] | Non
     """
     key = bills_cache_key(code)
     if cached is NOT_READ:
-        try:
+        cached = None
+        with outage_tolerated("the bills of %s read from the database", key):
             cached = fastcache.get_json(key)
-        except Exception:  # noqa: BLE001 - a cache outage: read the database
-            logger.warning("bills cache unavailable for %s", key)
-            cached = None
     if cached is not None:
         if _readable(cached):
             return cached  # type: ignore[no-any-return]

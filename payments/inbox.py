@@ -35,6 +35,7 @@ from django.db.models import Exists, F, Field, OuterRef, Q
 from django.utils import timezone
 
 from common import fastcache, ratelimit
+from common.cache_guard import outage_tolerated
 from payments.bulk import AnyOf, bulk_insert_rows, bulk_update_rows, reserve_ids
 from payments.models import (
     INBOX_REFUSED_OUTCOMES,
@@ -424,11 +425,9 @@ def inbox_wake() -> None:
     def wake() -> None:
         from celery import current_app
 
-        try:
+        with outage_tolerated("applier not woken (or the broker is away): the sweeper will"):
             if fastcache.add(WAKE_KEY, timeout=1):
                 current_app.send_task(APPLY_TASK)
-        except Exception:  # noqa: BLE001 - redis and kombu raise many kinds; all mean "not now"
-            logger.warning("applier not woken (cache or broker unavailable): the sweeper will")
 
     transaction.on_commit(wake)
 
@@ -436,10 +435,8 @@ def inbox_wake() -> None:
 def inbox_asleep() -> None:
     """An applier found nothing left: a message stored from now on must wake one. The applier
     looks once more after this, so a message stored just before is not left waiting."""
-    try:
+    with outage_tolerated("the applier's wake key stays until it expires"):
         fastcache.delete_many([WAKE_KEY])
-    except Exception:  # noqa: BLE001 - without the cache, wake-ups wait for the key's second
-        logger.warning("cache unavailable: the applier's wake key stays until it expires")
 
 
 # --- Applying -----------------------------------------------------------------------------------

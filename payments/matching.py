@@ -157,9 +157,8 @@ def _choose(credit: Credit, found: list[str], payments: Iterable[Payment]) -> Pa
 
 def receiving_partner_id() -> int | None:
     """The partner whose account receives VietQR transfers (the utility's bank)."""
-    return (
-        Partner.objects.filter(napas_bin=settings.VIETQR_BIN).values_list("pk", flat=True).first()
-    )
+    partner = Partner.objects.receiving_bank()
+    return partner.pk if partner else None
 
 
 # --- Applying stored messages (the transfers channel of the applier) ---------------------------

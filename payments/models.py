@@ -21,6 +21,13 @@ from common import netaddr
 from customers.models import Bill, Customer
 
 
+class PartnerQuerySet(models.QuerySet["Partner"]):
+    def receiving_bank(self) -> Partner | None:
+        """The bank holding the utility's account (settings.VIETQR_BIN): it receives every
+        VietQR transfer and every statement line."""
+        return self.filter(napas_bin=settings.VIETQR_BIN).first()
+
+
 class Partner(models.Model):
     """A bank, intermediary or cash channel that collects bills for the utility.
 
@@ -55,6 +62,8 @@ class Partner(models.Model):
     # May call the collection API from its own app or counters.
     collects = models.BooleanField(_("uses the collection API"), default=False)
     display_order = models.PositiveSmallIntegerField(_("display order"), default=100)
+
+    objects = PartnerQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("partner")

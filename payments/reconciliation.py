@@ -35,10 +35,10 @@ from django.db import transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from common.localtime import GMT7
 from customers.codes import InvalidCustomerCode, clean_customer_code
 from payments import states
 from payments.channels.collection.business_day import (
-    BUSINESS_TZ,
     business_date,
     business_day_bounds,
 )
@@ -90,7 +90,7 @@ def _parse_paid_at(value: str) -> datetime:
         raise ValueError(value)  # a date alone would silently mean midnight
     moment = datetime.fromisoformat(value)
     if timezone.is_naive(moment):
-        moment = moment.replace(tzinfo=BUSINESS_TZ)
+        moment = moment.replace(tzinfo=GMT7)
     return moment
 
 
@@ -251,7 +251,7 @@ def _why_missing_ours(partner: Partner, transaction_ids: list[str]) -> dict[str,
 
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(BUSINESS_TZ).isoformat()
+    return moment.astimezone(GMT7).isoformat()
 
 
 def settlement_reconcile(
@@ -390,7 +390,7 @@ def report_markdown(report: SettlementReport) -> str:
         % {
             "name": report.source_name,
             "rows": details.get("rows", 0),
-            "at": report.created_at.astimezone(BUSINESS_TZ).strftime("%Y-%m-%d %H:%M"),
+            "at": report.created_at.astimezone(GMT7).strftime("%Y-%m-%d %H:%M"),
         },
         "",
         _row(_("Result"), _("Count")),
@@ -574,7 +574,7 @@ def reconcile_dropped_files(*, now: datetime | None = None, settle_seconds: int 
     if not drop.is_dir():
         return 0
     now = now or timezone.now()
-    stamp = now.astimezone(BUSINESS_TZ).strftime("%Y%m%d%H%M%S")
+    stamp = now.astimezone(GMT7).strftime("%Y%m%d%H%M%S")
     done = 0
     for path in sorted(drop.iterdir()):
         if not path.is_file() or path.suffix.lower() != ".csv":

@@ -16,7 +16,6 @@ never a loop over customers. The cash-payer list is its own query, paged or stre
 from __future__ import annotations
 
 import datetime
-import logging
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,10 +25,9 @@ from django.core.cache import cache
 from django.db.models import Count, F, Max, Min, Q, QuerySet, Sum
 from django.utils import timezone
 
+from common.cache_guard import outage_tolerated
 from customers.models import Bill, ServiceArea
 from payments.models import Partner, Payment, ReminderLine, ReminderMessage
-
-logger = logging.getLogger(__name__)
 
 NON_CASH_METHODS: list[str] = sorted(Payment.NON_CASH_METHODS)
 # How long a month's tally is reused (see `month_tally`).
@@ -205,10 +203,9 @@ def month_tally(*, period: datetime.date, fresh: bool = False) -> MonthTally:
     """
     key = _tally_key(period)
     if not fresh:
-        try:
+        cached = None
+        with outage_tolerated("the non-cash tally of %s computed afresh", period):
             cached = cache.get(key)
-        except Exception:  # noqa: BLE001 - the cache is an optimisation, never a dependency
-            cached = None
         if isinstance(cached, MonthTally):
             return cached
     rows = (
@@ -240,10 +237,8 @@ def month_tally(*, period: datetime.date, fresh: bool = False) -> MonthTally:
         due_date=max(dues) if dues else None,
     )
     closed = period <= last_closed_month()
-    try:
+    with outage_tolerated("the non-cash tally of %s not cached", period):
         cache.set(key, tally, CLOSED_MONTH_CACHE_SECONDS if closed else REPORT_CACHE_SECONDS)
-    except Exception:  # noqa: BLE001 - see above
-        logger.warning("could not cache the non-cash tally of %s", period)
     return tally
 
 

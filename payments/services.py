@@ -300,7 +300,7 @@ def _partner_for(method: str, partner_code: str | None) -> Partner | None:
         if partner_code:
             raise InvalidPartner("A VietQR payment does not take a partner.")
         # The bank holding the utility's account receives VietQR transfers.
-        return Partner.objects.filter(napas_bin=settings.VIETQR_BIN).first()
+        return Partner.objects.receiving_bank()
     if not partner_code:
         raise InvalidPartner("Choose the bank to pay through.")
     partner = Partner.objects.filter(code=partner_code.strip().upper()).first()

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
+from common.localtime import GMT7
 from customers.models import Bill, Customer, ServiceArea
 
 _partners_migration = importlib.import_module("payments.migrations.0002_partners")
@@ -126,9 +127,7 @@ def transfer_body(
     body = {
         "id": number,
         "gateway": "Vietcombank",
-        "transactionDate": timezone.now()
-        .astimezone(notifications.BANK_TIME_ZONE)
-        .strftime(notifications.DATE_FORMAT),
+        "transactionDate": timezone.now().astimezone(GMT7).strftime(notifications.DATE_FORMAT),
         "accountNumber": settings.VIETQR_ACCOUNT,
         "code": None,
         "content": f"MBVCB.{number}.{payment.reference.lower()}.CT tu 0912345678",

@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods
 
+from common.error_messages import error_message
 from console import selectors
 from console import services as console_services
 from console.forms import (
@@ -42,49 +43,13 @@ from customers.permissions import (
 from payments import services as payment_services
 from payments.models import BankTransfer, Payment, ReminderMessage
 
-# What an agent reads when a rule refuses an action (by the error's `code`).
-ERRORS = {
-    "customer_not_found": gettext_lazy("No customer has this code."),
-    "bill_not_found": gettext_lazy("Some of these bills do not belong to this customer."),
-    "bill_already_paid": gettext_lazy(
-        "Some of these bills were paid meanwhile. Nothing was recorded; check the bills again."
-    ),
-    "nothing_to_pay": gettext_lazy("This customer has no unpaid bills."),
-    "invalid_partner": gettext_lazy("This channel cannot be used now."),
-    "amount_mismatch": gettext_lazy(
-        "The amounts differ, so they cannot be matched. Close the transfer instead, once the "
-        "money has been dealt with."
-    ),
-    "invalid_transition": gettext_lazy(
-        "Nothing was changed: this is no longer possible in the current state. "
-        "Reload the page to see it."
-    ),
-    "not_recheckable": gettext_lazy(
-        "Only a bank-page payment that has not succeeded can be checked with the bank."
-    ),
-    "not_succeeded": gettext_lazy("Only a succeeded payment has a receipt."),
-    "no_contact": gettext_lazy(
-        "Neither an e-mail address nor a phone number is known for this payment."
-    ),
-    "receipt_failed": gettext_lazy(
-        "The receipt could not be sent. The attempt is in the audit log; try again later."
-    ),
-    "credit_not_held": gettext_lazy(
-        "Some of this money is no longer held for this customer (applied or closed meanwhile). "
-        "Nothing was recorded; choose again."
-    ),
-    "not_enough_credit": gettext_lazy(
-        "The money chosen is less than the bills. Choose fewer bills or more money."
-    ),
-    "approval_required": gettext_lazy(
-        "This amount needs a supervisor: ask one to apply the money. Nothing was recorded."
-    ),
-}
-
 
 def _error(exc: Exception) -> str:
-    code = getattr(exc, "code", "")
-    return str(ERRORS.get(code, gettext_lazy("The action could not be done.")))
+    """What an agent reads when a rule refuses an action (by the error's `code`)."""
+    context = getattr(exc, "context", {})
+    return error_message(
+        getattr(exc, "code", ""), str(gettext_lazy("The action could not be done.")), **context
+    )
 
 
 def _payment_or_404(payment_id: UUID) -> Payment:

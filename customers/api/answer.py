@@ -16,6 +16,7 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
 
 from common.api import error_response
+from common.error_messages import error_message
 from common.error_pages import rate_limited_response
 from common.ratelimit import lookup_hit_and_get_for
 from customers import selectors
@@ -51,7 +52,7 @@ def bills_response(*, method: str, code: str, client: str, language: str) -> Htt
         with translation.override(language):
             response = error_response(
                 "invalid_customer_code",
-                _("This is not a valid customer code."),
+                error_message("invalid_customer_code"),
                 400,
                 fields={
                     "code": [_("A customer code has 13 letters and digits, e.g. PA14HT0012345.")]
@@ -62,7 +63,7 @@ def bills_response(*, method: str, code: str, client: str, language: str) -> Htt
         if data is None:
             with translation.override(language):
                 response = error_response(
-                    "customer_not_found", _("No customer has this code."), 404
+                    "customer_not_found", error_message("customer_not_found"), 404
                 )
         else:
             # The serializer documents the shape; the body is built directly, which is

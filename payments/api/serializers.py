@@ -9,6 +9,7 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from common.error_messages import ERROR_MESSAGES
 from customers.codes import InvalidCustomerCode, clean_customer_code
 from payments.channels.vietqr import image as vietqr
 from payments.models import Payment
@@ -36,7 +37,7 @@ class PaymentCreateInput(serializers.Serializer):
             return clean_customer_code(value)
         except InvalidCustomerCode:
             raise serializers.ValidationError(
-                _("This is not a valid customer code."), code="invalid_customer_code"
+                ERROR_MESSAGES["invalid_customer_code"], code="invalid_customer_code"
             ) from None
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:

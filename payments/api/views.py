@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common.api import ApiError
+from common.error_messages import error_message
 from common.openapi import ERROR_RESPONSES
 from common.ratelimit import LookupThrottle, client_address
 from payments import selectors, services
@@ -30,21 +31,14 @@ IDEMPOTENCY_SCOPE = "payments.create"
 def _payment_or_404(payment_id: Any) -> Payment:
     payment = selectors.payment_get(payment_id=payment_id)
     if payment is None:
-        raise ApiError("payment_not_found", _("No payment has this id."), status_code=404)
+        raise ApiError("payment_not_found", error_message("payment_not_found"), status_code=404)
     return payment
 
 
 def _domain_error(exc: services.PaymentError) -> ApiError:
-    messages = {
-        "customer_not_found": _("No customer has this code."),
-        "bill_not_found": _("Some bills do not belong to this customer."),
-        "bill_already_paid": _("Some of these bills are already paid."),
-        "nothing_to_pay": _("This customer has no unpaid bills."),
-        "invalid_partner": _("This partner cannot take the payment."),
-    }
     return ApiError(
         exc.code,
-        messages.get(exc.code, exc.message),
+        error_message(exc.code, exc.message),
         status_code=exc.http_status,
         fields={key: value for key, value in exc.context.items() if isinstance(value, list)},
     )
@@ -61,7 +55,7 @@ def _validated_input(request: Request) -> dict[str, Any]:
     if code_errors and getattr(code_errors[0], "code", "") == "invalid_customer_code":
         raise ApiError(
             "invalid_customer_code",
-            _("This is not a valid customer code."),
+            error_message("invalid_customer_code"),
             fields={"customer_code": [str(code_errors[0])]},
         )
     if "partner" in errors and set(errors) == {"partner"}:

@@ -18,6 +18,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from common import error_pages
+from common.error_messages import error_message
 from common.ratelimit import client_address, lookup_hit
 from customers.codes import InvalidCustomerCode, clean_customer_code
 from customers.masking import mask_address, mask_name
@@ -28,15 +29,6 @@ from payments.channels.vietqr import image as vietqr
 from payments.models import Partner, Payment
 from portal.views.in_progress import open_payment, remember_open_payment
 
-_START_ERRORS = {
-    "customer_not_found": gettext_lazy("No customer has this code."),
-    "bill_not_found": gettext_lazy("Some bills do not belong to this customer."),
-    "bill_already_paid": gettext_lazy(
-        "Some of these bills were paid meanwhile. Please check again."
-    ),
-    "nothing_to_pay": gettext_lazy("There is nothing left to pay."),
-    "invalid_partner": gettext_lazy("Please choose one of the banks listed."),
-}
 # What a phone's browser says of itself: it is the one that can open a wallet's app.
 _PHONE = re.compile(r"Mobi|Android|iPhone|iPad|iPod")
 
@@ -70,7 +62,7 @@ def start(request: HttpRequest) -> HttpResponse:
     try:
         code = clean_customer_code(request.POST.get("customer_code"))
     except InvalidCustomerCode:
-        messages.error(request, _("This is not a valid customer code."))
+        messages.error(request, error_message("invalid_customer_code"))
         return redirect("home")
     method = request.POST.get("method", "")
     partner_code = ""
@@ -107,10 +99,10 @@ def start(request: HttpRequest) -> HttpResponse:
             if checkout.direct:
                 return remember_open_payment(HttpResponseRedirect(checkout.pay_url), payment)
     except services.PaymentError as exc:
-        messages.error(request, str(_START_ERRORS.get(exc.code, exc.message)))
+        messages.error(request, error_message(exc.code, exc.message))
         return redirect("bills", code=code)
     except NotConfigured:
-        messages.error(request, str(_START_ERRORS["invalid_partner"]))
+        messages.error(request, error_message("invalid_partner"))
         return redirect("bills", code=code)
     except PartnerUnavailable as exc:
         return _unavailable(request, code, payment, refused=exc.refused)
@@ -235,7 +227,7 @@ def open_wallet(request: HttpRequest, payment_id: UUID) -> HttpResponse:
             phone=on_a_phone(request),
         )
     except NotConfigured:
-        messages.error(request, str(_START_ERRORS["invalid_partner"]))
+        messages.error(request, error_message("invalid_partner"))
         return redirect("bills", code=payment.customer.code)
     except PartnerUnavailable as exc:
         return _unavailable(request, payment.customer.code, payment, refused=exc.refused)
@@ -297,7 +289,7 @@ def _bank_says(request: HttpRequest, payment: Payment) -> dict[str, str] | None:
 
 
 def _receiving_bank_name() -> str:
-    partner = Partner.objects.filter(napas_bin=settings.VIETQR_BIN).first()
+    partner = Partner.objects.receiving_bank()
     return partner.name if partner else settings.VIETQR_BIN
 
 

@@ -4,14 +4,16 @@ with who, when, what and why."""
 from __future__ import annotations
 
 import datetime
+import html
 import json
 from typing import Any
 
 import pytest
 from django.core import mail
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 
+from common.error_messages import error_message
 from config.celery import app
 from console.services import PERSONAL_DATA_VIEWS
 from customers.models import AuditEntry, Bill
@@ -258,7 +260,9 @@ def test_a_transfer_of_another_amount_cannot_be_matched(agent_client):
     assert payment.reference in page and "không khớp" in page
     url = reverse("console:transfer-assign", args=[transfer.id, payment.id])
     response = agent_client.post(url, {"reason": "Khách chuyển thiếu"}, follow=True)
-    assert "Số tiền không khớp" in response.content.decode()
+    with translation.override("vi"):
+        said = error_message("amount_mismatch", expected=321_000, received=320_000)
+    assert html.escape(said) in response.content.decode()
     payment.refresh_from_db()
     transfer.refresh_from_db()
     assert payment.status == "pending" and transfer.status == BankTransfer.Status.WRONG_AMOUNT

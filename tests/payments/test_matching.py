@@ -9,6 +9,7 @@ import json
 import pytest
 from django.utils import timezone
 
+from common.localtime import GMT7
 from customers.models import Bill
 from payments import applier, inbox, matching, references, services
 from payments.channels.transfers import notifications
@@ -31,9 +32,7 @@ def _receiving_account(settings):
 
 
 def _now_gmt7() -> str:
-    return (
-        timezone.now().astimezone(notifications.BANK_TIME_ZONE).strftime(notifications.DATE_FORMAT)
-    )
+    return timezone.now().astimezone(GMT7).strftime(notifications.DATE_FORMAT)
 
 
 def notification(payment: Payment | None = None, **overrides):

@@ -14,8 +14,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
+from common.localtime import GMT7
 from payments import reconciliation, services, tasks
-from payments.channels.collection.business_day import BUSINESS_TZ
 from payments.models import Payment, SettlementReport
 from tests.factories import customer_with_bills
 
@@ -26,7 +26,7 @@ HEADER = "transaction_id,customer_code,bill_numbers,amount,paid_at\n"
 
 
 def _at(hour: int, minute: int = 0, day: date = DAY) -> datetime:
-    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=BUSINESS_TZ)
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=GMT7)
 
 
 def _collected(partner: str, txn: str, *, bills: int = 1, paid_at: datetime | None = None):

@@ -8,19 +8,18 @@ still reverse it and which end-of-day settlement file must list it.
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
 
-BUSINESS_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+from common.localtime import GMT7
 
 
 def business_date(moment: datetime) -> date:
     """The GMT+7 calendar day of an aware datetime."""
-    return moment.astimezone(BUSINESS_TZ).date()
+    return moment.astimezone(GMT7).date()
 
 
 def business_day_bounds(day: date) -> tuple[datetime, datetime]:
     """[start, end) of a business day as aware datetimes, for range queries."""
-    start = datetime.combine(day, time.min, tzinfo=BUSINESS_TZ)
+    start = datetime.combine(day, time.min, tzinfo=GMT7)
     return start, start + timedelta(days=1)
 
 

@@ -30,12 +30,13 @@ from django.utils.translation import gettext as _
 from rest_framework import serializers, status
 
 from common.api import error_body
+from common.error_messages import error_message
+from common.localtime import GMT7
 from customers.models import Bill, Customer
 from payments import services
 from payments.channels.collection import signing
 from payments.channels.collection.auth import PartnerCaller
 from payments.channels.collection.business_day import (
-    BUSINESS_TZ,
     business_date,
     previous_business_day_start,
 )
@@ -188,7 +189,7 @@ def _parse(caller: PartnerCaller, serializer_class: type[serializers.Serializer]
     if code_errors and getattr(code_errors[0], "code", "") == "invalid_customer_code":
         return _error(
             "invalid_customer_code",
-            _("This is not a valid customer code."),
+            error_message("invalid_customer_code"),
             status.HTTP_400_BAD_REQUEST,
             {"customer_code": [str(code_errors[0])]},
         )
@@ -213,39 +214,28 @@ def _parse(caller: PartnerCaller, serializer_class: type[serializers.Serializer]
 
 def _domain_error(exc: services.PaymentError) -> Result:
     """A service's refusal as the contract's error (codes from docs/interfaces.md)."""
-    if isinstance(exc, services.CustomerNotFound):
-        return _error(exc.code, _("No customer has this code."), exc.http_status)
-    if isinstance(exc, services.BillNotFound):
+    if isinstance(exc, services.BillNotFound | services.BillAlreadyPaid):
+        numbers = exc.context.get("bill_numbers", exc.context.get("bills", []))
         return _error(
             exc.code,
-            _("Some bills do not belong to this customer."),
+            error_message(exc.code),
             exc.http_status,
-            {"bill_numbers": [str(n) for n in exc.context.get("bill_numbers", [])]},
-        )
-    if isinstance(exc, services.BillAlreadyPaid):
-        return _error(
-            exc.code,
-            _("Some of these bills are already paid."),
-            exc.http_status,
-            {"bill_numbers": [str(n) for n in exc.context.get("bills", [])]},
+            {"bill_numbers": [str(n) for n in numbers]},
         )
     if isinstance(exc, services.AmountMismatch):
-        message = _("The bills come to %(expected)s VND, not %(received)s VND.") % {
-            "expected": exc.context.get("expected"),
-            "received": exc.context.get("received"),
-        }
-        return _error(exc.code, message, exc.http_status, {"amount": [message]})
-    if isinstance(exc, services.InvalidPartner):
-        return _error(
-            exc.code, _("This partner cannot collect bills."), status.HTTP_400_BAD_REQUEST
+        message = error_message(
+            exc.code, expected=exc.context.get("expected"), received=exc.context.get("received")
         )
-    if isinstance(exc, services.InvalidTransition):
-        return _error(exc.code, _("This payment cannot be changed now."), exc.http_status)
+        return _error(exc.code, message, exc.http_status, {"amount": [message]})
+    if isinstance(
+        exc, services.CustomerNotFound | services.InvalidPartner | services.InvalidTransition
+    ):
+        return _error(exc.code, error_message(exc.code), exc.http_status)
     # The only other refusal of payment_record_settled: the transaction id already names one of
     # this partner's payments through another channel (e.g. its redirect gateway).
     return _error(
         "transaction_id_reused",
-        _("This transaction id was already used for another payment."),
+        error_message("transaction_id_reused"),
         status.HTTP_409_CONFLICT,
     )
 
@@ -270,7 +260,7 @@ def collection_inquiry(*, caller: PartnerCaller, headers: dict[str, str]) -> Ans
         )
         if customer is None:
             return _error(
-                "customer_not_found", _("No customer has this code."), status.HTTP_404_NOT_FOUND
+                "customer_not_found", error_message("customer_not_found"), status.HTTP_404_NOT_FOUND
             )
         bills = list(
             Bill.objects.filter(customer=customer, status=Bill.Status.UNPAID)
@@ -305,7 +295,7 @@ def _notice_fingerprint(data: dict[str, Any]) -> str:
         "customer_code": data["customer_code"],
         "bill_numbers": sorted(data["bill_numbers"]),
         "amount": data["amount"],
-        "paid_at": data["paid_at"].astimezone(BUSINESS_TZ).isoformat(),
+        "paid_at": data["paid_at"].astimezone(GMT7).isoformat(),
     }
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
@@ -474,7 +464,7 @@ def collection_reversal(
     data = _parse(caller, ReversalInput)
     if isinstance(data, Result):
         return _refusal(caller, headers, kind, data)
-    today = today or timezone.now().astimezone(BUSINESS_TZ).date()
+    today = today or timezone.now().astimezone(GMT7).date()
 
     def reverse(message: InboundMessage) -> Result:
         payment = (

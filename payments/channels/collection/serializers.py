@@ -9,8 +9,9 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from rest_framework import serializers
 
+from common.error_messages import ERROR_MESSAGES
+from common.localtime import GMT7
 from customers.codes import InvalidCustomerCode, clean_customer_code
-from payments.channels.collection.business_day import BUSINESS_TZ
 
 # Printable, no separators that would break a settlement CSV (`,` `;`) or a log line.
 TRANSACTION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")
@@ -27,7 +28,7 @@ class StrictIntegerField(serializers.IntegerField):
 
 
 class CustomerCodeField(serializers.CharField):
-    default_error_messages = {"invalid_customer_code": _("This is not a valid customer code.")}
+    default_error_messages = {"invalid_customer_code": ERROR_MESSAGES["invalid_customer_code"]}
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("max_length", 40)
@@ -131,7 +132,7 @@ class PaymentNoticeInput(ClosedInput):
         min_value=1, help_text=_("Whole VND; must equal the sum of the bills.")
     )
     paid_at = serializers.DateTimeField(
-        default_timezone=BUSINESS_TZ,
+        default_timezone=GMT7,
         help_text=_("When the partner took the money, ISO 8601; without an offset it is GMT+7."),
     )
 

@@ -12,14 +12,13 @@ import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
+from common.localtime import GMT7
 from payments import matching
 from payments.inbox import Applied, Claimed
 from payments.matching import Credit, InvalidCredit
 from payments.models import BankTransfer
 
-BANK_TIME_ZONE = ZoneInfo("Asia/Ho_Chi_Minh")  # notifications and statements speak GMT+7
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 MAX_CONTENT = 1000
 MAX_EXTERNAL_ID = 100  # BankTransfer.external_id
@@ -38,7 +37,7 @@ def parse_bank_time(value: Any) -> datetime:
         raise ValueError("must look like 2024-05-21 14:02:37 (GMT+7)")
     try:
         year, month, day, hour, minute, second = map(int, match.groups())
-        return datetime(year, month, day, hour, minute, second, tzinfo=BANK_TIME_ZONE)
+        return datetime(year, month, day, hour, minute, second, tzinfo=GMT7)
     except ValueError:
         raise ValueError("is not a real date and time") from None
 

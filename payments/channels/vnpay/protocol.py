@@ -12,13 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import quote_plus
-from zoneinfo import ZoneInfo
 
+from common.localtime import GMT7
 from payments.channels.common.results import Result
 from payments.channels.common.signing import hmac_sha512, same_signature
 
 VERSION = "2.1.0"
-GMT7 = ZoneInfo("Asia/Ho_Chi_Minh")  # GMT+7 all year: Vietnam has no daylight saving time
 TIME_FORMAT = "%Y%m%d%H%M%S"
 _UNSIGNED = frozenset({"vnp_SecureHash", "vnp_SecureHashType"})
 

@@ -13,13 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
+from common.localtime import GMT7
 from payments.channels.common.results import Result
 from payments.channels.common.signing import hmac_sha256, same_signature
 from payments.channels.common.signing import signed_text as text
 
-GMT7 = ZoneInfo("Asia/Ho_Chi_Minh")  # app_trans_id's date: Vietnam has no daylight saving
 CREATE_PATH = "/v2/create"
 QUERY_PATH = "/v2/query"
 

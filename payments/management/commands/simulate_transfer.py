@@ -18,7 +18,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from payments.channels.transfers.notifications import BANK_TIME_ZONE, DATE_FORMAT
+from common.localtime import GMT7
+from payments.channels.transfers.notifications import DATE_FORMAT
 from payments.models import Payment
 
 
@@ -55,7 +56,7 @@ class Command(BaseCommand):
         body = {
             "id": options["id"] or 10**8 + secrets.randbelow(9 * 10**8),
             "gateway": "Vietcombank",
-            "transactionDate": timezone.now().astimezone(BANK_TIME_ZONE).strftime(DATE_FORMAT),
+            "transactionDate": timezone.now().astimezone(GMT7).strftime(DATE_FORMAT),
             "accountNumber": options["account"],
             "code": None,
             # Banks wrap the customer's note in their own text: the matcher must see through it.

@@ -10,10 +10,10 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from common.localtime import GMT7
 from customers.models import Bill
 from payments import services
 from payments.channels.collection import auth
-from payments.channels.collection.business_day import BUSINESS_TZ
 from payments.models import InboundMessage, Payment, PaymentEvent
 from tests.factories import BillFactory, CustomerFactory, customer_with_bills
 from tests.payments.channels.collection.test_collection_support import (
@@ -151,7 +151,7 @@ def test_a_payment_notice_pays_exactly_the_named_bills(client):
 
 def test_paid_at_is_the_partners_time_and_gmt7_without_an_offset(client):
     customer, bills = customer_with_bills(unpaid=1)
-    local = (timezone.now() - timedelta(hours=1)).astimezone(BUSINESS_TZ).replace(microsecond=0)
+    local = (timezone.now() - timedelta(hours=1)).astimezone(GMT7).replace(microsecond=0)
     naive = local.replace(tzinfo=None).isoformat()
     response = signed_post(client, PAYMENTS, notice(customer, bills, "VCB-TZ", paid_at=naive))
     assert response.status_code == 201, response.content
@@ -325,7 +325,7 @@ def test_unknown_fields_are_refused_by_every_operation_with_the_other_errors(cli
 
 
 def _business_midnight_yesterday() -> datetime:
-    today = timezone.now().astimezone(BUSINESS_TZ)
+    today = timezone.now().astimezone(GMT7)
     return today.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
 
 
@@ -343,7 +343,7 @@ def test_paid_at_may_go_back_to_the_start_of_the_previous_business_day(client):
     "paid_at",
     [
         lambda: _business_midnight_yesterday() - timedelta(seconds=1),
-        lambda: datetime(2019, 1, 1, 8, 0, tzinfo=BUSINESS_TZ),
+        lambda: datetime(2019, 1, 1, 8, 0, tzinfo=GMT7),
     ],
     ids=["a second before yesterday", "2019"],
 )
@@ -429,7 +429,7 @@ def test_a_reversal_on_the_same_business_day_makes_the_bills_unpaid(client):
 
 def test_the_business_day_is_gmt7_not_utc(client):
     customer, bills = customer_with_bills(unpaid=1)
-    now_local = timezone.now().astimezone(BUSINESS_TZ)
+    now_local = timezone.now().astimezone(GMT7)
     # Just after midnight in Hà Tĩnh is still "yesterday" in UTC.
     just_after_midnight = now_local.replace(hour=0, minute=0, second=1, microsecond=0)
     signed_post(
@@ -443,7 +443,7 @@ def test_the_business_day_is_gmt7_not_utc(client):
 
 def test_a_reversal_after_the_business_day_is_refused(client):
     customer, bills = customer_with_bills(unpaid=1)
-    yesterday = timezone.now().astimezone(BUSINESS_TZ).replace(
+    yesterday = timezone.now().astimezone(GMT7).replace(
         hour=23, minute=59, second=59, microsecond=0
     ) - timedelta(days=1)
     signed_post(client, PAYMENTS, notice(customer, bills, "VCB-OLD", paid_at=yesterday.isoformat()))
