@@ -155,6 +155,17 @@ class WorkerProcess:
                 return
         raise RuntimeError(f"worker did not answer a ping; see {self.log_path}")
 
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """The worker (all its processes) stopped, as if busy elsewhere, for the length of the
+        block: what it was asked to do meanwhile waits in the broker, and runs after."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.killpg(self.proc.pid, signal.SIGCONT)
+
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, sig)
