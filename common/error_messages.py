@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from django.utils.formats import number_format
 from django.utils.translation import gettext_lazy as _
 
 if TYPE_CHECKING:
@@ -57,4 +58,15 @@ def error_message(code: str, default: str = "", **values: Any) -> str:
     message = ERROR_MESSAGES.get(code)
     if message is None:
         return default
-    return str(message) % values if values else str(message)
+    text = str(message)
+    if "%(" not in text:
+        return text
+    try:
+        return text % {key: _shown(value) for key, value in values.items()}
+    except (KeyError, TypeError, ValueError):  # a caller without the values it names
+        return default or text
+
+
+def _shown(value: Any) -> Any:
+    # Amounts in VND read with the language's grouping: 452.160, not 452160.
+    return number_format(value, force_grouping=True) if isinstance(value, int) else value

@@ -98,10 +98,10 @@ def spent(scope: str, key: str, rate: str) -> Decision:
     """Whether the window's budget is used up, without counting anything (for limits that count
     only some outcomes, such as failed sign-ins)."""
     current = _window(scope, key, rate)
-    count = 0
+    count = None
     with outage_tolerated("rate limit not read; letting %s through", scope):
         count = int(fastcache.get_json(current.key) or 0)
-    if count < current.limit:
+    if count is None or count < current.limit:
         return Decision(True, 0)
     return Decision(False, current.retry_after)
 

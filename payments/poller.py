@@ -20,6 +20,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
+from common.cache_guard import outage_tolerated
 from payments import applier, inbox, services, states
 from payments.channels import registry
 from payments.channels.common.pages import NotConfigured
@@ -38,7 +39,10 @@ POLL_REQUEST_SECONDS = 30
 def payment_request_poll(*, payment_id: object) -> None:
     """Ask a worker to query the partner about this payment now (after the current commit), at
     most once per POLL_REQUEST_SECONDS for a payment."""
-    if cache.add(f"gateway:poll-request:{payment_id}", 1, POLL_REQUEST_SECONDS):
+    first = True  # without the cache the limit is lost, not the poll (asking twice is harmless)
+    with outage_tolerated("poll of %s requested without its once-a-while limit", payment_id):
+        first = cache.add(f"gateway:poll-request:{payment_id}", 1, POLL_REQUEST_SECONDS)
+    if first:
         enqueue_after_commit("payments.tasks.poll_gateway_payment", str(payment_id))
 
 

@@ -455,7 +455,9 @@ def reminder_effect(*, period: datetime.date, area_code: str | None = None) -> l
     """Per area and channel: the month's bills named by a sent reminder, and those paid within
     three days of one. One grouped query over the month's reminder lines, cached like the tally."""
     key = f"reports:reminder-effect:{period:%Y-%m}:{area_code or ''}"
-    cached = cache.get(key)
+    cached = None
+    with outage_tolerated("the reminders' effect of %s computed afresh", period):
+        cached = cache.get(key)
     if cached is not None:
         return cached  # type: ignore[no-any-return]
     lines = ReminderLine.objects.filter(
@@ -490,5 +492,6 @@ def reminder_effect(*, period: datetime.date, area_code: str | None = None) -> l
         )
         for row in rows
     ]
-    cache.set(key, effect, REPORT_CACHE_SECONDS)
+    with outage_tolerated("the reminders' effect of %s not cached", period):
+        cache.set(key, effect, REPORT_CACHE_SECONDS)
     return effect

@@ -117,4 +117,4 @@ def _forget(**kwargs: Any) -> None:
         part.rendered.clear()
 
 
-setting_changed.connect(_forget, dispatch_uid="portal.per_language.forget")
+setting_changed.connect(_forget, dispatch_uid="common.per_language.forget")

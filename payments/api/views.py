@@ -38,7 +38,7 @@ def _payment_or_404(payment_id: Any) -> Payment:
 def _domain_error(exc: services.PaymentError) -> ApiError:
     return ApiError(
         exc.code,
-        error_message(exc.code, exc.message),
+        error_message(exc.code, exc.message, **exc.context),
         status_code=exc.http_status,
         fields={key: value for key, value in exc.context.items() if isinstance(value, list)},
     )
@@ -172,7 +172,7 @@ class PaymentListCreateView(APIView):
             raise _domain_error(exc) from None
         except NotConfigured:
             raise ApiError(
-                "invalid_partner", _("This partner cannot take the payment."), status_code=400
+                "invalid_partner", error_message("invalid_partner"), status_code=400
             ) from None
         except IntegrityError:
             replay = _replay(key, fingerprint) if key else None
@@ -199,7 +199,7 @@ class PaymentListCreateView(APIView):
                 IdempotencyKey.objects.filter(pk=claim.pk).delete()
             if exc.refused:
                 raise ApiError(
-                    "invalid_partner", _("This partner cannot take the payment."), status_code=400
+                    "invalid_partner", error_message("invalid_partner"), status_code=400
                 ) from None
             raise ApiError(
                 "partner_unavailable",

@@ -99,7 +99,7 @@ def start(request: HttpRequest) -> HttpResponse:
             if checkout.direct:
                 return remember_open_payment(HttpResponseRedirect(checkout.pay_url), payment)
     except services.PaymentError as exc:
-        messages.error(request, error_message(exc.code, exc.message))
+        messages.error(request, error_message(exc.code, exc.message, **exc.context))
         return redirect("bills", code=code)
     except NotConfigured:
         messages.error(request, error_message("invalid_partner"))

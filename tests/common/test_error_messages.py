@@ -63,6 +63,13 @@ def test_every_message_is_in_vietnamese_first(code):
 
 def test_a_code_without_a_message_keeps_the_services_own():
     assert error_message("a_new_refusal", "Not now.") == "Not now."
-    assert error_message("amount_mismatch", expected="100.000", received="90.000") == str(
-        ERROR_MESSAGES["amount_mismatch"]
-    ) % {"expected": "100.000", "received": "90.000"}
+
+
+def test_amounts_read_grouped_and_missing_values_never_show_placeholders():
+    with translation.override("vi"):
+        said = error_message("amount_mismatch", expected=452_160, received=400_000)
+    assert "452.160" in said and "400.000" in said
+    assert error_message("amount_mismatch", "The amounts differ.") == "The amounts differ."
+    assert error_message("customer_not_found", "", expected=1) == str(
+        ERROR_MESSAGES["customer_not_found"]
+    )

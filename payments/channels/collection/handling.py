@@ -218,7 +218,7 @@ def _domain_error(exc: services.PaymentError) -> Result:
         numbers = exc.context.get("bill_numbers", exc.context.get("bills", []))
         return _error(
             exc.code,
-            error_message(exc.code),
+            error_message(exc.code, **exc.context),
             exc.http_status,
             {"bill_numbers": [str(n) for n in numbers]},
         )
@@ -230,7 +230,7 @@ def _domain_error(exc: services.PaymentError) -> Result:
     if isinstance(
         exc, services.CustomerNotFound | services.InvalidPartner | services.InvalidTransition
     ):
-        return _error(exc.code, error_message(exc.code), exc.http_status)
+        return _error(exc.code, error_message(exc.code, **exc.context), exc.http_status)
     # The only other refusal of payment_record_settled: the transaction id already names one of
     # this partner's payments through another channel (e.g. its redirect gateway).
     return _error(
@@ -431,7 +431,7 @@ def _repeat_answer(claim: InboundMessage, *, fingerprint: str) -> Result:
     if _stored_fingerprint(claim) != fingerprint:
         return _error(
             "transaction_id_reused",
-            _("This transaction id was already used with a different payment notice."),
+            error_message("transaction_id_reused"),
             status.HTTP_409_CONFLICT,
         )
     first = _stored_answer(claim)
