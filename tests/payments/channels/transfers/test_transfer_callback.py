@@ -239,7 +239,7 @@ def test_a_broker_outage_still_gets_success_and_the_sweeper_sends_it_later(
     body = notification(content=payment.reference, transferAmount=payment.amount)
     response = post(client, body)
     assert response.status_code == 200 and response.json() == {"success": True}
-    assert "broker unavailable" in caplog.text
+    assert "applier not woken" in caplog.text
     message = InboundMessage.objects.get()
     assert message.processed_at is None
     # No applier was woken: the sweeper's drain applies it.
