@@ -29,6 +29,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any, NamedTuple
 
 from django.conf import settings
@@ -83,6 +84,12 @@ class Credit:
     content: str
     occurred_at: datetime
 
+    @cached_property
+    def named(self) -> list[str]:
+        """The valid references its note names (`references.find_in` of the folded note): read
+        once, though a statement's import asks before the line is decided."""
+        return references.find_in(fold_note(self.content))
+
 
 # --- Deciding ---------------------------------------------------------------------------------
 class Decision(NamedTuple):
@@ -121,7 +128,7 @@ def decide_without_payment(credit: Credit, *, account: str | None = None) -> Dec
             FOREIGN_ACCOUNT,
             notes.FOREIGN_ACCOUNT.say(account=credit.account_number, receiving=receiving),
         )
-    found = references.find_in(fold_note(credit.content))
+    found = credit.named
     if not found:
         return Decision(Status.UNMATCHED, UNMATCHED, notes.NO_REFERENCE.say())
     return found

@@ -33,7 +33,7 @@ from django.db.models import F
 from django.utils import timezone
 from tqdm import tqdm
 
-from payments import applier, inbox, matching, references
+from payments import applier, inbox, matching
 from payments.bulk import AnyOf
 from payments.channels.statements import lines
 from payments.models import InboundMessage
@@ -279,8 +279,7 @@ class Command(BaseCommand):
                 continue
             seen[key] = (number, values)
             body = lines.statement_body(fields, file=name, line=number)
-            named = frozenset(references.find_in(matching.fold_note(credit.content)))
-            yield Line(key, body, credit, number, values, named)
+            yield Line(key, body, credit, number, values, frozenset(credit.named))
 
     def _reject(self, number: int, reason: str) -> None:
         self.rejected.append((number, reason))
