@@ -365,15 +365,16 @@ def inbox_store_applied(
                 message.partner_id,
                 message.body,
                 {},
-                results[held.pk].payment_id,
+                applied.payment_id,
                 now,
                 now,
-                str(results[held.pk].outcome),
-                results[held.pk].detail,
+                str(applied.outcome),
+                applied.detail,
                 0,
                 None,
             )
             for message, held in zip(messages, claimed, strict=True)
+            for applied in (results[held.pk],)
         ],
     )
 

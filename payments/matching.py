@@ -348,9 +348,11 @@ def _lock_transfer_rows(
     now = timezone.now()
     undecided = Decision(Status.RECEIVED, UNMATCHED, "")
     rows = []
+    written: dict[int, tuple[Credit, Decision]] = {}
     for message_id, partner_id, credit in readable:
         decided = decisions[message_id]
         decision = decided if isinstance(decided, Decision) else undecided
+        written[message_id] = (credit, decision)
         rows.append(
             (
                 partner_id or receiving,
@@ -371,12 +373,15 @@ def _lock_transfer_rows(
         _TRANSFER_FIELDS,
         rows,
         conflict=("account_number", "external_id"),
-        returning=("id", "account_number", "external_id", "message_id", "status", "reason"),
+        # Only what the database chose: the rest is what was written.
+        returning=("id", "message_id"),
     )
-    transfers = {
-        (account, external): _Transfer(pk, message_id, status, "", None, reason)
-        for pk, account, external, message_id, status, reason in inserted
-    }
+    transfers = {}
+    for pk, message_id in inserted:
+        credit, decision = written[message_id]
+        transfers[(credit.account_number, credit.external_id)] = _Transfer(
+            pk, message_id, decision.status, "", None, decision.reason
+        )
     already = [
         (credit.account_number, credit.external_id)
         for _message, _partner, credit in readable
