@@ -672,3 +672,24 @@ def test_a_batch_naming_the_payment_of_the_batch_in_flight_sees_what_that_one_ke
         other.refresh_from_db()
         assert other.status == Payment.Status.SUCCEEDED
     assert "7  matched to a payment" in out and "1  wrong amount" in out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_poison_line_among_batches_applied_side_by_side_waits_alone(tmp_path, monkeypatch):
+    """On two connections as on one: the line that fails waits in the inbox with its error,
+    every other line of every batch is applied, and the appliers end with the import."""
+    payments = [vietqr_payment()[0] for _ in range(8)]
+    poison_settling(monkeypatch, payments[5], "database said no")
+    out, err, error = run_failing(
+        statement(tmp_path, *(line(payment) for payment in payments)), "--batch-size", "2"
+    )
+    assert error.returncode == 1 and "1 not applied yet" in str(error)
+    assert "line 7: not applied now, the inbox will retry" in err
+    assert "7  matched to a payment" in out
+    waiting = InboundMessage.objects.get(processed_at__isnull=True)
+    assert json.loads(waiting.body)["line"] == 7 and waiting.attempts == 1
+    statuses = dict(Payment.objects.values_list("pk", "status"))
+    assert [statuses[payment.pk] for payment in payments] == [Payment.Status.SUCCEEDED] * 5 + [
+        Payment.Status.PENDING
+    ] + [Payment.Status.SUCCEEDED] * 2
+    assert not [t for t in threading.enumerate() if t.name.startswith("statement-applier")]
