@@ -147,10 +147,10 @@ def apply_arriving(
 
     The messages are held as if claimed (`inbox.inbox_take_arriving`), decided by their
     channel like any batch and written with their outcomes (`inbox.inbox_store_applied`). The
-    caller holds the kind's turn and found none of the keys stored (`inbox.inbox_stored`).
-    `parsed` are their contents as the caller already read them, in the same order. A batch
-    that fails is split like any other; a message that fails alone is stored unapplied with
-    its error, and the appliers retry it.
+    caller holds the kind's turn (`inbox.inbox_turn`) and found none of the keys stored
+    (`inbox.inbox_stored`). `parsed` are their contents as the caller already read them, in
+    the same order. A batch that fails is split like any other; a message that fails alone is
+    stored unapplied with its error, and the appliers retry it.
     """
     if not messages:
         return {}

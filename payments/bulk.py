@@ -141,7 +141,12 @@ def bulk_insert_rows(
             batch_size=500,
         )
         return
-    json_at = [i for i, column in enumerate(columns) if isinstance(column, JSONField)]
+    # JSON goes as its text, each column's encoder made once (`json.dumps` makes one per value).
+    encoders = [
+        (i, (cast(JSONField, column).encoder or json.JSONEncoder)().encode)
+        for i, column in enumerate(columns)
+        if isinstance(column, JSONField)
+    ]
     quote = connection.ops.quote_name
     names = ", ".join(quote(str(column.column)) for column in columns)
     with (
@@ -150,8 +155,8 @@ def bulk_insert_rows(
     ):
         for row in rows:
             values = list(row)
-            for i in json_at:  # JSON goes as its text
-                values[i] = json.dumps(values[i], cls=cast(JSONField, columns[i]).encoder)
+            for i, encode in encoders:
+                values[i] = encode(values[i])
             copy.write_row(values)
 
 

@@ -25,7 +25,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
@@ -270,17 +271,39 @@ class Stored(NamedTuple):
     processed: bool
 
 
-def inbox_stored(*, kind: str, keys: Sequence[str]) -> dict[str, Stored]:
-    """The messages of `kind` stored under these keys, by key; and the kind's turn to store,
-    held until the transaction ends: a key not found here is stored by no one else meanwhile,
-    so its message may be applied first and stored applied (`inbox_take_arriving`).
+@contextmanager
+def inbox_turn(kind: str) -> Iterator[None]:
+    """The kind's turn to store messages applied as they arrive (statement lines), held by one
+    import from its first look-up (`inbox_stored`) to its last commit: a key it did not find
+    stored is stored by no one else meanwhile, so its message may be applied first and stored
+    applied (`inbox_take_arriving`), in as many transactions and connections at once as the
+    import likes. Another import of the kind waits for the turn.
 
-    Only kinds whose every message arrives that way (statement lines) take turns like this;
-    on SQLite the database's single writer is the turn.
+    A session lock, so that it spans the import's transactions; inside a caller's transaction
+    it lasts as long as that transaction instead. On SQLite the database's single writer is the
+    turn.
     """
-    if connection.vendor == "postgresql":
+    if connection.vendor != "postgresql":
+        yield
+        return
+    key = f"inbox:{kind}"
+    if connection.in_atomic_block:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"inbox:{kind}"])
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [key])
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(hashtext(%s))", [key])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", [key])
+
+
+def inbox_stored(*, keys: Sequence[str]) -> dict[str, Stored]:
+    """The messages stored under these keys, by key. The caller holds the turn of their kind
+    (`inbox_turn`)."""
     if not keys:
         return {}
     return {
@@ -294,7 +317,7 @@ def inbox_stored(*, kind: str, keys: Sequence[str]) -> dict[str, Stored]:
 def inbox_take_arriving(*, kind: str, messages: Sequence[Arriving]) -> list[Claimed]:
     """Hold messages not stored yet as an applier holds claimed ones: their ids are reserved
     now, their rows written applied by `inbox_store_applied` in the same transaction. The
-    caller has the kind's turn (`inbox_stored`) and found none of their keys."""
+    caller has the kind's turn (`inbox_turn`) and found none of their keys (`inbox_stored`)."""
     ids = reserve_ids(InboundMessage, len(messages))
     return [
         Claimed(pk, kind, message.partner_id, None, message.body)
@@ -343,15 +366,16 @@ def inbox_store_applied(
                 message.partner_id,
                 message.body,
                 {},
-                results[held.pk].payment_id,
+                applied.payment_id,
                 now,
                 now,
-                str(results[held.pk].outcome),
-                results[held.pk].detail,
+                str(applied.outcome),
+                applied.detail,
                 0,
                 None,
             )
             for message, held in zip(messages, claimed, strict=True)
+            for applied in (results[held.pk],)
         ],
     )
 

@@ -29,6 +29,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any, NamedTuple
 
 from django.conf import settings
@@ -83,6 +84,12 @@ class Credit:
     content: str
     occurred_at: datetime
 
+    @cached_property
+    def named(self) -> list[str]:
+        """The valid references its note names (`references.find_in` of the folded note): read
+        once, though a statement's import asks before the line is decided."""
+        return references.find_in(fold_note(self.content))
+
 
 # --- Deciding ---------------------------------------------------------------------------------
 class Decision(NamedTuple):
@@ -121,7 +128,7 @@ def decide_without_payment(credit: Credit, *, account: str | None = None) -> Dec
             FOREIGN_ACCOUNT,
             notes.FOREIGN_ACCOUNT.say(account=credit.account_number, receiving=receiving),
         )
-    found = references.find_in(fold_note(credit.content))
+    found = credit.named
     if not found:
         return Decision(Status.UNMATCHED, UNMATCHED, notes.NO_REFERENCE.say())
     return found
@@ -340,9 +347,11 @@ def _lock_transfer_rows(
     now = timezone.now()
     undecided = Decision(Status.RECEIVED, UNMATCHED, "")
     rows = []
+    written: dict[int, tuple[Credit, Decision]] = {}
     for message_id, partner_id, credit in readable:
         decided = decisions[message_id]
         decision = decided if isinstance(decided, Decision) else undecided
+        written[message_id] = (credit, decision)
         rows.append(
             (
                 partner_id or receiving,
@@ -363,12 +372,15 @@ def _lock_transfer_rows(
         _TRANSFER_FIELDS,
         rows,
         conflict=("account_number", "external_id"),
-        returning=("id", "account_number", "external_id", "message_id", "status", "reason"),
+        # Only what the database chose: the rest is what was written.
+        returning=("id", "message_id"),
     )
-    transfers = {
-        (account, external): _Transfer(pk, message_id, status, "", None, reason)
-        for pk, account, external, message_id, status, reason in inserted
-    }
+    transfers = {}
+    for pk, message_id in inserted:
+        credit, decision = written[message_id]
+        transfers[(credit.account_number, credit.external_id)] = _Transfer(
+            pk, message_id, decision.status, "", None, decision.reason
+        )
     already = [
         (credit.account_number, credit.external_id)
         for _message, _partner, credit in readable

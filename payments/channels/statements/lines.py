@@ -84,11 +84,15 @@ def _statement_amount(value: Any) -> int:
     return amount
 
 
+# Made once: `json.dumps(..., ensure_ascii=False)` makes an encoder per call.
+_encode_body = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def statement_body(row: Mapping[str, Any], *, file: str = "", line: int = 0) -> str:
     """The inbox body of a statement line: its fields as read, and where it came from."""
     body = {name: row.get(name) for name in STATEMENT_COLUMNS}
     body.update(file=file, line=line)
-    return json.dumps(body, ensure_ascii=False)
+    return _encode_body(body)
 
 
 def statement_dedupe_key(credit: Credit) -> str:

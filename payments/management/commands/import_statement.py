@@ -9,7 +9,8 @@ Lines are applied a batch at a time by the applier in this process as they arriv
 (`applier.apply_arriving`), through the very channel that applies transfer notifications
 (`matching.apply_credits`), and stored in the inbox already applied in the same transaction:
 a 100,000-line statement takes seconds, not a Celery task per line, writes each inbox row once,
-and follows the same rules and locks as one notification.
+and follows the same rules and locks as one notification. Two batches are applied at once, on
+two connections (`_Appliers`), so that the importer's Python and PostgreSQL work side by side.
 """
 
 from __future__ import annotations
@@ -19,14 +20,15 @@ import json
 import queue
 import sys
 import threading
-from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from tqdm import tqdm
@@ -51,14 +53,80 @@ OUTCOME_LABELS = {
 
 @dataclass(frozen=True)
 class Line:
-    """A checked line: its inbox dedupe key and body, the credit it reports, and where it
-    stands in the file."""
+    """A checked line: its inbox dedupe key and body, the credit it reports, where it stands
+    in the file, and the references its note names (payments' or bills')."""
 
     key: str
     body: str
     credit: matching.Credit
     number: int = 0
     values: tuple[str, ...] = ()
+    references: frozenset[str] = frozenset()
+
+
+@dataclass
+class _Tally:
+    """What applying a batch came to, for the report."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    errors: list[tuple[int, str]] = field(default_factory=list)
+
+
+class _Appliers:
+    """Batches applied two at a time, each by a thread of its own on its own connection and in
+    its own transaction: while one batch writes and commits, the next is looked up, decided and
+    locked, so the importer's Python and PostgreSQL work side by side instead of taking turns.
+
+    A batch naming a reference that the batch in flight names waits until that one committed:
+    money kept short for a payment (`matching.apply_credits` combines it with a later credit)
+    and a bill's payment opened by the earlier batch are seen only once committed. Batches that
+    name different payments meet only on a bill both pay, whose row lock makes one wait for the
+    other, as two notifications at once do.
+    """
+
+    def __init__(self, apply: Callable[[list[Line]], _Tally], done: Callable[[_Tally], None]):
+        self.apply, self.done = apply, done
+        self.jobs: queue.SimpleQueue[tuple[list[Line], Future[_Tally]] | None] = queue.SimpleQueue()
+        self.flying: deque[tuple[frozenset[str], Future[_Tally]]] = deque()
+        self.threads = [
+            threading.Thread(target=self._work, name=f"statement-applier-{n}", daemon=True)
+            for n in range(2)
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def _work(self) -> None:
+        try:
+            while (job := self.jobs.get()) is not None:
+                batch, result = job
+                try:
+                    result.set_result(self.apply(batch))
+                except BaseException as exc:  # noqa: BLE001 - raised again in the main thread
+                    result.set_exception(exc)
+        finally:
+            connection.close()
+
+    def submit(self, batch: list[Line]) -> None:
+        named = frozenset().union(*(line.references for line in batch))
+        while self.flying and (len(self.flying) > 1 or self.flying[0][0] & named):
+            self.done(self.flying.popleft()[1].result())
+        result: Future[_Tally] = Future()
+        self.jobs.put((batch, result))
+        self.flying.append((named, result))
+
+    def close(self) -> None:
+        """Wait for the batches in flight (the first failure is raised), then end the threads."""
+        try:
+            while self.flying:
+                self.done(self.flying.popleft()[1].result())
+        finally:
+            for _names, result in self.flying:
+                result.exception()  # a batch that fails after another one did: nothing to add
+            for _thread in self.threads:
+                self.jobs.put(None)
+            for thread in self.threads:
+                thread.join()
 
 
 class Command(BaseCommand):
@@ -77,6 +145,7 @@ class Command(BaseCommand):
         self.rejected: list[tuple[int, str]] = []
         self.counts: Counter[str] = Counter()
         self.errors: list[tuple[int, str]] = []
+        self.repeated = 0  # counted by the reading thread
         self.partner_id = matching.receiving_partner_id()
         started = timezone.now()
         try:
@@ -102,10 +171,22 @@ class Command(BaseCommand):
                 file=sys.stderr,
                 disable=not self.stderr.isatty(),
             )
-            with bar:
-                for batch in self._read_ahead(self._lines(handle, path.name), batch_size):
-                    self._apply(batch)
-                    bar.update(len(batch))
+            with bar, inbox.inbox_turn(InboundMessage.Kind.STATEMENT):
+                batches = self._read_ahead(self._lines(handle, path.name), batch_size)
+                if connection.vendor != "postgresql" or connection.in_atomic_block:
+                    # A caller's transaction holds everything, so its connection applies all;
+                    # SQLite has one writer anyway.
+                    for batch in batches:
+                        self._add(self._apply(batch))
+                        bar.update(len(batch))
+                    return
+                appliers = _Appliers(self._apply, self._add)
+                try:
+                    for batch in batches:
+                        appliers.submit(batch)
+                        bar.update(len(batch))
+                finally:
+                    appliers.close()
 
     def _read_ahead(self, lines: Iterator[Line], batch_size: int) -> Iterator[list[Line]]:
         """The lines in batches, the next one read and checked by a thread while this one is
@@ -194,30 +275,33 @@ class Command(BaseCommand):
                         f"transaction {credit.external_id} is on line {first} with other values",
                     )
                 else:
-                    self.counts["repeated"] += 1
+                    self.repeated += 1
                 continue
             seen[key] = (number, values)
             body = lines.statement_body(fields, file=name, line=number)
-            yield Line(key=key, body=body, credit=credit, number=number, values=values)
+            yield Line(key, body, credit, number, values, frozenset(credit.named))
 
     def _reject(self, number: int, reason: str) -> None:
         self.rejected.append((number, reason))
 
     # --- Storing and matching ---------------------------------------------------------------
-    def _apply(self, batch: list[Line]) -> None:
-        # One transaction per batch, holding the statements' turn (`inbox_stored`): lines seen
-        # for the first time are applied and stored applied, each inbox row written once; a
-        # line an earlier import stored is not applied twice.
+    def _apply(self, batch: list[Line]) -> _Tally:
+        # One transaction per batch, under the statements' turn (`inbox_turn`): lines seen for
+        # the first time are applied and stored applied, each inbox row written once; a line
+        # an earlier import stored is not applied twice.
         kind = InboundMessage.Kind.STATEMENT
+        tally = _Tally()
         with transaction.atomic():
-            stored = inbox.inbox_stored(kind=kind, keys=[line.key for line in batch])
+            stored = inbox.inbox_stored(keys=[line.key for line in batch])
             arriving = [line for line in batch if line.key not in stored]
             outcomes = applier.apply_arriving(
                 kind=kind,
                 messages=[inbox.Arriving(li.key, li.body, self.partner_id) for li in arriving],
                 parsed=[line.credit for line in arriving],
             )
-            unapplied = self._stored_before([line for line in batch if line.key in stored], stored)
+            unapplied = self._stored_before(
+                [line for line in batch if line.key in stored], stored, tally
+            )
             by_id = {stored[key].pk: key for key in unapplied}
             if by_id:
                 applied = applier.apply(message_ids=list(by_id), batch=len(by_id))
@@ -234,27 +318,37 @@ class Command(BaseCommand):
         numbers = {line.key: line.number for line in batch}
         for key, outcome in outcomes.items():
             if outcome == InboundMessage.Outcome.ERROR:
-                self.errors.append((numbers[key], _error_of(key)))
+                tally.errors.append((numbers[key], _error_of(key)))
             else:
-                self.counts[outcome] += 1
+                tally.counts[outcome] += 1
+        return tally
 
-    def _stored_before(self, lines: list[Line], stored: dict[str, inbox.Stored]) -> list[str]:
+    def _stored_before(
+        self, lines: list[Line], stored: dict[str, inbox.Stored], tally: _Tally
+    ) -> list[str]:
         """Lines an earlier import stored: refused when their values differ, counted when they
         were applied, and the keys of those it left unapplied."""
         unapplied = []
         for line in lines:
             earlier = stored[line.key]
             if earlier.body != line.body and _values(earlier.body) != line.values:
-                self._reject(
-                    line.number,
-                    f"this transaction was imported before with other values "
-                    f"({_origin(earlier.body)})",
+                tally.rejected.append(
+                    (
+                        line.number,
+                        f"this transaction was imported before with other values "
+                        f"({_origin(earlier.body)})",
+                    )
                 )
             elif earlier.processed:
-                self.counts["already imported"] += 1
+                tally.counts["already imported"] += 1
             else:
                 unapplied.append(line.key)
         return unapplied
+
+    def _add(self, tally: _Tally) -> None:
+        self.counts.update(tally.counts)
+        self.rejected.extend(tally.rejected)
+        self.errors.extend(tally.errors)
 
     # --- Reporting --------------------------------------------------------------------------
     def _report(self, name: str, elapsed: float) -> None:
@@ -273,8 +367,8 @@ class Command(BaseCommand):
                 self.stdout.write(f"  {self.counts[outcome]:>8}  {label}")
         if self.counts["already imported"]:
             self.stdout.write(f"  {self.counts['already imported']:>8}  already imported before")
-        if self.counts["repeated"]:
-            self.stdout.write(f"  {self.counts['repeated']:>8}  repeated lines in this file")
+        if self.repeated:
+            self.stdout.write(f"  {self.repeated:>8}  repeated lines in this file")
         if self.rejected:
             self.stdout.write(f"  {len(self.rejected):>8}  rejected (see above)")
 

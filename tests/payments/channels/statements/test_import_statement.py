@@ -589,7 +589,7 @@ def test_each_line_is_written_to_the_inbox_once_already_applied(tmp_path):
 
 @pytest.mark.django_db(transaction=True)
 def test_two_imports_of_the_same_statement_at_once_apply_each_line_once(tmp_path):
-    """Imports take turns a batch at a time: the second finds what the first stored."""
+    """Imports take turns, an import at a time: the second finds what the first stored."""
     payments = [vietqr_payment()[0] for _ in range(12)]
     path = statement(
         tmp_path, *(line(payment, tx=f"TWICE-{i}") for i, payment in enumerate(payments))
@@ -637,3 +637,59 @@ def test_two_lines_that_together_bring_the_amount_settle_the_payment_once(tmp_pa
     assert Bill.objects.get(pk=bills[0].pk).paid_by_id == payment.pk
     assert set(BankTransfer.objects.values_list("status", flat=True)) == {Status.MATCHED}
     assert "1  matched to a payment" in out and "1  wrong amount" in out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_naming_the_payment_of_the_batch_in_flight_sees_what_that_one_kept(
+    tmp_path, monkeypatch
+):
+    """Two batches are applied at once, each on its own connection; one that names a payment
+    the batch in flight names waits for it to commit, so money kept short there is made whole
+    by the next line, exactly as in one batch."""
+    store_applied = inbox.inbox_store_applied
+
+    def slow_to_commit(*, messages, **kwargs):
+        store_applied(messages=messages, **kwargs)
+        if any(message.dedupe_key.endswith("PART-1") for message in messages):
+            time.sleep(0.5)  # the next batch, unless it waits, decides meanwhile
+
+    monkeypatch.setattr(inbox, "inbox_store_applied", slow_to_commit)
+    payment, bills = vietqr_payment(amount=1_383_622)
+    others = [vietqr_payment()[0] for _ in range(6)]
+    path = statement(
+        tmp_path,
+        line(others[0]),
+        line(payment, tx="PART-1", amount=100_000),
+        line(payment, tx="PART-2", amount=1_283_622),
+        *(line(other) for other in others[1:]),
+    )
+    out, _err = run(path, "--batch-size", "1")
+    payment.refresh_from_db()
+    assert payment.status == Payment.Status.SUCCEEDED and not payment.needs_refund
+    assert Bill.objects.get(pk=bills[0].pk).paid_by_id == payment.pk
+    assert set(BankTransfer.objects.values_list("status", flat=True)) == {Status.MATCHED}
+    for other in others:
+        other.refresh_from_db()
+        assert other.status == Payment.Status.SUCCEEDED
+    assert "7  matched to a payment" in out and "1  wrong amount" in out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_poison_line_among_batches_applied_side_by_side_waits_alone(tmp_path, monkeypatch):
+    """On two connections as on one: the line that fails waits in the inbox with its error,
+    every other line of every batch is applied, and the appliers end with the import."""
+    payments = [vietqr_payment()[0] for _ in range(8)]
+    poison_settling(monkeypatch, payments[5], "database said no")
+    out, err, error = run_failing(
+        statement(tmp_path, *(line(payment) for payment in payments)), "--batch-size", "2"
+    )
+    assert error.returncode == 1 and "1 not applied yet" in str(error)
+    assert "line 7: not applied now, the inbox will retry" in err
+    assert "7  matched to a payment" in out
+    waiting = InboundMessage.objects.get(processed_at__isnull=True)
+    assert json.loads(waiting.body)["line"] == 7 and waiting.attempts == 1
+    statuses = dict(Payment.objects.values_list("pk", "status"))
+    assert [statuses[payment.pk] for payment in payments] == [Payment.Status.SUCCEEDED] * 5 + [
+        Payment.Status.PENDING
+    ] + [Payment.Status.SUCCEEDED] * 2
+    assert not [t for t in threading.enumerate() if t.name.startswith("statement-applier")]
