@@ -46,7 +46,8 @@ def _earlier_sections() -> dict[str, str]:
     text = OUTPUT.read_text(encoding="utf-8")
     found = re.split(r"^<!-- bench:(\w+) -->\n", text, flags=re.MULTILINE)
     return {
-        name: MARKER.format(name) + "\n" + body
+        # Without the blank lines it ended with: each rewrite would add one more.
+        name: MARKER.format(name) + "\n" + body.rstrip("\n") + "\n"
         for name, body in zip(found[1::2], found[2::2], strict=True)
     }
 

@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import Any, NamedTuple, cast
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Exists, F, Field, OuterRef, Q
 from django.utils import timezone
 
@@ -297,8 +297,13 @@ def inbox_turn(kind: str) -> Iterator[None]:
     try:
         yield
     finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", [key])
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", [key])
+        except DatabaseError:
+            # The session that held the turn is gone, and the turn with it: what the import
+            # committed stands, and its summary is still owed to the operator.
+            logger.warning("the %s turn's session ended before the import did", kind)
 
 
 def inbox_stored(*, keys: Sequence[str]) -> dict[str, Stored]:
