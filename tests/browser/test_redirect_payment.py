@@ -71,8 +71,11 @@ def test_approving_at_the_bank_brings_the_customer_back_to_a_paid_bill(
     screenshot(page, "sandbox-bank-phone")
 
     page.get_by_role("radio", name="Gửi ngay").check()
-    page.get_by_role("button", name="Chấp thuận thanh toán").click()
-    page.wait_for_url(re.compile(rf"/pay/{payment.pk}/\?bank=ok$"))
+    # The worker held busy until the household is back on the page: otherwise the status query
+    # the return asks for may settle the payment first, and the page would not wait for it.
+    with bank_worker.paused():
+        page.get_by_role("button", name="Chấp thuận thanh toán").click()
+        page.wait_for_url(re.compile(rf"/pay/{payment.pk}/\?bank=ok$"))
 
     # The bank's server-to-server notification, sent by its courier.
     wait_until(lambda: delivery.deliver_due(), 20)
@@ -102,17 +105,18 @@ def test_declining_at_the_bank_shows_a_clear_failure_and_the_bill_stays_unpaid(
     expect(page.locator("html")).to_have_attribute("lang", "en")
 
     page.get_by_label("Reason").select_option("51")
-    page.get_by_role("button", name="Decline").click()
-    page.wait_for_url(re.compile(rf"/pay/{payment.pk}/\?bank=declined&reason=51$"))
-    # What the bank told the customer, at once; then the confirmed state.
-    expect(
-        page.get_by_role("alert").filter(has_text="the account balance is not enough")
-    ).to_be_visible()
-    # One message for the state: no spinner saying "waiting", no clock; another try offered.
-    expect(page.get_by_text("Waiting for your payment")).to_have_count(0)
-    expect(page.locator("[data-expires-at]")).to_have_count(0)
-    expect(page.get_by_role("link", name="Try again at the bank")).to_be_visible()
-    screenshot(page, "bank-return-declined")
+    with bank_worker.paused():  # what the bank said is shown before a worker confirms it
+        page.get_by_role("button", name="Decline").click()
+        page.wait_for_url(re.compile(rf"/pay/{payment.pk}/\?bank=declined&reason=51$"))
+        # What the bank told the customer, at once; then the confirmed state.
+        expect(
+            page.get_by_role("alert").filter(has_text="the account balance is not enough")
+        ).to_be_visible()
+        # One message for the state: no spinner saying "waiting", no clock; another try offered.
+        expect(page.get_by_text("Waiting for your payment")).to_have_count(0)
+        expect(page.locator("[data-expires-at]")).to_have_count(0)
+        expect(page.get_by_role("link", name="Try again at the bank")).to_be_visible()
+        screenshot(page, "bank-return-declined")
     delivery.deliver_due()
     wait_until(lambda: Payment.objects.get(pk=payment.pk).status == Status.FAILED, 30)
     status = page.locator('#payment-status[data-status="failed"]')
