@@ -201,7 +201,7 @@ def receipt_resend(*, payment_id: Any, actor: Any, reason: str) -> AuditEntry:
         raise ConsoleError("no_contact", "Neither an e-mail address nor a phone number is known.")
     outcome, error = "sent", ""
     try:
-        # Outside any transaction: an e-mail server is slow I/O (STYLE.md, rule 3).
+        # Outside any transaction: an e-mail server is slow I/O, and no row lock may wait on it.
         if not receipt_send(payment_id=str(payment.id), force=True):
             outcome = "not_sent"
     except Exception as exc:  # noqa: BLE001 - any backend failure is reported to the agent

@@ -1,6 +1,10 @@
 """A database made before the layout (config, common, console as apps of their own) migrates in
 place with its data: no table moved, the console's roles and permissions still resolve, and the
-customers, bills and audit log written before are read by the new apps."""
+customers, bills and audit log written before are read by the new apps.
+
+The layout itself added no migration (no model moved), so today the forward step finds nothing
+to do and the test holds the tables and permissions as they were; a later move of a model runs
+here between the old state's rows and the new apps' reads."""
 
 from __future__ import annotations
 

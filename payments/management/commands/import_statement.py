@@ -83,15 +83,24 @@ class _Appliers:
     and a bill's payment opened by the earlier batch are seen only once committed. Batches that
     name different payments meet only on a bill both pay, whose row lock makes one wait for the
     other, as two notifications at once do.
+
+    With no threads (inside a caller's transaction, which must hold everything, and on SQLite,
+    which has one writer) each batch is applied on submission, on the caller's connection.
     """
 
-    def __init__(self, apply: Callable[[list[Line]], _Tally], done: Callable[[_Tally], None]):
+    def __init__(
+        self,
+        apply: Callable[[list[Line]], _Tally],
+        done: Callable[[_Tally], None],
+        *,
+        threads: int,
+    ):
         self.apply, self.done = apply, done
         self.jobs: queue.SimpleQueue[tuple[list[Line], Future[_Tally]] | None] = queue.SimpleQueue()
         self.flying: deque[tuple[frozenset[str], Future[_Tally]]] = deque()
         self.threads = [
             threading.Thread(target=self._work, name=f"statement-applier-{n}", daemon=True)
-            for n in range(2)
+            for n in range(threads)
         ]
         for thread in self.threads:
             thread.start()
@@ -108,6 +117,9 @@ class _Appliers:
             connection.close()
 
     def submit(self, batch: list[Line]) -> None:
+        if not self.threads:
+            self.done(self.apply(batch))
+            return
         named = frozenset().union(*(line.references for line in batch))
         while self.flying and (len(self.flying) > 1 or self.flying[0][0] & named):
             self.done(self.flying.popleft()[1].result())
@@ -173,14 +185,12 @@ class Command(BaseCommand):
             )
             with bar, inbox.inbox_turn(InboundMessage.Kind.STATEMENT):
                 batches = self._read_ahead(self._lines(handle, path.name), batch_size)
-                if connection.vendor != "postgresql" or connection.in_atomic_block:
-                    # A caller's transaction holds everything, so its connection applies all;
-                    # SQLite has one writer anyway.
-                    for batch in batches:
-                        self._add(self._apply(batch))
-                        bar.update(len(batch))
-                    return
-                appliers = _Appliers(self._apply, self._add)
+                own_transactions = (
+                    connection.vendor == "postgresql"
+                    and connection.get_autocommit()
+                    and not connection.in_atomic_block
+                )
+                appliers = _Appliers(self._apply, self._add, threads=2 if own_transactions else 0)
                 try:
                     for batch in batches:
                         appliers.submit(batch)
