@@ -3,7 +3,7 @@
 `GET /api/v1/customers/{code}/bills/` is served in production by a plain WSGI function
 (config/lookup_api.py), ahead of any Django handler, and through the URLconf by
 `CustomerBillsView` (the test client, and the view the OpenAPI schema is generated from). Both
-call `bills_response`, so the two cannot answer differently.
+call `bills_answer` (the view through `bills_response`), so the two cannot answer differently.
 """
 
 from __future__ import annotations
@@ -28,6 +28,25 @@ ALLOW = "GET, HEAD"
 def bills_response(*, method: str, code: str, client: str, language: str) -> HttpResponse:
     """The answer to `method` on the lookup of `code` (as typed in the path) for the client
     address `client`, its messages in `language`."""
+    return as_response(bills_answer(method=method, code=code, client=client, language=language))
+
+
+def as_response(answer: bytes | HttpResponse) -> HttpResponse:
+    """`bills_answer`'s answer as the response sent."""
+    response = (
+        HttpResponse(answer, content_type="application/json")
+        if isinstance(answer, bytes)
+        else answer
+    )
+    # Personal data, however masked: no shared cache keeps it.
+    add_never_cache_headers(response)
+    return response
+
+
+def bills_answer(*, method: str, code: str, client: str, language: str) -> bytes | HttpResponse:
+    """`bills_response` before its cache headers: the JSON body of a customer's bills (a 200),
+    or the whole answer when it is not a 200 (the WSGI function then sends the body with the
+    headers it has already worked out for a 200: config/lookup_api.py)."""
     response: HttpResponse
     if method not in ("GET", "HEAD"):
         with translation.override(language):
@@ -68,10 +87,7 @@ def bills_response(*, method: str, code: str, client: str, language: str) -> Htt
         else:
             # The serializer documents the shape; the body is built directly, which is
             # several times cheaper, and a test holds the two together.
-            body = json.dumps(
+            return json.dumps(
                 selectors.lookup_api_body(data), ensure_ascii=False, separators=(",", ":")
-            )
-            response = HttpResponse(body.encode(), content_type="application/json")
-    # Personal data, however masked: no shared cache keeps it.
-    add_never_cache_headers(response)
+            ).encode()
     return response

@@ -229,3 +229,45 @@ def test_the_function_answers_with_the_lookup_handlers_middleware():
     assert [layer for layer in handler if layer is not MessageMiddleware] == list(
         lookup_api.STANDS_FOR
     )
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"HTTP_COOKIE": "django_language=en"}, {"wsgi.url_scheme": "https"}],
+    ids=["plain", "in English", "https"],
+)
+def test_a_found_customer_s_answer_keeps_its_kind_s_headers(extra, in_test_transaction, settings):
+    """The first 200 of a kind of request goes through the layers, the next ones are sent with
+    the headers kept from it: both as the handler answers them."""
+    settings.LOOKUP_CACHE_SECONDS = 61
+    assert not lookup_api._headers_of  # a changed setting forgets the headers kept
+    customer, _bills = customer_with_bills(unpaid=1)
+    environ = _environ(f"/api/v1/customers/{customer.code}/bills/", **extra)
+    first = _assert_same(environ)
+    assert len(lookup_api._headers_of) == 1
+    second = _assert_same(environ)
+    assert _comparable(second[1]) == _comparable(first[1])
+
+
+def test_the_headers_kept_are_not_those_of_another_kind(in_test_transaction):
+    customer, _bills = customer_with_bills()
+    path = f"/api/v1/customers/{customer.code}/bills/"
+    in_vietnamese = _assert_same(_environ(path))
+    in_english = _assert_same(_environ(path, HTTP_COOKIE="django_language=en"))
+    again = _assert_same(_environ(path))
+    assert dict(in_vietnamese[1])["Content-Language"] == "vi"
+    assert dict(in_english[1])["Content-Language"] == "en"
+    assert dict(again[1])["Content-Language"] == "vi"
+
+
+def test_a_request_the_layers_do_more_for_is_answered_through_them(in_test_transaction):
+    """A language chosen now sets a cookie, a bad CSRF cookie is replaced: never from the
+    headers kept for a plain request of the same language."""
+    customer, _bills = customer_with_bills()
+    path = f"/api/v1/customers/{customer.code}/bills/"
+    _assert_same(_environ(path))
+    _assert_same(_environ(path))  # the plain kind's headers are kept now
+    chosen = _assert_same(_environ(path + "?lang=vi"))
+    replaced = _assert_same(_environ(path, HTTP_COOKIE="csrftoken=not-a-token"))
+    assert any(name == "Set-Cookie" and "django_language=vi" in v for name, v in chosen[1])
+    assert any(name == "Set-Cookie" and "csrftoken=" in v for name, v in replaced[1])
