@@ -189,33 +189,30 @@ def _quick_language(request: HttpRequest) -> str | None:
     if request.META.get("CSRF_COOKIE_NEEDS_UPDATE"):
         return None
     language, chosen = choose_language(request)
-    if chosen is not None:
-        return None
-    translation.activate(language)
-    request.LANGUAGE_CODE = language  # type: ignore[attr-defined]
-    return language
+    return language if chosen is None else None
 
 
 def _answer(
-    request: HttpRequest, code: str
+    environ: dict[str, Any], request: HttpRequest, code: str
 ) -> HttpResponseBase | tuple[list[tuple[str, str]], bytes]:
     """The answer through the layers, or a 200's headers and body without them."""
     language = _quick_language(request) if request.method == "GET" else None
     if language is None:
-        return _security_layer(request, code)
+        return _layers(environ, request, code)
     try:
         answer = bills_answer(
             method="GET", code=code, client=client_address_in(request.META), language=language
         )
     except Exception as exc:  # noqa: BLE001 - answered as Django answers it, through the layers
+        _as_django_does(environ, language)
         error = response_for_exception(request, exc)
-        return _security_layer(request, code, lambda *args: error)
+        return _layers(environ, request, code, lambda *args: error)
     if not isinstance(answer, bytes):
-        return _security_layer(request, code, lambda *args: as_response(answer))
+        return _layers(environ, request, code, lambda *args: as_response(answer))
     kind = (request.is_secure(), language)
     known = _headers_of.get(kind)
     if known is None:
-        response = _security_layer(request, code, lambda *args: as_response(answer))
+        response = _layers(environ, request, code, lambda *args: as_response(answer))
         headers = _headers(response)
         names = [name for name, _value in headers]
         if response.status_code == 200 and not response.cookies and set(_TIMED) <= set(names):
@@ -228,6 +225,23 @@ def _answer(
     return headers, answer
 
 
+def _layers(
+    environ: dict[str, Any], request: HttpRequest, code: str, view: View = _view
+) -> HttpResponseBase:
+    _as_django_does(environ)
+    return _security_layer(request, code, view)
+
+
+def _as_django_does(environ: dict[str, Any], language: str | None = None) -> None:
+    """The thread's state Django's handler sets for each request (where the portal is mounted,
+    the URLconf) and the language layer activates, for an answer that may reverse a URL or
+    translate a text. A found customer's answer does neither, and is sent without them."""
+    set_script_prefix(get_script_name(environ))
+    set_urlconf(settings.ROOT_URLCONF)
+    if language is not None:
+        translation.activate(language)
+
+
 def code_in(environ: dict[str, Any]) -> str | None:
     """The code in a lookup API path, decoded as Django decodes a path; None for another path."""
     match = _PATH.match(get_path_info(environ))
@@ -237,12 +251,11 @@ def code_in(environ: dict[str, Any]) -> str | None:
 def serve(environ: dict[str, Any], start_response: Any, code: str) -> Any:
     """What Django's WSGIHandler and get_response do around the chain, but for one URL: the
     request signals (close_old_connections honours CONN_MAX_AGE at both ends; the answer's
-    close(), which the server calls, sends request_finished), the 4xx/5xx log line."""
-    set_script_prefix(get_script_name(environ))
+    close(), which the server calls, sends request_finished), the thread's state for the
+    layers (`_as_django_does`), the 4xx/5xx log line."""
     signals.request_started.send(sender=LookupApiHandler, environ=environ)
-    set_urlconf(settings.ROOT_URLCONF)
     request = WSGIRequest(environ)
-    answer = _answer(request, code)
+    answer = _answer(environ, request, code)
     if isinstance(answer, tuple):
         headers, body = answer
         start_response("200 OK", headers)
