@@ -29,7 +29,7 @@ from django.conf import settings  # noqa: E402
 from django.core.cache import caches  # noqa: E402
 
 from customers.masking import mask_address, mask_name  # noqa: E402
-from customers.selectors import _LOOKUP_SQL, HISTORY_PERIODS, bills_cache_key  # noqa: E402
+from customers.selectors import _LOOKUP_SQL, HISTORY_PERIODS, api_cache_key  # noqa: E402
 
 _redis = redis.Redis.from_url(settings.REDIS_URL)
 _local = threading.local()
@@ -80,7 +80,7 @@ def application(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     code = path.split("/")[-3]  # /floor/customers/{code}/bills/
     window = int(time.time() // _PERIOD)
     counter = _CACHE.make_and_validate_key(f"rl:lookup:{environ.get('REMOTE_ADDR')}:{window}")
-    key = _CACHE.make_and_validate_key(bills_cache_key(code))
+    key = _CACHE.make_and_validate_key(api_cache_key(code))
     pipe = _redis.pipeline(transaction=False)
     pipe.incr(counter)
     pipe.expire(counter, _PERIOD + 1, nx=True)

@@ -78,6 +78,15 @@ def set_json(key: str, value: Any, timeout: int) -> None:
     client.set(_key(key), json.dumps(value, separators=(",", ":")), ex=timeout)
 
 
+def set_bytes(key: str, value: bytes, timeout: int) -> None:
+    """Keep `value` as it is: read back with count_in_window(..., raw=True)."""
+    client = _redis()
+    if client is None:
+        caches["default"].set(key, value, timeout=timeout)
+        return
+    client.set(_key(key), value, ex=timeout)
+
+
 def add(key: str, timeout: int) -> bool:
     """Set a flag unless it is set; True when this call set it (one round trip on Redis)."""
     client = _redis()
@@ -115,17 +124,20 @@ def delete_prefixed(prefix: str) -> bool:
     return True
 
 
-def count_in_window(key: str, timeout: int, *, also_get: str | None = None) -> tuple[int, Any]:
+def count_in_window(
+    key: str, timeout: int, *, also_get: str | None = None, raw: bool = False
+) -> tuple[int, Any]:
     """Add one to a counter that lives `timeout` seconds from its first hit; return it, with
-    the JSON value under `also_get` when asked (None when absent).
+    the JSON value under `also_get` when asked (None when absent), or with `raw` the bytes kept
+    there by set_bytes.
 
     On Redis one round trip (INCR, EXPIRE only when the key is new, and the GET); elsewhere
     add() then incr(), both atomic on the backends Django ships, and a get.
     """
     client = _redis()
     if client is None:
-        value = get_json(also_get) if also_get is not None else None
         backend = caches["default"]
+        value = backend.get(also_get) if also_get is not None else None
         if backend.add(key, 1, timeout=timeout):
             return 1, value
         try:
@@ -139,9 +151,11 @@ def count_in_window(key: str, timeout: int, *, also_get: str | None = None) -> t
     pipe.expire(full_key, timeout, nx=True)
     if also_get is not None:
         pipe.get(_key(also_get))
-    count, _, *raw = pipe.execute()
+    count, _, *kept = pipe.execute()
+    value = kept[0] if kept else None
+    if raw or value is None:
+        return int(count), value
     try:
-        value = json.loads(raw[0]) if raw and raw[0] is not None else None
+        return int(count), json.loads(value)
     except ValueError:  # not ours to read: as if absent
-        value = None
-    return int(count), value
+        return int(count), None

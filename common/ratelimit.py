@@ -78,14 +78,19 @@ def hit(scope: str, key: str, rate: str) -> Decision:
     return hit_and_get(scope, key, rate, cached=None)[0]
 
 
-def hit_and_get(scope: str, key: str, rate: str, *, cached: str | None) -> tuple[Decision, Any]:
+def hit_and_get(
+    scope: str, key: str, rate: str, *, cached: str | None, raw: bool = False
+) -> tuple[Decision, Any]:
     """`hit`, and the cache's JSON value under the key `cached` read in the same round trip
-    (None when absent, or when the store is unavailable)."""
+    (None when absent, or when the store is unavailable); with `raw`, the bytes kept there by
+    fastcache.set_bytes."""
     current = _window(scope, key, rate)
     counted = None
     # A cache outage must not take the lookup down with it.
     with outage_tolerated("rate limit not counted; letting %s through", scope):
-        counted = fastcache.count_in_window(current.key, current.period + 1, also_get=cached)
+        counted = fastcache.count_in_window(
+            current.key, current.period + 1, also_get=cached, raw=raw
+        )
     if counted is None:
         return Decision(True, 0), None
     count, value = counted
@@ -122,9 +127,11 @@ def lookup_hit_and_get(request: HttpRequest | Any, *, cached: str | None) -> tup
     return lookup_hit_and_get_for(client_address(request), cached=cached)
 
 
-def lookup_hit_and_get_for(address: str, *, cached: str | None) -> tuple[Decision, Any]:
+def lookup_hit_and_get_for(
+    address: str, *, cached: str | None, raw: bool = False
+) -> tuple[Decision, Any]:
     """`lookup_hit_and_get` for a client address already known (`client_address_in`)."""
-    return hit_and_get("lookup", address, settings.LOOKUP_RATE_LIMIT, cached=cached)
+    return hit_and_get("lookup", address, settings.LOOKUP_RATE_LIMIT, cached=cached, raw=raw)
 
 
 class LookupThrottle(BaseThrottle):

@@ -9,6 +9,7 @@ serializer built on it cannot leak a phone number or an e-mail address.
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 import time
 from collections.abc import Iterable
@@ -31,7 +32,14 @@ HISTORY_PERIODS = 12
 
 
 def bills_cache_key(code: str) -> str:
+    """Where a customer's lookup is cached for the pages (`customer_bills_data`)."""
     return f"bills:v2:{code}"
+
+
+def api_cache_key(code: str) -> str:
+    """Where the lookup API's answer for a customer is cached, as the bytes it sends
+    (`lookup_api_answer`). Under the pages' prefix, so that clearing every lookup clears it."""
+    return bills_cache_key(f"api:{code}")
 
 
 def bills_cache_forget(*, customer_codes: Iterable[str]) -> None:
@@ -40,7 +48,7 @@ def bills_cache_forget(*, customer_codes: Iterable[str]) -> None:
     The cache is short-lived anyway (LOOKUP_CACHE_SECONDS): a stale page could invite a household
     to pay a bill twice, so every change that a lookup shows clears it at once.
     """
-    keys = [bills_cache_key(code) for code in customer_codes]
+    keys = [key for code in customer_codes for key in (bills_cache_key(code), api_cache_key(code))]
     # A cache outage must not undo what was committed.
     with outage_tolerated("%d cached lookup(s) not cleared", len(keys)):
         fastcache.delete_many(keys)
@@ -310,27 +318,52 @@ def customer_bills_lookup(*, code: str, cached: Any = NOT_READ) -> CustomerBills
     return None if data is None else CustomerBills.from_cache(data)
 
 
-def lookup_api_body(data: list[Any]) -> dict[str, Any]:
+# What a cached answer of the API starts with; anything else there (an entry of an older form, a
+# damaged one) is answered again from the database.
+_API_ANSWER_START = b'{"customer":{'
+
+
+def lookup_api_answer(*, code: str, cached: bytes | None) -> bytes | None:
+    """The lookup API's answer (the contract's JSON, as bytes) for a normalised, validated code;
+    None when no active customer has it. `cached` is what the cache holds under
+    `api_cache_key(code)`, read by the caller in the same Redis round trip as the client's
+    rate limit: the answer is kept as it is sent, so a cached one costs no decoding."""
+    if cached is not None:
+        if isinstance(cached, bytes) and cached.startswith(_API_ANSWER_START):
+            return cached
+        logger.warning("cached lookup unreadable for %s", api_cache_key(code))
+    rows = _lookup_rows(code)
+    if not rows:  # an unknown code is not cached: a new customer is found at once
+        return None
+    answer = json.dumps(lookup_api_body(rows), ensure_ascii=False, separators=(",", ":")).encode()
+    with outage_tolerated("the API's answer for %s not cached", code):
+        fastcache.set_bytes(api_cache_key(code), answer, settings.LOOKUP_CACHE_SECONDS)
+    return answer
+
+
+def lookup_api_body(rows: list[tuple[Any, ...]]) -> dict[str, Any]:
     """The contract's JSON of the lookup API (customers.api.serializers documents the same),
-    from the cached form (`customer_bills_data`)."""
-    code, name, address, area_code, area_name, bills = data
+    from the lookup's rows (`_lookup_rows`)."""
+    code, name, address, area_code, area_name = rows[0][:5]
+    bills = [
+        {
+            "number": number,
+            "period": _as_date(period).isoformat()[:7],  # the contract's 'YYYY-MM'
+            "kwh": kwh,
+            "amount": amount,
+            "due_date": _as_date(due_date).isoformat(),
+            "status": status,
+        }
+        for *_, bill_id, number, period, kwh, amount, due_date, status in rows
+        if bill_id is not None
+    ]
     return {
         "customer": {
             "code": code,
-            "name": name,
-            "address": address,
+            "name": mask_name(name),
+            "address": mask_address(address),
             "service_area": {"code": area_code, "name": area_name},
         },
-        "bills": [
-            {
-                "number": number,
-                "period": period[:7],  # ISO 'YYYY-MM-DD' to the contract's 'YYYY-MM'
-                "kwh": kwh,
-                "amount": amount,
-                "due_date": due_date,
-                "status": status,
-            }
-            for _id, number, period, kwh, amount, due_date, status in bills
-        ],
-        "total_due": total_due((bill[4], bill[6]) for bill in bills),
+        "bills": bills,
+        "total_due": total_due((bill["amount"], bill["status"]) for bill in bills),
     }

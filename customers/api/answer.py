@@ -8,8 +8,6 @@ call `bills_answer` (the view through `bills_response`), so the two cannot answe
 
 from __future__ import annotations
 
-import json
-
 from django.http import HttpResponse
 from django.utils import translation
 from django.utils.cache import add_never_cache_headers
@@ -62,7 +60,7 @@ def bills_answer(*, method: str, code: str, client: str, language: str) -> bytes
     # One budget per client address, shared with the bills page (LOOKUP_RATE_LIMIT), counted
     # in the same Redis round trip as the cached answer is read.
     decision, cached = lookup_hit_and_get_for(
-        client, cached=selectors.bills_cache_key(clean) if clean else None
+        client, cached=selectors.api_cache_key(clean) if clean else None, raw=True
     )
     if not decision.allowed:
         with translation.override(language):
@@ -78,16 +76,13 @@ def bills_answer(*, method: str, code: str, client: str, language: str) -> bytes
                 },
             )
     else:
-        data = selectors.customer_bills_data(code=clean, cached=cached)
-        if data is None:
-            with translation.override(language):
-                response = error_response(
-                    "customer_not_found", error_message("customer_not_found"), 404
-                )
-        else:
-            # The serializer documents the shape; the body is built directly, which is
-            # several times cheaper, and a test holds the two together.
-            return json.dumps(
-                selectors.lookup_api_body(data), ensure_ascii=False, separators=(",", ":")
-            ).encode()
+        # The serializer documents the shape; the body is built directly, which is several
+        # times cheaper, and a test holds the two together.
+        answer = selectors.lookup_api_answer(code=clean, cached=cached)
+        if answer is not None:
+            return answer
+        with translation.override(language):
+            response = error_response(
+                "customer_not_found", error_message("customer_not_found"), 404
+            )
     return response

@@ -158,7 +158,7 @@ def test_an_error_in_the_lookup_is_django_s_logged_500(in_test_transaction, monk
     def broken(**kwargs):  # type: ignore[no-untyped-def]
         raise RuntimeError("the database fell over")
 
-    monkeypatch.setattr("customers.selectors.customer_bills_data", broken)
+    monkeypatch.setattr("customers.selectors.lookup_api_answer", broken)
     with caplog.at_level(logging.ERROR, logger="django.request"):
         status, headers, body = _assert_same(_environ(f"/api/v1/customers/{customer.code}/bills/"))
     assert status.startswith("500")

@@ -182,3 +182,48 @@ def test_a_damaged_cached_lookup_is_read_again_from_the_database(damage):
     assert selectors.customer_bills_data(code=customer.code) == good
     assert selectors.customer_bills_lookup(code=customer.code) is not None
     assert fastcache.get_json(key) == good  # and cached again as it should be
+
+
+def test_the_api_s_answer_is_cached_as_sent_and_cleared_with_the_lookup(
+    django_assert_num_queries,
+):
+    from common import fastcache
+
+    customer = household_with_history(unpaid=1).customer
+    first = selectors.lookup_api_answer(code=customer.code, cached=None)
+    assert first is not None and first.startswith(b'{"customer":{')
+    decision, kept = fastcache.count_in_window(
+        "test:window", 60, also_get=selectors.api_cache_key(customer.code), raw=True
+    )
+    assert kept == first  # the bytes as sent, nothing to decode
+    with django_assert_num_queries(0):
+        assert selectors.lookup_api_answer(code=customer.code, cached=kept) == first
+    selectors.bills_cache_forget(customer_codes=[customer.code])
+    assert fastcache.count_in_window(
+        "test:window", 60, also_get=selectors.api_cache_key(customer.code), raw=True
+    ) == (decision + 1, None)
+    selectors.lookup_api_answer(code=customer.code, cached=None)
+    selectors.bills_cache_forget_all()
+    assert fastcache.get_json(selectors.api_cache_key(customer.code)) is None
+
+
+@pytest.mark.parametrize("kept", [b"garbage", b'["PA14", "old form"]'])
+def test_a_damaged_cached_api_answer_is_answered_again_from_the_database(kept):
+    from common import fastcache
+
+    customer = household_with_history().customer
+    good = selectors.lookup_api_answer(code=customer.code, cached=None)
+    fastcache.set_bytes(selectors.api_cache_key(customer.code), kept, 60)
+    assert selectors.lookup_api_answer(code=customer.code, cached=kept) == good
+
+
+def test_without_redis_the_api_s_answer_is_kept_in_django_s_cache(settings):
+    from common import fastcache
+
+    settings.REDIS_URL = ""
+    customer = household_with_history().customer
+    answer = selectors.lookup_api_answer(code=customer.code, cached=None)
+    count, kept = fastcache.count_in_window(
+        "test:window:local", 60, also_get=selectors.api_cache_key(customer.code), raw=True
+    )
+    assert kept == answer
