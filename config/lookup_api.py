@@ -25,7 +25,6 @@ from typing import Any
 
 from django.conf import settings
 from django.core import signals
-from django.core.exceptions import PermissionDenied, SuspiciousOperation
 from django.core.handlers.exception import response_for_exception
 from django.core.handlers.wsgi import WSGIRequest, get_path_info, get_script_name
 from django.core.signals import setting_changed
@@ -177,18 +176,19 @@ setting_changed.connect(_forget_headers)
 
 def _quick_language(request: HttpRequest) -> str | None:
     """The request's language, when the layers would do nothing on this request but add their
-    usual headers to a 200; None when they would do more."""
-    if _security.process_request(request) is not None:
-        return None
+    usual headers to a 200; None when they would do more, or when looking raised (a refused
+    host, too many query fields): the layers then answer it, as Django does."""
     try:
+        if _security.process_request(request) is not None:
+            return None
         if _common.process_request(request) is not None:
             return None
-    except (SuspiciousOperation, PermissionDenied):  # the layers answer them, as Django does
+        _csrf.process_request(request)
+        if request.META.get("CSRF_COOKIE_NEEDS_UPDATE"):
+            return None
+        language, chosen = choose_language(request)
+    except Exception:  # noqa: BLE001 - answered through the layers, which convert it
         return None
-    _csrf.process_request(request)
-    if request.META.get("CSRF_COOKIE_NEEDS_UPDATE"):
-        return None
-    language, chosen = choose_language(request)
     return language if chosen is None else None
 
 
@@ -277,15 +277,17 @@ def serve(environ: dict[str, Any], start_response: Any, code: str) -> Any:
 
 class _Body(list[bytes]):
     """A 200's body, closed as Django closes a response: the request's files, then
-    request_finished."""
+    request_finished, sent whatever closing the files raised."""
 
     def __init__(self, body: bytes, request: HttpRequest) -> None:
         super().__init__((body,))
         self.request = request
 
     def close(self) -> None:
-        self.request.close()
-        signals.request_finished.send(sender=LookupApiHandler)
+        try:
+            self.request.close()
+        finally:
+            signals.request_finished.send(sender=LookupApiHandler)
 
 
 def _headers(response: HttpResponseBase) -> list[tuple[str, str]]:

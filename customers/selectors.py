@@ -178,8 +178,8 @@ def _as_date(value: Any) -> datetime.date:
 # prepare) and runs it by name from then on, the values sent apart, so the server does not even
 # parse a query. psycopg forgets what it prepared when the connection rolls a transaction back
 # (the statement might name something the rollback undid): the next lookup prepares it again.
-# A pooler in transaction mode (PgBouncer) would lose the statement between requests; the
-# portal connects to PostgreSQL directly.
+# A pooler in transaction mode (PgBouncer) could send the statement and its execution to
+# different server sessions: the portal connects to PostgreSQL directly.
 _STATEMENT_LOST = (psycopg.errors.InvalidSqlStatementName, psycopg.errors.FeatureNotSupported)
 
 
@@ -191,27 +191,34 @@ def _lookup_rows(code: str) -> list[tuple[Any, ...]]:
             cursor.execute(_LOOKUP_SQL, params)
             return cursor.fetchall()
     # Django's cursor is left out: around a query this short its wrappers cost more than the
-    # query's own work in this process (measured). The query runs on Django's connection (the
-    # same session and transaction), with Django's error classes, and is recorded as Django's
-    # debug cursor records one, for the tests and tools that count queries.
+    # query's own work in this process (measured). What they check is checked here (a failed
+    # health check, a connection shared between threads, a transaction broken by an error);
+    # the query runs on Django's connection (the same session and transaction), raises Django's
+    # error classes, and is recorded as Django's debug cursor records one, for the tests and
+    # tools that count queries (connection.execute_wrapper hooks do not see it).
+    connection.close_if_health_check_failed()
     connection.ensure_connection()
+    connection.validate_thread_sharing()
+    connection.validate_no_broken_transaction()
     started = time.monotonic()
-    with connection.wrap_database_errors:
-        try:
-            rows = _prepared(connection.connection, params)
-        except _STATEMENT_LOST:
-            # Gone behind psycopg's back (a pooler's DISCARD ALL) or stale (a migration changed
-            # a column's type): prepared again, once, where the failed statement did not abort a
-            # surrounding transaction. psycopg forgets its statements when it sees this command.
-            if connection.in_atomic_block:
-                raise
-            connection.connection.execute("DEALLOCATE ALL")
-            rows = _prepared(connection.connection, params)
-    if connection.queries_logged:
-        connection.queries_log.append(
-            {"sql": f"{_LOOKUP_SQL} -- {params}", "time": f"{time.monotonic() - started:.3f}"}
-        )
-    return rows
+    try:
+        with connection.wrap_database_errors:
+            try:
+                return _prepared(connection.connection, params)
+            except _STATEMENT_LOST:
+                # Gone behind psycopg's back (a DEALLOCATE ALL or DISCARD ALL it did not run)
+                # or stale (a migration changed a column's type): prepared again, once, where
+                # the failed statement did not abort a surrounding transaction. psycopg
+                # forgets its statements when it runs this command.
+                if connection.in_atomic_block:
+                    raise
+                connection.connection.execute("DEALLOCATE ALL")
+                return _prepared(connection.connection, params)
+    finally:
+        if connection.queries_logged:
+            connection.queries_log.append(
+                {"sql": f"{_LOOKUP_SQL} -- {params}", "time": f"{time.monotonic() - started:.3f}"}
+            )
 
 
 def _prepared(session: psycopg.Connection[Any], params: list[Any]) -> list[tuple[Any, ...]]:

@@ -3,7 +3,8 @@
 `GET /api/v1/customers/{code}/bills/` is served in production by a plain WSGI function
 (config/lookup_api.py), ahead of any Django handler, and through the URLconf by
 `CustomerBillsView` (the test client, and the view the OpenAPI schema is generated from). Both
-call `bills_answer` (the view through `bills_response`), so the two cannot answer differently.
+call `bills_answer` (the view through `bills_response`), and tests/config/test_lookup_api.py
+holds the two to the same statuses, bodies and headers.
 """
 
 from __future__ import annotations
@@ -42,9 +43,9 @@ def as_response(answer: bytes | HttpResponse) -> HttpResponse:
 
 
 def bills_answer(*, method: str, code: str, client: str, language: str) -> bytes | HttpResponse:
-    """`bills_response` before its cache headers: the JSON body of a customer's bills (a 200),
-    or the whole answer when it is not a 200 (the WSGI function then sends the body with the
-    headers it has already worked out for a 200: config/lookup_api.py)."""
+    """`bills_response` before its cache headers: the JSON body of a customer's bills when it
+    is a 200 (config/lookup_api.py sends it with the headers the layers gave the first 200 of
+    its kind), otherwise the whole answer."""
     response: HttpResponse
     if method not in ("GET", "HEAD"):
         with translation.override(language):

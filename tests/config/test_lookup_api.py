@@ -271,3 +271,39 @@ def test_a_request_the_layers_do_more_for_is_answered_through_them(in_test_trans
     replaced = _assert_same(_environ(path, HTTP_COOKIE="csrftoken=not-a-token"))
     assert any(name == "Set-Cookie" and "django_language=vi" in v for name, v in chosen[1])
     assert any(name == "Set-Cookie" and "csrftoken=" in v for name, v in replaced[1])
+
+
+def test_the_headers_kept_for_https_are_not_sent_over_http(in_test_transaction, monkeypatch):
+    """HSTS is the header an answer over HTTPS has and one over HTTP has not (the tests' settings
+    send none, so the layers' SecurityMiddleware is told to here)."""
+    monkeypatch.setattr(lookup_api._security, "sts_seconds", 3600)
+    monkeypatch.setattr(lookup_api, "_headers_of", {})
+    customer, _bills = customer_with_bills()
+    path = f"/api/v1/customers/{customer.code}/bills/"
+    https = {"wsgi.url_scheme": "https"}
+    answers = [
+        dict(_run(wsgi.application, _environ(path, **extra))[1]) for extra in (https, {}, https, {})
+    ]
+    assert len(lookup_api._headers_of) == 2  # the two later answers sent from kept headers
+    assert ["Strict-Transport-Security" in headers for headers in answers] == [
+        True,
+        False,
+        True,
+        False,
+    ]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"QUERY_STRING": "&" * 1001},  # too many query fields: Django's 400
+        {"HTTP_HOST": "evil.example", "HTTP_COOKIE": "django_language=en"},
+    ],
+    ids=["too many fields", "bad host"],
+)
+def test_what_the_first_look_raises_is_answered_as_django_does(extra, in_test_transaction):
+    customer, _bills = customer_with_bills()
+    status, _headers, _body = _assert_same(
+        _environ(f"/api/v1/customers/{customer.code}/bills/", **extra)
+    )
+    assert status.startswith("400")

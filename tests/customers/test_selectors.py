@@ -16,12 +16,18 @@ pytestmark = pytest.mark.django_db
 
 
 def _prepared_lookups() -> int:
+    return len(_prepared_lookup_runs())
+
+
+def _prepared_lookup_runs() -> list[tuple[object, int]]:
+    """Each lookup statement prepared on this connection: when, and how often it ran."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+            "SELECT prepare_time, generic_plans + custom_plans FROM pg_prepared_statements"
+            " WHERE statement LIKE %s",
             ["%FROM customers_customer c%"],
         )
-        return cursor.fetchone()[0]
+        return cursor.fetchall()
 
 
 def test_it_reads_a_customer_and_the_bills_in_one_query(django_assert_num_queries):
@@ -40,15 +46,15 @@ def test_it_reads_a_customer_and_the_bills_in_one_query(django_assert_num_querie
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_connection_prepares_the_lookup_once():
+def test_a_connection_prepares_the_lookup_once_and_runs_it_by_name():
     household = household_with_history()
     connection.close()  # a new connection: nothing prepared on it
     selectors.customer_bills_lookup(code=household.customer.code)
-    assert _prepared_lookups() == 1
+    [(prepared_at, runs)] = _prepared_lookup_runs()
     for _ in range(3):
         selectors.bills_cache_forget(customer_codes=[household.customer.code])
         assert selectors.customer_bills_lookup(code=household.customer.code) is not None
-    assert _prepared_lookups() == 1
+    assert _prepared_lookup_runs() == [(prepared_at, runs + 3)]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -161,6 +167,22 @@ def test_a_prepared_lookup_lost_by_the_server_is_prepared_again():
     lookup = selectors.customer_bills_lookup(code=household.customer.code)
     assert lookup is not None and lookup.code == household.customer.code
     assert _prepared_lookups() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lookup_whose_result_changed_type_is_prepared_again():
+    """A migration changed a column the lookup returns: the statement's plan cannot run any
+    more ("cached plan must not change result type"); it is prepared again, not a 500."""
+    household = household_with_history()
+    assert selectors.customer_bills_lookup(code=household.customer.code) is not None
+    session = connection.connection.pgconn  # behind psycopg's back, as another session would
+    session.exec_(b"ALTER TABLE customers_servicearea ALTER COLUMN name TYPE text")
+    try:
+        selectors.bills_cache_forget(customer_codes=[household.customer.code])
+        lookup = selectors.customer_bills_lookup(code=household.customer.code)
+        assert lookup is not None and lookup.service_area_name
+    finally:
+        session.exec_(b"ALTER TABLE customers_servicearea ALTER COLUMN name TYPE varchar(100)")
 
 
 @pytest.mark.parametrize(
