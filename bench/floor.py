@@ -3,8 +3,9 @@
 A plain WSGI function, served by the same gunicorn settings, doing what
 `GET /api/v1/customers/{code}/bills/` must do for a customer not in the cache: count the
 client's lookup and read the cached answer in one Redis round trip, run the lookup's own query
-(prepared, on a connection kept per thread), mask the name and address, build the same JSON
-body and store it in the cache. No routing, middleware, request or response objects, security
+(prepared, on a connection kept per thread), mask the name and address and build the same JSON
+body with the API's own functions (customers.selectors.cached_form and lookup_api_body), and
+store it in the cache. No routing, middleware, request or response objects, security
 headers or error handling: what is left is the cost of the two lookups themselves.
 
 Run as `gunicorn bench.floor:application` with the benchmark's environment.
@@ -28,8 +29,13 @@ django.setup()  # only to read the settings and the lookup's SQL, never on a req
 from django.conf import settings  # noqa: E402
 from django.core.cache import caches  # noqa: E402
 
-from customers.masking import mask_address, mask_name  # noqa: E402
-from customers.selectors import _LOOKUP_SQL, HISTORY_PERIODS, api_cache_key  # noqa: E402
+from customers.selectors import (  # noqa: E402
+    _LOOKUP_SQL,
+    HISTORY_PERIODS,
+    api_cache_key,
+    cached_form,
+    lookup_api_body,
+)
 
 _redis = redis.Redis.from_url(settings.REDIS_URL)
 _local = threading.local()
@@ -44,32 +50,6 @@ def _database() -> psycopg.Connection[Any]:
             os.environ["DATABASE_URL"], autocommit=True
         )
     return connection
-
-
-def _body(rows: list[tuple[Any, ...]]) -> dict[str, Any]:
-    code, name, address, area_code, area_name = rows[0][:5]
-    bills = [
-        {
-            "number": number,
-            "period": f"{period:%Y-%m}",
-            "kwh": kwh,
-            "amount": amount,
-            "due_date": due_date.isoformat(),
-            "status": status,
-        }
-        for *_, bill_id, number, period, kwh, amount, due_date, status in rows
-        if bill_id is not None
-    ]
-    return {
-        "customer": {
-            "code": code,
-            "name": mask_name(name),
-            "address": mask_address(address),
-            "service_area": {"code": area_code, "name": area_name},
-        },
-        "bills": bills,
-        "total_due": sum(bill["amount"] for bill in bills if bill["status"] != "paid"),
-    }
 
 
 def application(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -90,7 +70,9 @@ def application(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         rows = (
             _database().execute(_LOOKUP_SQL, [code, HISTORY_PERIODS, code], prepare=True).fetchall()
         )
-        cached = json.dumps(_body(rows), ensure_ascii=False, separators=(",", ":")).encode()
+        cached = json.dumps(
+            lookup_api_body(cached_form(rows)), ensure_ascii=False, separators=(",", ":")
+        ).encode()
         _redis.set(key, cached, ex=settings.LOOKUP_CACHE_SECONDS)
     start_response(
         "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(cached)))]

@@ -228,13 +228,18 @@ def _prepared(session: psycopg.Connection[Any], params: list[Any]) -> list[tuple
 
 
 def _lookup_from_database(code: str) -> list[Any] | None:
-    """The lookup's row in the cached form, a compact JSON list (code, masked name and address,
-    area code and name, then each bill as [id, number, ISO period, kWh, amount, ISO due date,
-    status]): it goes to the cache as it is, and the API's answer is built from it without a
-    dataclass per bill (measured: the objects cost the API more than its query)."""
+    """The lookup read from the database in the cached form (`cached_form`); None when no
+    active customer has the code."""
     rows = _lookup_rows(code)
-    if not rows:
-        return None
+    return cached_form(rows) if rows else None
+
+
+def cached_form(rows: list[tuple[Any, ...]]) -> list[Any]:
+    """The lookup's rows (`_LOOKUP_SQL`, at least one) as a compact JSON list: code, masked name
+    and address, area code and name, then each bill as [id, number, ISO period, kWh, amount,
+    ISO due date, status]. The pages cache it as it is; the API's body is built from it
+    (`lookup_api_body`) without a dataclass per bill (measured: the objects cost the API more
+    than its query)."""
     code, name, address, area_code, area_name = rows[0][:5]
     return [
         code,
@@ -342,35 +347,34 @@ def lookup_api_answer(*, code: str, cached: bytes | None) -> bytes | None:
     rows = _lookup_rows(code)
     if not rows:  # an unknown code is not cached: a new customer is found at once
         return None
-    answer = json.dumps(lookup_api_body(rows), ensure_ascii=False, separators=(",", ":")).encode()
+    body = lookup_api_body(cached_form(rows))
+    answer = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
     with outage_tolerated("the API's answer for %s not cached", code):
         fastcache.set_bytes(api_cache_key(code), answer, settings.LOOKUP_CACHE_SECONDS)
     return answer
 
 
-def lookup_api_body(rows: list[tuple[Any, ...]]) -> dict[str, Any]:
+def lookup_api_body(data: list[Any]) -> dict[str, Any]:
     """The contract's JSON of the lookup API (customers.api.serializers documents the same),
-    from the lookup's rows (`_lookup_rows`)."""
-    code, name, address, area_code, area_name = rows[0][:5]
-    bills = [
-        {
-            "number": number,
-            "period": _as_date(period).isoformat()[:7],  # the contract's 'YYYY-MM'
-            "kwh": kwh,
-            "amount": amount,
-            "due_date": _as_date(due_date).isoformat(),
-            "status": status,
-        }
-        for *_, bill_id, number, period, kwh, amount, due_date, status in rows
-        if bill_id is not None
-    ]
+    from the cached form (`cached_form`)."""
+    code, name, address, area_code, area_name, bills = data
     return {
         "customer": {
             "code": code,
-            "name": mask_name(name),
-            "address": mask_address(address),
+            "name": name,
+            "address": address,
             "service_area": {"code": area_code, "name": area_name},
         },
-        "bills": bills,
-        "total_due": total_due((bill["amount"], bill["status"]) for bill in bills),
+        "bills": [
+            {
+                "number": number,
+                "period": period[:7],  # ISO 'YYYY-MM-DD' to the contract's 'YYYY-MM'
+                "kwh": kwh,
+                "amount": amount,
+                "due_date": due_date,
+                "status": status,
+            }
+            for _id, number, period, kwh, amount, due_date, status in bills
+        ],
+        "total_due": total_due((bill[4], bill[6]) for bill in bills),
     }

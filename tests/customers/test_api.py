@@ -199,6 +199,6 @@ def test_the_body_built_for_speed_is_the_documented_serializer_shape():
     from tests.factories import customer_with_bills
 
     customer, _ = customer_with_bills(unpaid=2)
-    rows = selectors._lookup_rows(customer.code)
+    data = selectors.customer_bills_data(code=customer.code)
     lookup = selectors.customer_bills_lookup(code=customer.code)
-    assert selectors.lookup_api_body(rows) == CustomerBillsOutput(lookup).data
+    assert selectors.lookup_api_body(data) == CustomerBillsOutput(lookup).data

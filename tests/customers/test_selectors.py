@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import psycopg
 import pytest
 from django.db import connection, transaction
 
@@ -30,12 +31,26 @@ def _prepared_lookup_runs() -> list[tuple[object, int]]:
         return cursor.fetchall()
 
 
-def test_it_reads_a_customer_and_the_bills_in_one_query(django_assert_num_queries):
+def test_it_reads_a_customer_and_the_bills_in_one_query(django_assert_num_queries, monkeypatch):
     household = household_with_history(months=14)
+    selectors.customer_bills_lookup(code=factories.CustomerFactory().code)  # prepared now
+    [(_prepared_at, runs)] = _prepared_lookup_runs()
+    # Counted where every statement of the connection goes, Django's cursors or not.
+    sent = []
+    execute = psycopg.Cursor.execute
+
+    def counted(cursor, query, *args, **kwargs):  # type: ignore[no-untyped-def]
+        sent.append(query)
+        return execute(cursor, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", counted)
     with django_assert_num_queries(1) as captured:
         lookup = selectors.customer_bills_lookup(code=household.customer.code)
+    monkeypatch.undo()
+    assert sent == [selectors._LOOKUP_SQL]
     [sql] = (query["sql"] for query in captured.captured_queries)
     assert household.customer.code in sql
+    assert _prepared_lookup_runs() == [(_prepared_at, runs + 1)]  # run by name, once
     # On the unique code index, and on the (customer, period) unique index.
     assert "WHERE c.code = " in selectors._LOOKUP_SQL
     assert "WHERE customer_id = " in selectors._LOOKUP_SQL
