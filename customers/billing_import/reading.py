@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import queue
-import threading
-from collections.abc import Generator, Iterator
-from typing import IO, TypeVar
+from collections.abc import Iterator
+from typing import IO
 
 from customers.billing_import.rules import COLUMNS
-
-T = TypeVar("T")
 
 
 class ImportFileError(Exception):
@@ -65,49 +61,3 @@ def records(stream: IO[str]) -> Iterator[tuple[int, list[str]]]:
         raise ImportFileError(f"line {line + 1}: not UTF-8 ({exc.reason})") from None
     except csv.Error as exc:
         raise ImportFileError(f"line {reader.line_num}: {exc}") from None
-
-
-def read_ahead(items: Iterator[T], depth: int = 2) -> Generator[T, None, None]:
-    """The items, produced by a thread of their own up to `depth` ahead of the consumer: Python
-    reads the file while the database works on what came before (the two then use both cores).
-
-    An error raised while producing an item is raised here, where the item would have come; a
-    consumer that stops early stops the thread. The producer must not use the database: Django
-    gives each thread a connection of its own, outside the import's transaction.
-    """
-    handoff: queue.Queue[tuple[object, BaseException | None]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    end = object()
-
-    def hand_over(item: object, error: BaseException | None = None) -> bool:
-        while not stop.is_set():
-            try:
-                handoff.put((item, error), timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not hand_over(item):
-                    return
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
-            hand_over(end, exc)
-        else:
-            hand_over(end)
-
-    producer = threading.Thread(target=produce, name="import-read-ahead", daemon=True)
-    producer.start()
-    try:
-        while True:
-            item, error = handoff.get()
-            if item is end:
-                if error is not None:
-                    raise error
-                return
-            yield item  # type: ignore[misc]
-    finally:
-        stop.set()
-        producer.join()

@@ -367,36 +367,3 @@ if True in LOADERS:
         errors, counts, _ = outcome(1)
         assert [line for line, _ in errors] == [4, 5, 6, 7], errors
         assert counts == (3, 2, 3)
-
-
-def test_reading_ahead_hands_over_every_item_then_the_producers_error():
-    from customers.billing_import.reading import ImportFileError, read_ahead
-
-    def items():
-        yield from range(5)
-        raise ImportFileError("line 7: not UTF-8")
-
-    seen = []
-    with pytest.raises(ImportFileError, match="line 7"):
-        for item in read_ahead(items()):
-            seen.append(item)
-    assert seen == [0, 1, 2, 3, 4]
-
-
-def test_a_consumer_that_stops_early_stops_the_reading_thread():
-    import threading
-
-    from customers.billing_import.reading import read_ahead
-
-    produced = []
-
-    def items():
-        for item in range(1000):
-            produced.append(item)
-            yield item
-
-    ahead = read_ahead(items(), depth=2)
-    assert next(ahead) == 0
-    ahead.close()
-    assert not [t for t in threading.enumerate() if t.name == "import-read-ahead"]
-    assert len(produced) < 10

@@ -33,6 +33,7 @@ from django.db.models import F
 from django.utils import timezone
 from tqdm import tqdm
 
+from common.read_ahead import batched, read_ahead
 from payments import applier, inbox, matching
 from payments.bulk import AnyOf
 from payments.channels.statements import lines
@@ -184,7 +185,9 @@ class Command(BaseCommand):
                 disable=not self.stderr.isatty(),
             )
             with bar, inbox.inbox_turn(InboundMessage.Kind.STATEMENT):
-                batches = self._read_ahead(self._lines(handle, path.name), batch_size)
+                # Read and checked by a thread while the batch before is applied: reading is
+                # Python work, applying mostly waits for PostgreSQL (which lets the reader run).
+                batches = read_ahead(batched(self._lines(handle, path.name), batch_size))
                 own_transactions = (
                     connection.vendor == "postgresql"
                     and connection.get_autocommit()
@@ -197,48 +200,6 @@ class Command(BaseCommand):
                         bar.update(len(batch))
                 finally:
                     appliers.close()
-
-    def _read_ahead(self, lines: Iterator[Line], batch_size: int) -> Iterator[list[Line]]:
-        """The lines in batches, the next one read and checked by a thread while this one is
-        applied: reading is Python work, applying mostly waits for PostgreSQL (which lets the
-        reader run), so the reading costs next to no time of its own."""
-        ready: queue.Queue[list[Line] | BaseException | None] = queue.Queue(maxsize=2)
-        stop = threading.Event()
-
-        def offer(item: list[Line] | BaseException | None) -> None:
-            while not stop.is_set():
-                try:
-                    ready.put(item, timeout=0.1)
-                    return
-                except queue.Full:
-                    continue
-
-        def read() -> None:
-            try:
-                batch: list[Line] = []
-                for line in lines:
-                    batch.append(line)
-                    if len(batch) >= batch_size:
-                        offer(batch)
-                        batch = []
-                    if stop.is_set():
-                        return
-                if batch:
-                    offer(batch)
-                offer(None)
-            except BaseException as exc:  # noqa: BLE001 - raised again in the main thread
-                offer(exc)
-
-        reader = threading.Thread(target=read, name="statement-reader", daemon=True)
-        reader.start()
-        try:
-            while (item := ready.get()) is not None:
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            stop.set()
-            reader.join()
 
     # --- Reading ----------------------------------------------------------------------------
     def _lines(self, handle: Any, name: str) -> Iterator[Line]:
