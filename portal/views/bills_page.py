@@ -17,29 +17,67 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, NamedTuple
 
+from django.http import HttpRequest
 from django.utils import translation
 from django.utils.html import conditional_escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext, ngettext
 
+from common.skeleton import PageSkeletons
 from common.templatetags.formatting import dmy, format_vnd, period
 from customers import paylinks
 from customers.selectors import BillLine, CustomerBills
 from payments.models import Partner, Payment
 
 
-def page_context(
-    lookup: CustomerBills, *, gateways: list[Partner], in_progress: Payment | None
-) -> dict[str, Any]:
-    """The bills page's template context."""
+class Gateway(NamedTuple):
+    """A partner offering its payment page, as the page names it (part of the page's shape)."""
+
+    code: str
+    name: str
+    redirect_protocol: str
+
+
+@dataclass(frozen=True)
+class BillsPage:
+    """The bills page's values: `shape` decides which parts show, `slots` are what it shows
+    (escaped as the template escapes them), `extra` what only a page rendered as usual reads;
+    `plain` when the page is rendered as usual, for a request its skeleton cannot stand for."""
+
+    shape: dict[str, Any]
+    slots: dict[str, Any]
+    extra: dict[str, Any]
+    plain: bool
+
+
+skeletons = PageSkeletons("portal/bills.html")
+
+
+def render(request: HttpRequest, page: BillsPage) -> str:
+    return skeletons.render(
+        request, shape=page.shape, slots=page.slots, extra=page.extra, plain=page.plain
+    )
+
+
+def bills_page(
+    lookup: CustomerBills,
+    *,
+    gateways: list[Partner],
+    in_progress: Payment | None,
+    plain: bool = False,
+) -> BillsPage:
+    """The bills page's values; `plain` when the request has more to show than the bills (flash
+    messages) or reads its query (the language links keep it)."""
     unpaid = lookup.unpaid
     history = lookup.history
     total_due = format_vnd(lookup.total_due)
     chart = kwh_chart(history)
-    return {
+    slots = {
         "title": _translated(lambda: gettext("Bills of customer %(code)s"), code=lookup.code),
-        "lookup": lookup,
-        "in_progress": in_progress,
+        "code": lookup.code,
+        "customer_name": lookup.name,
+        "address": lookup.address or "—",
+        "service_area": lookup.service_area_name,
         "unpaid_rows": unpaid_rows(unpaid),
         "unpaid_summary": _translated(
             lambda: ngettext(
@@ -51,9 +89,8 @@ def page_context(
         ),
         "total_due": total_due,
         "pay_label": _translated(lambda: gettext("Pay %(amount)s"), amount=total_due),
-        "gateways": gateways,
         "history_rows": history_rows(history),
-        "chart": chart,
+        "chart_bars": chart.bars_svg if chart else "",
         "chart_description": _translated(
             lambda: gettext(
                 "From %(first)s to %(last)s: lowest %(low)s kWh in %(low_period)s, highest "
@@ -69,6 +106,19 @@ def page_context(
         if chart
         else "",
     }
+    shape = {
+        "has_overdue": lookup.has_overdue,
+        "gateways": tuple(
+            Gateway(partner.code, partner.name, partner.redirect_protocol) for partner in gateways
+        ),
+        "chart_has_unpaid": bool(chart and chart.has_unpaid),
+        "chart_width": CHART_WIDTH,
+        "chart_height": CHART_HEIGHT,
+        "chart_baseline": CHART_HEIGHT - CHART_BOTTOM,
+    }
+    # A payment in progress is shown with filters and URLs of its own: rendered as usual.
+    plain = plain or in_progress is not None
+    return BillsPage(shape, slots, {"in_progress": in_progress}, plain)
 
 
 def _(message: str) -> SafeString:
@@ -201,9 +251,6 @@ class Chart:
     highest_kwh: int
     highest_period: str
     has_unpaid: bool
-    width: int = CHART_WIDTH
-    height: int = CHART_HEIGHT
-    baseline: int = CHART_HEIGHT - CHART_BOTTOM
 
 
 def kwh_chart(history: list[BillLine]) -> Chart | None:

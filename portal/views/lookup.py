@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from django.contrib.messages import get_messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
@@ -63,13 +64,14 @@ def bills(request: HttpRequest, code: str) -> HttpResponse:
     lookup = selectors.customer_bills_lookup(code=clean, cached=cached)
     if lookup is None:
         return _lookup_error(request, clean, status=404)
-    response = render(
-        request,
-        "portal/bills.html",
-        bills_page.page_context(
-            lookup, gateways=usable_gateways(), in_progress=open_payment(request, clean)
-        ),
+    page = bills_page.bills_page(
+        lookup,
+        gateways=usable_gateways(),
+        in_progress=open_payment(request, clean),
+        # Flash messages to show, or a query the language links keep: rendered as usual.
+        plain=bool(request.GET) or bool(len(get_messages(request))),
     )
+    response = HttpResponse(bills_page.render(request, page))
     # A customer's page is nobody's business but theirs: keep it out of search engines.
     response["X-Robots-Tag"] = "noindex, nofollow"
     return response

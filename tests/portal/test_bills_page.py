@@ -194,3 +194,102 @@ def test_a_fixed_part_refuses_anything_that_varies(inside):
         Template(
             "{% load i18n per_language %}{% per_language %}" + inside + "{% endper_language %}"
         )
+
+
+# --- The page from its skeleton (common/skeleton.py) ------------------------------------------
+def _skeleton_kept() -> list[object]:
+    from portal.views.bills_page import skeletons
+
+    return [skeleton for skeleton in skeletons.kept.values() if skeleton is not None]
+
+
+def test_a_second_household_of_the_same_shape_is_filled_with_its_own_values(client):
+    from portal.views.bills_page import skeletons
+
+    skeletons.kept.clear()
+    first = household_with_history(unpaid=1)
+    second = household_with_history(
+        code="PA14HT0054321", name="Lê Văn Bình", address="Số 9 đường Phan Đình Phùng", unpaid=1
+    )
+    client.get(f"/bills/{first.customer.code}/")
+    assert len(_skeleton_kept()) == 1  # checked against Django's rendering, then kept
+    page = client.get(f"/bills/{second.customer.code}/").content.decode()
+    bill = second.unpaid[0]
+    _in_order(
+        _text(page),
+        [
+            "Hóa đơn của khách hàng PA14HT0054321",
+            "Mã khách hàng PA14HT0054321",
+            "Lê V** B**",
+            "1 hóa đơn chưa thanh toán, tổng cộng",
+            f"Thanh toán {_vnd(bill.amount)}",
+        ],
+    )
+    assert first.customer.code not in page and "Trần" not in page
+    assert 'name="customer_code" value="PA14HT0054321"' in page
+    assert "?remember=PA14HT0054321" in page
+
+
+def test_each_shape_and_language_has_its_own_skeleton(client):
+    from portal.views.bills_page import skeletons
+
+    skeletons.kept.clear()
+    paid_up = household_with_history(unpaid=0)
+    owing = household_with_history(code="PA14HT0054321", unpaid=2)
+    for _ in range(2):
+        thanked = client.get(f"/bills/{paid_up.customer.code}/").content.decode()
+        owed = client.get(f"/bills/{owing.customer.code}/").content.decode()
+    assert "<form" not in thanked and "Xin cảm ơn!" in thanked
+    assert "<form" in owed and "Có hóa đơn đã quá hạn thanh toán." in owed
+    client.cookies["django_language"] = "en"
+    english = client.get(f"/bills/{owing.customer.code}/").content.decode()
+    assert "2 unpaid bills, in total" in english and '<html lang="en">' in english
+    assert len(_skeleton_kept()) == 3
+
+
+def test_the_form_from_a_skeleton_carries_a_token_that_starts_the_payment():
+    from django.test import Client
+
+    household = household_with_history(unpaid=1)
+    visitor = Client(enforce_csrf_checks=True)
+    visitor.get(f"/bills/{household.customer.code}/")  # the skeleton is kept here at the latest
+    visitor.cookies.clear()  # a new visitor: no cookie yet
+    response = visitor.get(f"/bills/{household.customer.code}/")
+    assert "csrftoken" in response.cookies
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', response.content.decode())
+    assert token
+    started = visitor.post(
+        "/pay/start/",
+        {
+            "csrfmiddlewaretoken": token[1],
+            "customer_code": household.customer.code,
+            "bills": [household.unpaid[0].number],
+            "method": "vietqr",
+        },
+    )
+    assert started.status_code == 302
+
+
+def test_a_page_without_a_form_sets_no_token_cookie(client):
+    household = household_with_history(unpaid=0)
+    for _ in range(2):
+        response = client.get(f"/bills/{household.customer.code}/")
+        assert "csrftoken" not in response.cookies
+
+
+def test_what_comes_from_billing_files_is_escaped_in_a_skeletons_values_too(client):
+    from portal.views.bills_page import skeletons
+
+    skeletons.kept.clear()
+    household_with_history(unpaid=1)
+    client.get("/bills/PA14HT0012345/")
+    hostile = household_with_history(
+        code="PA14HT0099999",
+        name='<script>alert("x")</script> An',
+        address="<b>Số 1</b>, phường <i>Nam Hà</i>",
+        unpaid=1,
+    )
+    page = client.get(f"/bills/{hostile.customer.code}/").content.decode()
+    assert len(_skeleton_kept()) == 1
+    assert "<script>" not in page and "<b>" not in page and "<i>" not in page
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
