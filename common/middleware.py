@@ -35,7 +35,7 @@ class DefaultLanguageMiddleware:
 def choose_language(request: HttpRequest) -> tuple[str, str | None]:
     """The request's language, and the one the visitor chose by `?lang=` now (None if not).
 
-    Also for config/lookup_api.py, which answers the lookup API without this middleware."""
+    Also for config/lookups.py, which answers the lookup API without this middleware."""
     # Without a query string there is no choice to read (QueryDict costs the lookup API).
     chosen = request.GET.get("lang") if request.META.get("QUERY_STRING") else None
     if chosen in _SUPPORTED:

@@ -12,9 +12,10 @@ with only the middleware they use:
   comes back to it with one, kept in a cookie), and skip sessions, users and the sign-in
   lockout, which they never use and which cost more than the lookup's own query.
 
-The lookup API itself (`/api/v1/customers/{code}/bills/`, any method) does not even go through
-a handler: config/lookup_api.py answers it as a plain WSGI function, with the lookups' middleware
-called layer by layer; the lean handler keeps the bills page and the API's other paths (404s).
+The lookups themselves (`/api/v1/customers/{code}/bills/` and `/bills/{code}/`, any method) do
+not even go through a handler: config/lookups.py answers them as plain WSGI functions, with the
+lookups' middleware called layer by layer; the lean handler keeps the other paths under them
+(404s).
 
 Everything else (the payment pages, the console, the admin, sign-in) gets the whole stack.
 """
@@ -28,7 +29,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 _pages = get_wsgi_application()
 
-from config import lookup_api  # noqa: E402 - imports models: only once Django is set up
+from config import lookups  # noqa: E402 - imports models: only once Django is set up
 
 CALLBACK_MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -81,8 +82,8 @@ def handler_for(path: str) -> WSGIHandler:
 
 def application(environ, start_response):  # type: ignore[no-untyped-def]
     path = environ.get("PATH_INFO", "")
-    if path.startswith(lookup_api.PREFIX):
-        code = lookup_api.code_in(environ)
-        if code is not None:
-            return lookup_api.serve(environ, start_response, code)
+    if path.startswith(("/api/v1/customers/", "/bills/")):
+        found = lookups.lookup_in(environ)
+        if found is not None:
+            return lookups.serve(environ, start_response, *found)
     return handler_for(path)(environ, start_response)

@@ -1,7 +1,7 @@
 """The lookup API's answer, one rule for the two ways it is reached.
 
 `GET /api/v1/customers/{code}/bills/` is served in production by a plain WSGI function
-(config/lookup_api.py), ahead of any Django handler, and through the URLconf by
+(config/lookups.py), ahead of any Django handler, and through the URLconf by
 `CustomerBillsView` (the test client, and the view the OpenAPI schema is generated from). Both
 call `bills_answer` (the view through `bills_response`), and tests/config/test_lookup_api.py
 holds the two to the same statuses, bodies and headers.
@@ -44,7 +44,7 @@ def as_response(answer: bytes | HttpResponse) -> HttpResponse:
 
 def bills_answer(*, method: str, code: str, client: str, language: str) -> bytes | HttpResponse:
     """`bills_response` before its cache headers: the JSON body of a customer's bills when it
-    is a 200 (config/lookup_api.py sends it with the headers the layers gave the first 200 of
+    is a 200 (config/lookups.py sends it with the headers the layers gave the first 200 of
     its kind), otherwise the whole answer."""
     response: HttpResponse
     if method not in ("GET", "HEAD"):

@@ -49,7 +49,7 @@ class CustomerBillsView(APIView):
     """Declared as a DRF view so that the schema describes it, and answered by the lookup API's
     one rule (customers.api.answer) without DRF's request wrapping, authentication, negotiation
     and rendering, which cost more than the lookup itself (measured) and which it never uses.
-    Production requests do not reach it: config/wsgi.py hands them to config/lookup_api.py,
+    Production requests do not reach it: config/wsgi.py hands them to config/lookups.py,
     which calls the same rule."""
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
