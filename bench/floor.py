@@ -31,7 +31,7 @@ import psycopg
 import redis
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
-django.setup()  # only to read the settings and the lookup's SQL, never on a request
+django.setup()  # the settings, the lookup's SQL, and the page's presenter and templates
 
 from django.conf import settings  # noqa: E402
 from django.core.cache import caches  # noqa: E402

@@ -13,11 +13,15 @@ value to fill (a slot) is either empty, and then part of the kind (an `{% if %}`
 filled. A request the view cannot describe so (flash messages to show, a query string) is
 rendered as usual.
 
-Nothing can be frozen by mistake: the skeleton is rendered from the kind's values and the slots'
-markers only, with a blank request, and is kept only if, filled with the first request's values,
-it gives exactly the page Django renders for that request. A template that reads anything else
-(the request, another variable, a filter applied to a slot) fails that check, and its pages are
-rendered as usual.
+What the template may do with a slot is therefore limited: show it (`{{ slot }}`) or test
+whether it is empty (`{% if slot %}`), nothing else. The skeleton is rendered from the kind's
+values and the slots' markers only, with a blank request, twice (with markers of two lengths),
+and kept only if both give the same text and, filled with the first request's values, it gives
+exactly the page Django renders for that request. That check catches a template reading the
+request or a variable outside the kind and the slots, and a filter that changes or cuts a slot,
+on the first page of each kind; what it cannot catch is a test that differs from one value to
+the next (`{% if slot == "x" %}`, a filter that changes only some values), so a template using
+this keeps to the rule above, and states so.
 """
 
 from __future__ import annotations
@@ -44,14 +48,16 @@ logger = logging.getLogger(__name__)
 # `{% csrf_token %}`'s value: the request's token, filled like the other slots.
 CSRF_SLOT = "csrf_token"
 # A slot's marker: NUL, which no text from the database (PostgreSQL refuses it in text) or a
-# billing file (the import refuses it) holds, around the slot's name.
-_MARKER = re.compile(r"\x00(\w+)\x00")
+# billing file (the import refuses it) holds, around the slot's name (padded, for the second
+# rendering, with \x01: a filter cutting a value would cut the longer marker).
+_MARKER = re.compile(r"\x00(\w+)\x01*\x00")
+_PADDING = 64
 # How `{{ value }}` is rendered: autoescaped, localized, in the current time zone.
 _RENDERING = Context(autoescape=True)
 
 
-def _marker(name: str) -> str:
-    return mark_safe(f"\x00{name}\x00")
+def _marker(name: str, padding: int = 0) -> str:
+    return mark_safe(f"\x00{name}{chr(1) * padding}\x00")
 
 
 class Skeleton:
@@ -119,13 +125,22 @@ class PageSkeletons:
         slots: dict[str, Any],
         context: dict[str, Any],
     ) -> str:
-        markers = {name: value if not value else _marker(name) for name, value in slots.items()}
-        skeleton = Skeleton(
-            render_to_string(
-                self.template_name,
-                {**shape, **markers, CSRF_SLOT: _marker(CSRF_SLOT)},
-                HttpRequest(),
+        skeleton, padded = (
+            Skeleton(
+                render_to_string(
+                    self.template_name,
+                    {
+                        **shape,
+                        **{
+                            name: _marker(name, padding) if value else value
+                            for name, value in slots.items()
+                        },
+                        CSRF_SLOT: _marker(CSRF_SLOT, padding),
+                    },
+                    HttpRequest(),
+                )
             )
+            for padding in (0, _PADDING)
         )
         token = ""
         if skeleton.has_token:
@@ -136,7 +151,11 @@ class PageSkeletons:
         kept: Skeleton | None = skeleton
         values = self._values(slots, token)
         # A marker a filter changed names no slot: that template is rendered as usual too.
-        if not values.keys() >= set(skeleton.slots) or skeleton.fill(values) != page:
+        if (
+            (padded.fixed, padded.slots) != (skeleton.fixed, skeleton.slots)
+            or not values.keys() >= set(skeleton.slots)
+            or skeleton.fill(values) != page
+        ):
             logger.warning(
                 "%s renders differently from its skeleton for %r: rendered as usual",
                 self.template_name,

@@ -1,5 +1,5 @@
-"""The public lookups as plain WSGI functions, ahead of any Django handler:
-`GET /api/v1/customers/{code}/bills/` and `GET /bills/{code}/`.
+"""The public lookups as plain WSGI functions, ahead of any Django handler: every request for
+`/api/v1/customers/{code}/bills/` and `/bills/{code}/`, whatever its method.
 
 They are the portal's busiest answers, and Django's handler around them (the middleware chain,
 URL resolution, the view's class machinery) cost more CPU than the API's own Redis round trip and
@@ -186,6 +186,9 @@ def _security_layer(
 
 
 # --- The two lookups -----------------------------------------------------------------------
+# The views are converted too, as Django converts a view's exception before the innermost
+# middleware sees the answer (X-Frame-Options is added to a 500 as well).
+@_converting
 def _api_view(request: HttpRequest, code: str, language: str) -> HttpResponseBase:
     return bills_response(
         method=request.method or "",
@@ -201,6 +204,7 @@ def _api_answer(request: HttpRequest, code: str, language: str) -> bytes | HttpR
     )
 
 
+@_converting
 def _page_view(request: HttpRequest, code: str, language: str) -> HttpResponseBase:
     return bills_page_view(request, code)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterable, Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from typing import Any
 
 from django.conf import settings
@@ -268,12 +268,10 @@ def load(
 ) -> None:
     areas = _AreaIds()
     parameters = _check_parameters()
-    with connection.cursor() as cursor:
+    # jit: compiling each chunk's check (about 25 ms a statement) costs more than it saves.
+    with connection.cursor() as cursor, _settings(cursor, work_mem="256MB", jit="off"):
         # Dropped at commit, and here too: an import may run inside a longer transaction.
         cursor.execute("DROP TABLE IF EXISTS import_raw, import_rows")
-        cursor.execute("SET LOCAL work_mem = '256MB'")
-        # Compiling each chunk's check (about 25 ms a statement) costs more than it saves.
-        cursor.execute("SET LOCAL jit = off")
         cursor.execute(_STAGE)
         cursor.execute(
             f"CREATE TEMP TABLE import_rows ON COMMIT DROP AS {_CHECK} WITH NO DATA", parameters
@@ -308,6 +306,20 @@ def load(
         if changed:
             _update_customers(cursor, changed, now, result)
         cursor.execute("DROP TABLE import_raw, import_rows")
+
+
+@contextmanager
+def _settings(cursor: Any, **values: str) -> Iterator[None]:
+    """PostgreSQL's settings for the load, put back after it: a setting made for the
+    transaction outlives the import's own atomic block when that is a savepoint in a longer
+    transaction. After an error the savepoint's rollback puts them back."""
+    names = list(values)
+    cursor.execute("SELECT " + ", ".join(["current_setting(%s)"] * len(names)), names)
+    before = cursor.fetchone()
+    assignments = "SELECT " + ", ".join(["set_config(%s, %s, true)"] * len(names))
+    cursor.execute(assignments, [item for pair in values.items() for item in pair])
+    yield
+    cursor.execute(assignments, [item for pair in zip(names, before, strict=True) for item in pair])
 
 
 class _AreaIds:

@@ -13,6 +13,7 @@ TEMPLATES = {
     "{% for item in items %}<i>{{ item }}</i>{% endfor %}",
     "reads_request.html": "<h1>{{ title }}</h1><a href='{{ request.path }}'>here</a>",
     "filters_a_slot.html": "<h1>{{ title|upper }}</h1>",
+    "cuts_a_slot.html": "<h1>{{ title|truncatechars:12 }}</h1>",
     "reads_another.html": "<h1>{{ title }}</h1>{{ other }}",
     "form.html": "<form>{% csrf_token %}{{ title }}</form>",
 }
@@ -67,6 +68,8 @@ def test_an_empty_slot_and_each_shape_are_kinds_of_their_own():
     [
         ("reads_request.html", {"title": "T"}, "<h1>T</h1><a href='{path}'>here</a>"),
         ("filters_a_slot.html", {"title": "t{path}"}, "<h1>T{upper}</h1>"),
+        # Short values come out whole: only the longer marker shows the cut.
+        ("cuts_a_slot.html", {"title": "t{path}"}, "<h1>t{path}</h1>"),
         ("reads_another.html", {"title": "T"}, "<h1>T</h1>{path}"),
     ],
 )

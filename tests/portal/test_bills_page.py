@@ -247,6 +247,47 @@ def test_each_shape_and_language_has_its_own_skeleton(client):
     assert len(_skeleton_kept()) == 3
 
 
+def test_pages_from_a_skeleton_are_the_pages_django_renders(monkeypatch):
+    """Households of every shape, each page filled from its kind's skeleton and rendered by
+    Django as usual (the token set aside: each rendering masks it anew)."""
+    from django.test import RequestFactory
+
+    from customers.selectors import customer_bills_lookup
+    from portal.views import bills_page
+    from portal.views.lookup import usable_gateways
+
+    monkeypatch.setattr(bills_page.skeletons, "kept", {})
+    households = [
+        household_with_history(code=f"PA14HT00{index:05d}", name=name, unpaid=unpaid)
+        for index, (name, unpaid) in enumerate(
+            [
+                ("Trần Thị Hồng Nhung", 2),
+                ("Lê Văn Bình", 2),
+                ("Hồ Sĩ <b>Hùng</b>", 1),
+                ("Nguyễn Văn An", 0),
+                ("Phạm Thị Lan", 0),
+                ("Võ Minh & Con", 1),
+            ]
+        )
+    ]
+    token = re.compile(r'name="csrfmiddlewaretoken" value="[^"]+"')
+    for language in ("vi", "en"):
+        with translation.override(language):
+            for household in households:
+                page = bills_page.bills_page(
+                    customer_bills_lookup(code=household.customer.code),
+                    gateways=usable_gateways(),
+                    in_progress=None,
+                )
+                request = RequestFactory().get(f"/bills/{household.customer.code}/")
+                filled = bills_page.render(request, page)
+                plain = bills_page.skeletons.render(
+                    request, shape=page.shape, slots=page.slots, extra=page.extra, plain=True
+                )
+                assert token.sub("<token>", filled) == token.sub("<token>", plain)
+    assert len(_skeleton_kept()) == len(bills_page.skeletons.kept) >= 4
+
+
 def test_the_form_from_a_skeleton_carries_a_token_that_starts_the_payment():
     from django.test import Client
 

@@ -23,6 +23,7 @@ import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,19 +186,21 @@ class Command(BaseCommand):
                 disable=not self.stderr.isatty(),
             )
             with bar, inbox.inbox_turn(InboundMessage.Kind.STATEMENT):
-                # Read and checked by a thread while the batch before is applied: reading is
-                # Python work, applying mostly waits for PostgreSQL (which lets the reader run).
-                batches = read_ahead(batched(self._lines(handle, path.name), batch_size))
                 own_transactions = (
                     connection.vendor == "postgresql"
                     and connection.get_autocommit()
                     and not connection.in_atomic_block
                 )
                 appliers = _Appliers(self._apply, self._add, threads=2 if own_transactions else 0)
+                # Read and checked by a thread while the batch before is applied: reading is
+                # Python work, applying mostly waits for PostgreSQL (which lets the reader run).
+                # closing(): the reading thread stops however the loop ends.
+                lines_read = read_ahead(batched(self._lines(handle, path.name), batch_size))
                 try:
-                    for batch in batches:
-                        appliers.submit(batch)
-                        bar.update(len(batch))
+                    with closing(lines_read) as batches:
+                        for batch in batches:
+                            appliers.submit(batch)
+                            bar.update(len(batch))
                 finally:
                     appliers.close()
 
