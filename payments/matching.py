@@ -38,6 +38,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from common.text import alnum_upper
+from customers.models import Bill
 from payments import notes, references, services, states
 from payments.bulk import AnyOf, bulk_update_rows, insert_new, pg_array
 from payments.inbox import Applied, Claimed
@@ -491,6 +492,33 @@ def _combined(reference: str, line: _Line, held: list[_Transfer]) -> tuple[Decis
     )
 
 
+def _single_references(named: list[_Line]) -> list[str]:
+    """The reference of each note that names one, for a paper bill's standing payment: a note
+    naming several goes to an agent, and must not leave payments open behind it.
+
+    A valid reference also appears by chance where the payer's or the bank's text meets the
+    real one (the check character lets one in 32 through: "HD-" typed before a bill's own
+    reference, say). One that names neither a payment nor a bill is not a second reference."""
+    single = [line.found[0] for line in named if len(line.found) == 1]
+    several = {reference for line in named if len(line.found) > 1 for reference in line.found}
+    if not several:
+        return single
+    real = _naming_something(several)
+    for line in named:
+        kept = [reference for reference in line.found if reference in real]
+        if len(line.found) > 1 and len(kept) == 1:
+            single.append(kept[0])
+    return single
+
+
+def _naming_something(found: set[str]) -> set[str]:
+    """The references that name a payment, or a bill (a paper bill's own)."""
+    known = set(Payment.objects.filter(reference__in=found).values_list("reference", flat=True))
+    bill_ids = {ref: bill_id for ref in found - known if (bill_id := references.bill_id_of(ref))}
+    bills = set(Bill.objects.filter(pk__in=bill_ids.values()).values_list("pk", flat=True))
+    return known | {ref for ref, bill_id in bill_ids.items() if bill_id in bills}
+
+
 def _settle_named(named: list[_Line], results: dict[int, Applied]) -> list[_Transfer]:
     """Choose each line's payment and settle them through `services.payments_mark_succeeded`;
     returns the earlier transfers a line made whole (changed, to be written with the batch).
@@ -505,9 +533,7 @@ def _settle_named(named: list[_Line], results: dict[int, Applied]) -> list[_Tran
     references = sorted({reference for line in named for reference in line.found})
     # Locked here, in id order: transfers, then payments, then (by the service) bills.
     held = _held_short(references)
-    # A paper bill's standing payment, for a note naming that one reference and no other (a
-    # note naming several goes to an agent, and must not leave payments open behind it).
-    services.bill_payments_open(found=[line.found[0] for line in named if len(line.found) == 1])
+    services.bill_payments_open(found=_single_references(named))
     locked = services.payments_lock(AnyOf(F("reference"), references))
     position = {payment.pk: index for index, payment in enumerate(locked)}
     by_reference = {payment.reference: payment.pk for payment in locked}

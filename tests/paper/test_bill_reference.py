@@ -47,6 +47,24 @@ def test_a_bill_reference_reads_back_to_its_bill_and_catches_a_typo():
     )
 
 
+def test_a_reference_found_by_chance_beside_the_bills_own_does_not_hide_it(client):
+    """ "HD-" typed before the reference makes another valid one, overlapping it, for one bill
+    in 32 (the check character's odds): it names no payment and no bill, so the note still
+    names one reference, and pays that bill."""
+    bill, _other = _bill()
+    bill_id = 1033  # a bill whose reference after "HD-" holds such a second one
+    Bill.objects.filter(pk=bill.pk).update(id=bill_id)
+    bill = Bill.objects.get(pk=bill_id)
+    ref = references.bill_reference(bill_id)
+    note = f"MBVCB.3278.HD-{ref[:6]}-{ref[6:]}.CT tu 0912345678"
+    assert len(references.find_in(matching.fold_note(note))) == 2
+    body = notification(None, transferAmount=bill.amount)
+    body["content"] = note
+    assert deliver(client, body).outcome == matching.MATCHED
+    bill.refresh_from_db()
+    assert bill.status == Bill.Status.PAID
+
+
 @pytest.mark.parametrize("note", ["{ref}", "thanh toan {lower} tien dien", "HD-{dashed}"])
 def test_the_exact_amount_with_the_reference_anywhere_pays_that_bill_only(client, note):
     bill, other = _bill()
