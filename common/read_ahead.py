@@ -8,8 +8,9 @@ must take the lock back each time an answer arrives, and by default the reading 
 for up to 5 ms (`sys.getswitchinterval()`) before giving it up. A COPY of a chunk of the billing
 file is a few dozen such waits: that import spent a second of its ten waiting so (measured), and
 runs its reading under `quick_handoffs`, a short switch interval. The statement import does not:
-its appliers do Python work of their own, and the short interval cost it more CPU than it saved
-(measured).
+its appliers do Python work of their own, and with the short interval its Python took more CPU
+(12.2 s for 100,000 lines, against 9.2 and 10.5 s without it, single runs) for no time saved
+that stood out of the machine's noise.
 """
 
 from __future__ import annotations

@@ -194,3 +194,15 @@ def test_an_error_in_the_page_is_django_s_500_alike(query, owing, in_test_transa
 def test_other_paths_under_bills_still_go_to_the_handler():
     for path in ("/bills/", "/bills/PA14HT0012345/x/", "/bills/PA14HT0012345"):
         assert lookups.lookup_in(_environ(path)) is None
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/bills/PA14HT00%0012345/", "/bills/%F0%9F%92%A9/", "/bills/" + "P" * 3000 + "/"],
+    ids=["NUL", "emoji", "too long"],
+)
+def test_hostile_codes_get_the_handler_s_400_never_a_500(path, in_test_transaction):
+    environ = _environ(path)
+    assert lookups.lookup_in(environ) is not None
+    status, _headers, _body = _assert_same(environ)
+    assert status.startswith("400")
