@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import logging
 import re
+import time
+from email.utils import parsedate_to_datetime
 from wsgiref.util import setup_testing_defaults
 
 import pytest
@@ -237,6 +239,24 @@ def test_a_found_customer_s_answer_keeps_its_kind_s_headers(extra, in_test_trans
     assert len(lookups._headers_of) == 1
     second = _assert_same(environ)
     assert _comparable(second[1]) == _comparable(first[1])
+
+
+@pytest.mark.parametrize("path", ["/api/v1/customers/{code}/bills/", "/bills/{code}/"])
+def test_a_kept_answer_expires_as_django_writes_it(path, in_test_transaction, monkeypatch):
+    """Never cached: Expires is the time of the answer (add_never_cache_headers), whether the
+    answer went through the layers (the first of its kind) or was sent with kept headers."""
+    monkeypatch.setattr(lookups, "_headers_of", {})
+    customer, _bills = customer_with_bills()
+    environ = _environ(path.format(code=customer.code))
+    for _ in range(3):
+        before = int(time.time())
+        _status, headers, _body = _run(
+            wsgi.application, dict(environ, **{"wsgi.input": io.BytesIO()})
+        )
+        after = int(time.time())
+        expires = int(parsedate_to_datetime(dict(headers)["Expires"]).timestamp())
+        assert before <= expires <= after
+    assert len(lookups._headers_of) == 1  # the later answers were sent with kept headers
 
 
 def test_the_headers_kept_are_not_those_of_another_kind(in_test_transaction):
