@@ -7,7 +7,8 @@ query (measured). These functions answer with the same middleware as the lean ha
 (config/wsgi.py's LOOKUP_MIDDLEWARE), called in the same order and with the same exception
 handling, but layer by layer instead of through the chain, and without the URL resolver; the
 answers themselves are `customers.api.answer.bills_answer` (which the URLconf's
-CustomerBillsView also answers with) and the bills page's own view, `portal.views.lookup.bills`.
+CustomerBillsView also answers with) and `portal.views.lookup.bills_answer` (which the bills
+page's own view answers with).
 
 A found customer's answer is not even sent through the layers each time: the headers they gave
 the first 200 of its kind are kept (see `_answer`). tests/config/test_lookup_api.py and
@@ -36,6 +37,7 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.middleware.security import SecurityMiddleware
 from django.urls import set_script_prefix, set_urlconf
 from django.utils import translation
+from django.utils.cache import add_never_cache_headers
 from django.utils.http import http_date
 from django.utils.log import log_response
 
@@ -50,6 +52,8 @@ from common.ratelimit import client_address_in
 from customers.api.answer import as_response, bills_answer, bills_response
 from customers.api.views import CustomerBillsView
 from portal.views.lookup import bills as bills_page_view
+from portal.views.lookup import bills_answer as bills_page_answer
+from portal.views.lookup import bills_response as bills_page_response
 
 
 class LookupHandler:
@@ -210,12 +214,21 @@ def _page_view(request: HttpRequest, code: str, language: str) -> HttpResponseBa
 
 
 def _page_answer(request: HttpRequest, code: str, language: str) -> bytes | HttpResponseBase:
-    """The page as its view renders it, given what the layers would give the request first:
-    the thread's state for its URLs and text, its language, its flash messages' storage."""
+    """The page's answer as its view makes it, given what the layers would give the request
+    first: the thread's state for its URLs and text, its language, its flash messages'
+    storage."""
     _as_django_does(request.environ, language)  # type: ignore[attr-defined]
     request.LANGUAGE_CODE = language  # type: ignore[attr-defined]
     _messages.process_request(request)
-    return bills_page_view(request, code)
+    return bills_page_answer(request, code)
+
+
+def _page_response(answer: bytes | HttpResponseBase) -> HttpResponseBase:
+    """The page's answer made whole as its view returns it, its never_cache's headers
+    included."""
+    response = bills_page_response(answer)  # type: ignore[arg-type]
+    add_never_cache_headers(response)
+    return response
 
 
 def _quick_page(request: HttpRequest) -> bool:
@@ -240,7 +253,7 @@ PAGE = Lookup(
     view=_page_view,
     callback=bills_page_view,
     answer=_page_answer,
-    as_response=lambda response: response,
+    as_response=_page_response,
     quick=_quick_page,
 )
 
@@ -310,24 +323,19 @@ def _answer(
         _as_django_does(environ, language)
         error = response_for_exception(request, exc)
         return _layers(environ, request, lookup, code, lambda *args: error)
-    if isinstance(answer, bytes):
-        body, response = answer, None
-    else:
-        storage = getattr(request, "_messages", None)
-        if (
-            not isinstance(answer, HttpResponse)
-            or answer.status_code != 200
-            or answer.cookies
-            or (storage is not None and (storage.used or storage.added_new))
-        ):
-            whole = lookup.as_response(answer)
-            return _layers(environ, request, lookup, code, lambda *args: whole)
-        body, response = answer.content, answer
+    # Flash messages shown or added: their storage's cookie is the messages layer's to update.
+    storage = getattr(request, "_messages", None)
+    if not isinstance(answer, bytes) or (
+        storage is not None and (storage.used or storage.added_new)
+    ):
+        whole = lookup.as_response(answer)
+        return _layers(environ, request, lookup, code, lambda *args: whole)
+    body = answer
     token_cookie = bool(request.META.get("CSRF_COOKIE_NEEDS_UPDATE"))
     kind = (lookup.name, request.is_secure(), language, token_cookie)
     known = _headers_of.get(kind)
     if known is None:
-        first = response or lookup.as_response(body)
+        first = lookup.as_response(body)
         answered = _layers(environ, request, lookup, code, lambda *args: first)
         headers = [
             header for header in _headers(answered) if not _is_token_cookie(header, token_cookie)

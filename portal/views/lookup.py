@@ -46,6 +46,14 @@ def home(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_safe
 def bills(request: HttpRequest, code: str) -> HttpResponse:
+    return bills_response(bills_answer(request, code))
+
+
+def bills_answer(request: HttpRequest, code: str) -> bytes | HttpResponse:
+    """The bills page of `code` as typed in the path: a customer's page as its HTML (bytes),
+    anything else (an error page, the redirect to the code's one address, a 429) as the whole
+    answer. config/lookups.py sends a customer's page with the headers the layers gave the
+    first page of its kind; the view makes it whole with `bills_response`."""
     try:
         clean = clean_customer_code(code)
     except InvalidCustomerCode:
@@ -71,7 +79,15 @@ def bills(request: HttpRequest, code: str) -> HttpResponse:
         # Flash messages to show, or a query the language links keep: rendered as usual.
         plain=bool(request.GET) or bool(len(get_messages(request))),
     )
-    response = HttpResponse(bills_page.render(request, page))
+    return bills_page.render(request, page).encode()
+
+
+def bills_response(answer: bytes | HttpResponse) -> HttpResponse:
+    """`bills_answer`'s answer as the response the view returns (its never_cache adds the
+    cache headers)."""
+    if isinstance(answer, HttpResponse):
+        return answer
+    response = HttpResponse(answer)
     # A customer's page is nobody's business but theirs: keep it out of search engines.
     response["X-Robots-Tag"] = "noindex, nofollow"
     return response
