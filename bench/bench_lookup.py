@@ -149,6 +149,10 @@ def _sweep(script: str, env: dict[str, str]) -> list[tuple[int, int, float, floa
     return results
 
 
+def _p99_limit(target: float, floor: float) -> float:
+    return target if floor <= target else 1.2 * floor
+
+
 def _row(results: list[Any]) -> str:
     return (
         f"{median([r.requests_per_second for r in results]):,.0f} "
@@ -224,7 +228,8 @@ def run() -> Section:
         "GET /api/v1/customers/{code}/bills/: requests/s (p50, p99)",
         _row(rounds["api"]),
         f"{api_ratio:.0%} of bare, {floor_ratio:.0%} of the floor",
-        "≥ 60% of bare, p99 ≤ 50 ms (or within 20% of the floor, requests/s and p99)",
+        "≥ 60% of bare (or ≥ 80% of the floor), p99 ≤ 50 ms (or ≤ 1.2× the floor's p99 where "
+        "that is over 50 ms)",
     )
     section.add(
         f"bare Django view, constant template of {page_size:,} bytes: requests/s (p50, p99)",
@@ -240,7 +245,8 @@ def run() -> Section:
         "GET /bills/{code}/: requests/s (p50, p99)",
         _row(rounds["page"]),
         f"{page_ratio:.0%} of bare, {page_floor_ratio:.0%} of the floor",
-        "≥ 40%, p99 ≤ 80 ms (or within 20% of the floor, requests/s and p99)",
+        "≥ 40% of bare (or ≥ 80% of the floor), p99 ≤ 80 ms (or ≤ 1.2× the floor's p99 where "
+        "that is over 80 ms)",
     )
     errors = sum(r.errors for name in ("api", "page", "floor", "page_floor") for r in rounds[name])
     section.add("lookup errors or non-2xx answers", str(errors))
@@ -271,11 +277,14 @@ def run() -> Section:
         "the same presenter and skeleton, and a new visitor's CSRF cookie, as the page does "
         "for every request of wrk (which keeps no cookies)."
     )
-    # The fallback: where the floor itself cannot meet a target on this machine, within
-    # 20% of the floor, in requests/s and in p99 alike.
-    api_met = (api_ratio >= 0.6 or floor_ratio >= 0.8) and p99("api") <= max(50, 1.2 * p99("floor"))
-    page_met = (page_ratio >= 0.4 or page_floor_ratio >= 0.8) and p99("page") <= max(
-        80, 1.2 * p99("page_floor")
+    # The fallback, each measure on its own: requests/s against bare, or within 20% of
+    # the floor; p99 under its limit, or, where the floor itself is over that limit on this
+    # machine, within 20% of the floor's p99.
+    api_met = (api_ratio >= 0.6 or floor_ratio >= 0.8) and p99("api") <= _p99_limit(
+        50, p99("floor")
+    )
+    page_met = (page_ratio >= 0.4 or page_floor_ratio >= 0.8) and p99("page") <= _p99_limit(
+        80, p99("page_floor")
     )
     section.passed = api_met and page_met and errors == 0
     return section

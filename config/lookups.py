@@ -93,7 +93,8 @@ View = Callable[[HttpRequest, str, str], HttpResponseBase]
 class Lookup:
     """One of the two lookups: its path, its view (for the layers) and the Django view it
     stands for (for the CSRF check), and its answer for the quick path: a found customer's body
-    as bytes or the view's response, made whole by `as_response`."""
+    as bytes, or any other answer as a response; `as_response` makes either what the view
+    returns (the cache headers included)."""
 
     name: str
     path: re.Pattern[str]
@@ -366,7 +367,8 @@ class _Expired:
         self.kept: tuple[int, str] = (0, "")
 
     def __call__(self) -> str:
-        second = int(time.time())
+        # http_date rounds to the microsecond: 0.9999997 past a second is written as the next.
+        second = int(time.time() + 0.5e-6)
         kept_second, text = self.kept
         if kept_second != second:
             # One tuple replaced at once: another thread reads the old one or the new one.

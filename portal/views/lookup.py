@@ -52,8 +52,9 @@ def bills(request: HttpRequest, code: str) -> HttpResponse:
 def bills_answer(request: HttpRequest, code: str) -> bytes | HttpResponse:
     """The bills page of `code` as typed in the path: a customer's page as its HTML (bytes),
     anything else (an error page, the redirect to the code's one address, a 429) as the whole
-    answer. config/lookups.py sends a customer's page with the headers the layers gave the
-    first page of its kind; the view makes it whole with `bills_response`."""
+    answer. The view makes it whole with `bills_response`; config/lookups.py sends a customer's
+    page with the headers the layers gave the first page of its kind, unless it showed or added
+    flash messages."""
     try:
         clean = clean_customer_code(code)
     except InvalidCustomerCode:

@@ -13,6 +13,7 @@ from wsgiref.util import setup_testing_defaults
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.utils.http import http_date
 
 from config import lookups, wsgi
 from tests.factories import customer_with_bills
@@ -244,19 +245,34 @@ def test_a_found_customer_s_answer_keeps_its_kind_s_headers(extra, in_test_trans
 @pytest.mark.parametrize("path", ["/api/v1/customers/{code}/bills/", "/bills/{code}/"])
 def test_a_kept_answer_expires_as_django_writes_it(path, in_test_transaction, monkeypatch):
     """Never cached: Expires is the time of the answer (add_never_cache_headers), whether the
-    answer went through the layers (the first of its kind) or was sent with kept headers."""
+    answer went through the layers (the first of its kind) or was sent with kept headers, and
+    the kept answers' date moves on with each second."""
     monkeypatch.setattr(lookups, "_headers_of", {})
     customer, _bills = customer_with_bills()
     environ = _environ(path.format(code=customer.code))
-    for _ in range(3):
-        before = int(time.time())
+
+    def expires() -> str:
         _status, headers, _body = _run(
             wsgi.application, dict(environ, **{"wsgi.input": io.BytesIO()})
         )
-        after = int(time.time())
-        expires = int(parsedate_to_datetime(dict(headers)["Expires"]).timestamp())
-        assert before <= expires <= after
-    assert len(lookups._headers_of) == 1  # the later answers were sent with kept headers
+        return dict(headers)["Expires"]
+
+    before = int(time.time())
+    first = int(parsedate_to_datetime(expires()).timestamp())
+    assert before <= first <= int(time.time())
+    assert len(lookups._headers_of) == 1  # the next answers are sent with kept headers
+
+    class Clock:
+        now = 2_000_000_000.2
+
+        @classmethod
+        def time(cls) -> float:
+            return cls.now
+
+    monkeypatch.setattr(lookups, "time", Clock)
+    for now in (2_000_000_000.2, 2_000_000_000.9, 2_000_000_001.1, 2_000_000_001.9999996):
+        Clock.now = now
+        assert expires() == http_date(now)
 
 
 def test_the_headers_kept_are_not_those_of_another_kind(in_test_transaction):
