@@ -38,7 +38,6 @@ from django.db.models import F
 from django.utils import timezone
 
 from common.text import alnum_upper
-from customers.models import Bill
 from payments import notes, references, services, states
 from payments.bulk import AnyOf, bulk_update_rows, insert_new, pg_array
 from payments.inbox import Applied, Claimed
@@ -503,20 +502,12 @@ def _single_references(named: list[_Line]) -> list[str]:
     several = {reference for line in named if len(line.found) > 1 for reference in line.found}
     if not several:
         return single
-    real = _naming_something(several)
+    real = services.references_naming_something(several)
     for line in named:
         kept = [reference for reference in line.found if reference in real]
         if len(line.found) > 1 and len(kept) == 1:
             single.append(kept[0])
     return single
-
-
-def _naming_something(found: set[str]) -> set[str]:
-    """The references that name a payment, or a bill (a paper bill's own)."""
-    known = set(Payment.objects.filter(reference__in=found).values_list("reference", flat=True))
-    bill_ids = {ref: bill_id for ref in found - known if (bill_id := references.bill_id_of(ref))}
-    bills = set(Bill.objects.filter(pk__in=bill_ids.values()).values_list("pk", flat=True))
-    return known | {ref for ref, bill_id in bill_ids.items() if bill_id in bills}
 
 
 def _settle_named(named: list[_Line], results: dict[int, Applied]) -> list[_Transfer]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -409,6 +409,22 @@ def payment_start(
     return Started(payment, created=True)
 
 
+def _bill_ids_named(found: Iterable[str]) -> dict[str, int]:
+    """The bill each reference names as a paper bill's own (its check character right)."""
+    return {ref: bill_id for ref in found if (bill_id := references.bill_id_of(ref))}
+
+
+def references_naming_something(found: set[str]) -> set[str]:
+    """The references that name a payment, or a bill whose payment `bill_payments_open` would
+    open (amount above zero): any other is a look-alike found by chance in a payer's note."""
+    known = set(Payment.objects.filter(reference__in=found).values_list("reference", flat=True))
+    wanted = _bill_ids_named(found - known)
+    payable = set(
+        Bill.objects.filter(pk__in=wanted.values(), amount__gt=0).values_list("pk", flat=True)
+    )
+    return known | {ref for ref, bill_id in wanted.items() if bill_id in payable}
+
+
 def bill_payments_open(*, found: Sequence[str]) -> None:
     """The standing VietQR payment of every bill a transfer names by the bill's own reference
     (printed on the paper bill and in its QR), opened when the first such transfer arrives.
@@ -417,7 +433,7 @@ def bill_payments_open(*, found: Sequence[str]) -> None:
     the bill, another amount waits for an agent, a second payer's money is kept for a refund. It
     has no expiry: a paper bill may be paid any day.
     """
-    wanted = {ref: bill_id for ref in found if (bill_id := references.bill_id_of(ref))}
+    wanted = _bill_ids_named(found)
     if not wanted:
         return
     opened = set(Payment.objects.filter(reference__in=wanted).values_list("reference", flat=True))

@@ -4,9 +4,10 @@ embedded default). It applies the same rules, in the same order, as the set-base
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
+from common.read_ahead import batched
 from customers.billing_import.areas import area_ids
 from customers.billing_import.result import ImportResult
 from customers.billing_import.rules import BillRow, RowError, row_error, validate_row
@@ -14,11 +15,8 @@ from customers.codes import customer_code_pattern
 from customers.models import Bill, Customer
 
 _FIELDS = ("name", "address", "phone", "email", "service_area_id", "search_text")
-
-
-def _chunks(items: list[Any], size: int = 500) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+# Values per IN list or bulk statement: within SQLite's limit on a statement's parameters.
+_CHUNK = 500
 
 
 def _valid_rows(records: Iterable[tuple[int, list[str]]], result: ImportResult) -> list[BillRow]:
@@ -64,7 +62,7 @@ def load(
     for row in rows:
         row.area_id = areas[row.service_area]
     existing: dict[str, tuple[str, datetime.date, int, int, datetime.date]] = {}
-    for chunk in _chunks([row.bill_number for row in rows]):
+    for chunk in batched([row.bill_number for row in rows], _CHUNK):
         for bill in Bill.objects.filter(number__in=chunk).select_related("customer"):
             existing[bill.number] = (
                 bill.customer.code,
@@ -74,13 +72,13 @@ def load(
                 bill.due_date,
             )
     customers: dict[str, Customer] = {}
-    for chunk in _chunks(sorted({row.customer_code for row in rows})):
+    for chunk in batched(sorted({row.customer_code for row in rows}), _CHUNK):
         customers.update({c.code: c for c in Customer.objects.filter(code__in=chunk)})
     taken_months: dict[tuple[int, datetime.date], str] = {}
-    for chunk in _chunks([c.pk for c in customers.values()]):
-        for customer_id, period, number in Bill.objects.filter(customer_id__in=chunk).values_list(
-            "customer_id", "period", "number"
-        ):
+    for customer_ids in batched([c.pk for c in customers.values()], _CHUNK):
+        for customer_id, period, number in Bill.objects.filter(
+            customer_id__in=customer_ids
+        ).values_list("customer_id", "period", "number"):
             taken_months[(customer_id, period)] = number
     good: list[BillRow] = []
     conflicts: list[RowError] = []
@@ -169,6 +167,6 @@ def _load_customers(
     Customer.objects.bulk_update(changed, [*_FIELDS, "updated_at"], batch_size=500)
     result.customers_created, result.customers_updated = len(new_customers), len(changed)
     missing = [c.code for c in new_customers if c.pk is None]
-    for chunk in _chunks(missing):  # backends that do not return ids on insert
+    for chunk in batched(missing, _CHUNK):  # backends that do not return ids on insert
         for code, pk in Customer.objects.filter(code__in=chunk).values_list("code", "id"):
             customers[code].pk = pk

@@ -424,12 +424,9 @@ def _conflicts(cursor: Any, result: ImportResult) -> list[RowError]:
     cursor.execute(_REPEATS)
     refused = [_reason(*row) for row in cursor.fetchall()]
     # Index probes for the rows of the file, not a hash of the 5.6-million-row bills table.
-    cursor.execute("SET LOCAL enable_hashjoin = off")
-    cursor.execute("SET LOCAL enable_mergejoin = off")
-    cursor.execute(_CONFLICTS)
-    found = cursor.fetchall()
-    cursor.execute("RESET enable_hashjoin")
-    cursor.execute("RESET enable_mergejoin")
+    with _settings(cursor, enable_hashjoin="off", enable_mergejoin="off"):
+        cursor.execute(_CONFLICTS)
+        found = cursor.fetchall()
     skipped = []
     for line, number, code, month, exists, same, *bill, other in found:
         if exists and same:

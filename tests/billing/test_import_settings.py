@@ -29,6 +29,8 @@ def test_a_load_puts_back_the_settings_it_made():
 
 
 def test_a_load_that_fails_half_way_puts_them_back_too():
+    """Put back by the rollback of the import's own atomic block (a savepoint here), not by the
+    loader: this holds the import to leaving nothing behind when it fails."""
     before = _settings()
     damaged = _file(GOOD).getvalue() + "PA14HT0000009,x\x00\n"
     with pytest.raises(ImportFileError, match="NUL"):
