@@ -277,9 +277,9 @@ def run() -> Section:
         "the same presenter and skeleton, and a new visitor's CSRF cookie, as the page does "
         "for every request of wrk (which keeps no cookies)."
     )
-    # The fallback, each measure on its own: requests/s against bare, or within 20% of
-    # the floor; p99 under its limit, or, where the floor itself is over that limit on this
-    # machine, within 20% of the floor's p99.
+    # Each measure on its own: requests/s against bare, or within 20% of the floor; p99 under
+    # its limit, or, where the floor itself is over that limit on this machine, within 20% of
+    # the floor's p99.
     api_met = (api_ratio >= 0.6 or floor_ratio >= 0.8) and p99("api") <= _p99_limit(
         50, p99("floor")
     )

@@ -259,6 +259,11 @@ PAGE = Lookup(
 )
 
 
+# Where the two lookups' paths start (config/wsgi.py sends only these here, and the other paths
+# under them to the lookups' lean handler).
+PREFIXES = ("/api/v1/customers/", "/bills/")
+
+
 def lookup_in(environ: dict[str, Any]) -> tuple[Lookup, str] | None:
     """The lookup a path asks for and its code, decoded as Django decodes a path; None for
     another path."""

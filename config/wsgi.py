@@ -75,14 +75,14 @@ _lookups = LeanHandler(LOOKUP_MIDDLEWARE)
 def handler_for(path: str) -> WSGIHandler:
     if path.startswith(("/callbacks/", "/sandbox/sms/")):
         return _callbacks
-    if path.startswith(("/bills/", "/api/v1/customers/")):
+    if path.startswith(lookups.PREFIXES):
         return _lookups
     return _pages
 
 
 def application(environ, start_response):  # type: ignore[no-untyped-def]
     path = environ.get("PATH_INFO", "")
-    if path.startswith(("/api/v1/customers/", "/bills/")):
+    if path.startswith(lookups.PREFIXES):
         found = lookups.lookup_in(environ)
         if found is not None:
             return lookups.serve(environ, start_response, *found)
