@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime
 import re
 
 import pytest
+from django.utils import translation
 
+from customers.selectors import BillLine
 from payments.models import Partner, Payment
-from portal.views.bills_page import kwh_chart
+from portal.views.bills_page import history_rows, kwh_chart
 from tests import factories
 from tests.portal.demo import household_with_history, months_ago
 
@@ -222,6 +225,34 @@ def test_the_chart_scales_bars_to_the_busiest_month():
     assert [bar.paid for bar in chart.bars] == [True, True, False]
     assert chart.highest_kwh == 400 and chart.lowest_kwh == 100
     assert kwh_chart([]) is None
+
+
+def test_the_chart_and_the_history_rows_are_drawn_as_the_page_shows_them():
+    bills = [
+        BillLine(2, "HD2", datetime.date(2026, 1, 1), 300, 540_000, datetime.date(2026, 2, 20), "paid"),
+        BillLine(1, "HD1", datetime.date(2025, 12, 1), 150, 270_000, datetime.date(2026, 1, 20), "paid"),
+    ]  # fmt: skip
+    chart = kwh_chart(bills)
+    assert chart is not None
+    assert chart.bars_svg == (
+        '<g class="bar-paid"><rect x="3.0" y="86.0" width="54.0" height="64.0" rx="3"/>'
+        '<text class="value" x="30.0" y="86.0" dy="-5">150</text>'
+        '<text class="month" x="30.0" y="165">12</text>'
+        '<text class="year" x="30.0" y="180">2025</text></g>'
+        '<g class="bar-paid"><rect x="63.0" y="22.0" width="54.0" height="128.0" rx="3"/>'
+        '<text class="value" x="90.0" y="22.0" dy="-5">300</text>'
+        '<text class="month" x="90.0" y="165">01</text>'
+        '<text class="year" x="90.0" y="180">2026</text></g>'
+    )
+    with translation.override("en"):
+        rows = history_rows(bills[:1])
+    assert rows == (
+        "<tr>\n"
+        '        <th scope="row">01/2026<span class="sub">300 kWh</span></th>\n'
+        '        <td class="num money">540.000 ₫</td>\n'
+        '        <td><span class="badge badge-ok">Paid</span></td>\n'
+        "      </tr>"
+    )
 
 
 @pytest.mark.parametrize(
