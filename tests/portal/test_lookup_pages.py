@@ -244,14 +244,23 @@ def test_the_chart_and_the_history_rows_are_drawn_as_the_page_shows_them():
         '<text class="month" x="90.0" y="165">01</text>'
         '<text class="year" x="90.0" y="180">2026</text></g>'
     )
+    unpaid = [
+        bills[0]._replace(period=datetime.date(2020, 1, 1), status="unpaid"),  # due long ago
+        bills[0]._replace(due_date=datetime.date(2999, 1, 1), status="unpaid"),
+    ]
     with translation.override("en"):
-        rows = history_rows(bills[:1])
-    assert rows == (
+        rows = history_rows([bills[0], *unpaid])
+    row = (
         "<tr>\n"
-        '        <th scope="row">01/2026<span class="sub">300 kWh</span></th>\n'
+        '        <th scope="row">{}<span class="sub">300 kWh</span></th>\n'
         '        <td class="num money">540.000 ₫</td>\n'
-        '        <td><span class="badge badge-ok">Paid</span></td>\n'
+        '        <td><span class="badge {}">{}</span></td>\n'
         "      </tr>"
+    )
+    assert rows == (
+        row.format("01/2026", "badge-ok", "Paid")
+        + row.format("01/2020", "badge-bad", "Overdue")
+        + row.format("01/2026", "badge-warn", "Not paid yet")
     )
 
 

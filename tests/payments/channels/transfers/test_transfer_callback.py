@@ -69,6 +69,15 @@ def test_it_stores_the_notification_and_answers_success_at_once(client):
 
 
 @pytest.mark.django_db
+def test_one_id_spelled_three_ways_is_one_notification(client):
+    # JSON has one number type: 12, 12.0 and " 12" name the same transfer, stored once.
+    for spelling in (12.0, 12, " 12"):
+        response = post(client, notification(id=spelling))
+        assert response.status_code == 200 and response.json() == {"success": True}
+    assert list(InboundMessage.objects.values_list("dedupe_key", flat=True)) == ["transfer:12"]
+
+
+@pytest.mark.django_db
 def test_the_same_id_again_is_answered_the_same_and_applied_once(client):
     customer, _ = customer_with_bills(unpaid=1)
     payment = services.payment_start(customer_code=customer.code, method="vietqr").payment
